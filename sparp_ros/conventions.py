@@ -1,0 +1,128 @@
+"""Conventions: frames, units and the NOCS encoding, stated once and used everywhere.
+
+Frames (transforms are named ``T_<dst>_<src>``, so ``p_dst = T_dst_src @ p_src`` and
+``T_c_a = T_c_b @ T_b_a``):
+
+* **camera**: OpenCV optical axes, x right, y down, z forward, metres.
+* **mesh**: the frame a mesh file is stored in (the shared meshes: +Z up, resting on z≈0, metres).
+* **object**: our canonical object frame, the one we estimate and publish. Origin at the centre of
+  the object's bounding box *in its own resting frame*, z up (against gravity), x towards the
+  reference (first) camera projected on the ground plane, so the reference view has azimuth 0.
+  Metres. The bounding box is taken in the resting frame, not in the rotated one, so that the
+  centre and size do not change when the object turns about its up axis: frames attached to
+  different views differ only by a rotation about z.
+* **nocs**: the object frame scaled so the bounding-box diagonal is 1 and shifted by +0.5, so every
+  surface point lies in [0, 1]³: ``p_nocs = p_object / diagonal + 0.5``. A NOCS pixel's colour is
+  its coordinate.
+
+NOCS images on disk (capture ``nocs/*.png``): uint16 RGB, ``0`` in all channels = background,
+otherwise ``value = 1 + round(nocs * NOCS_PNG_RANGE)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NOCS_PNG_RANGE = 65534
+"""NOCS coordinate 1.0 encodes as 65535; 0 is kept for background."""
+
+
+def encode_nocs_png(nocs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Encode an HxWx3 float NOCS map in [0, 1] as uint16 with 0 = background."""
+    if nocs.ndim != 3 or nocs.shape[2] != 3:
+        raise ValueError(f"nocs must be HxWx3, got shape {nocs.shape}")
+    out = 1 + np.round(np.clip(nocs, 0.0, 1.0) * NOCS_PNG_RANGE)
+    out[~mask.astype(bool)] = 0
+    return out.astype(np.uint16)
+
+
+def decode_nocs_png(encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a uint16 NOCS image into (float32 NOCS in [0, 1], bool mask)."""
+    if encoded.dtype != np.uint16 or encoded.ndim != 3 or encoded.shape[2] != 3:
+        raise ValueError(f"NOCS image must be HxWx3 uint16, got {encoded.dtype} {encoded.shape}")
+    mask = np.any(encoded > 0, axis=2)
+    nocs = (encoded.astype(np.float32) - 1.0) / NOCS_PNG_RANGE
+    nocs[~mask] = 0.0
+    return np.clip(nocs, 0.0, 1.0), mask
+
+
+@dataclass(frozen=True)
+class CanonicalFrame:
+    """Where the canonical object frame sits in a mesh's own frame.
+
+    ``center`` (mesh frame, metres) and ``diagonal`` (metres) come from the mesh's bounding box in
+    its resting frame; ``azimuth`` (radians) is the angle about +z from the mesh x axis to the
+    object x axis (towards the reference camera).
+    """
+
+    center: np.ndarray
+    diagonal: float
+    azimuth: float
+
+    @property
+    def T_mesh_object(self) -> np.ndarray:
+        """Rigid transform mapping object-frame points (metres) into the mesh frame."""
+        c, s = np.cos(self.azimuth), np.sin(self.azimuth)
+        T = np.eye(4)
+        T[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+        T[:3, 3] = self.center
+        return T
+
+    @property
+    def T_object_mesh(self) -> np.ndarray:
+        return invert_rigid(self.T_mesh_object)
+
+    def mesh_to_nocs(self, points_mesh: np.ndarray) -> np.ndarray:
+        """Map Nx3 mesh-frame points to NOCS coordinates."""
+        return object_to_nocs(transform_points(self.T_object_mesh, points_mesh), self.diagonal)
+
+
+def canonical_frame(vertices_mesh: np.ndarray, T_camera_mesh_reference: np.ndarray,
+                    up_mesh: np.ndarray | None = None) -> CanonicalFrame:
+    """The canonical frame of a mesh seen from a reference camera.
+
+    ``up_mesh`` must be +z (the meshes are stored upright); it is a parameter only to state the
+    assumption where it is used.
+    """
+    if up_mesh is not None and not np.allclose(up_mesh, [0.0, 0.0, 1.0]):
+        raise ValueError(f"only +z up meshes are supported, got up={up_mesh}")
+    lo, hi = vertices_mesh.min(axis=0), vertices_mesh.max(axis=0)
+    center = (lo + hi) / 2.0
+    diagonal = float(np.linalg.norm(hi - lo))
+    if diagonal <= 0:
+        raise ValueError("mesh has a degenerate bounding box")
+    camera_center_mesh = invert_rigid(T_camera_mesh_reference)[:3, 3]
+    d = camera_center_mesh - center
+    azimuth = float(np.arctan2(d[1], d[0])) if np.hypot(d[0], d[1]) > 1e-9 else 0.0
+    return CanonicalFrame(center=center, diagonal=diagonal, azimuth=azimuth)
+
+
+def object_to_nocs(points_object: np.ndarray, diagonal: float) -> np.ndarray:
+    """Object frame (metres) → NOCS in [0, 1]³."""
+    return points_object / diagonal + 0.5
+
+
+def nocs_to_object(points_nocs: np.ndarray, diagonal: float = 1.0) -> np.ndarray:
+    """NOCS → object frame; with ``diagonal=1`` the unit-scale object frame used by PnP."""
+    return (points_nocs - 0.5) * diagonal
+
+
+def invert_rigid(T: np.ndarray) -> np.ndarray:
+    """Inverse of a 4x4 rigid transform."""
+    R, t = T[:3, :3], T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ t
+    return out
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 transform to Nx3 points."""
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle of a rotation matrix, in degrees (robust near 0 and 180)."""
+    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    return float(np.degrees(np.arccos(c)))

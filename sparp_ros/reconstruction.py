@@ -1,0 +1,65 @@
+"""The result of one reconstruction: per-view poses, metric scale, mesh, timings.
+
+Written to ``OUT/result.json`` by the CLI and turned into ROS messages by ``ros_io``; the node and
+the CLI share this one type so that both report the same thing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ViewPose:
+    """The pose of one input view. ``T_camera_object`` maps object-frame points (metres, see
+    ``conventions``) into this view's camera frame; ``ok`` is False when PnP failed, and then
+    ``T_camera_object`` is None and ``message`` says why."""
+
+    T_camera_object: np.ndarray | None
+    ok: bool
+    inlier_ratio: float = 0.0
+    num_correspondences: int = 0
+    reprojection_error_px: float = float("nan")
+    message: str = ""
+
+
+@dataclass
+class Reconstruction:
+    views: list[ViewPose]
+    scale: float                    # metres per NOCS unit (= the bounding-box diagonal)
+    scale_source: str               # "depth" | "prior"
+    confidence: float               # in [0, 1]
+    backend: str
+    mesh: Any = None                # trimesh.Trimesh in the object frame, metres, vertex colours
+    timings: dict[str, float] = field(default_factory=dict)
+    nocs: list[np.ndarray] = field(default_factory=list)      # per view, cell-size HxWx3 predictions
+    nocs_masks: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)     # per view, cell-size RGB crops
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reference_view(self) -> int:
+        """Index of the first view with a pose (the one the object frame is tied to)."""
+        for i, v in enumerate(self.views):
+            if v.ok:
+                return i
+        return -1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "scale": self.scale,
+            "scale_source": self.scale_source,
+            "confidence": self.confidence,
+            "views": [{"T_camera_object": None if v.T_camera_object is None else v.T_camera_object.tolist(),
+                       "ok": v.ok, "inlier_ratio": v.inlier_ratio,
+                       "num_correspondences": v.num_correspondences,
+                       "reprojection_error_px": v.reprojection_error_px, "message": v.message}
+                      for v in self.views],
+            "timings_s": self.timings,
+            "mesh": None if self.mesh is None else {"vertices": int(len(self.mesh.vertices)),
+                                                    "faces": int(len(self.mesh.faces))},
+            **self.extra,
+        }
