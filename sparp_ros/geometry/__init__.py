@@ -1,0 +1,1 @@
+"""ROS-free geometry: NOCS → pose (PnP), metric scale, mesh."""

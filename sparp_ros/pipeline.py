@@ -1,0 +1,190 @@
+"""The SpaRP pipeline: keyframes in, per-view object poses, metric scale and a mesh out.
+
+One class, ``SparpPipeline``, whose ``__call__`` is the recipe (STYLE 3); the CLI (`reconstruct`,
+`eval`) and the ROS node run this same code path.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .capture import Capture, Frame
+from .conventions import invert_rigid
+from .geometry.mesh import MeshError, fuse_points, poisson_mesh
+from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
+from .geometry.scale import ScaleEstimate, scale_from_depth
+from .model.backend import BackendError, CellView, NocsBackend, make_backend
+from .reconstruction import Reconstruction, ViewPose
+from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
+
+log = logging.getLogger("sparp_ros.pipeline")
+
+MAX_VIEWS = 6
+
+
+class PipelineError(ValueError):
+    """Bad input to the pipeline (too many/few views, no mask, backend cannot run); the message
+    names the view and the problem."""
+
+
+@dataclass
+class PipelineConfig:
+    backend: str = "oracle"
+    device: str = "cpu"
+    weights: str | None = None
+    cell_size: int = 128              # pixels per view cell
+    crop_margin: float = 0.15         # extra border around the mask's box, per side
+    pnp_threshold_px: float = 2.0     # RANSAC reprojection threshold, in cell pixels
+    size_prior_m: float = 0.2         # bounding-box diagonal assumed without depth
+    mesh: bool = True
+    poisson_depth: int = 7
+    mesh_face_budget: int = 20000
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class SparpPipeline:
+    """``recon = SparpPipeline(PipelineConfig(...))(frames)``."""
+
+    def __init__(self, config: PipelineConfig | None = None, backend: NocsBackend | None = None):
+        self.config = config or PipelineConfig()
+        try:
+            self.backend = backend or make_backend(self.config.backend, self.config.device,
+                                                   self.config.weights)
+        except BackendError as exc:
+            raise PipelineError(str(exc)) from exc
+
+    def __call__(self, frames: list[Frame]) -> Reconstruction:
+        timings: dict[str, float] = {}
+        cfg = self.config
+        # 1. Check the input.
+        self._check(frames)
+        # 2. Segment and crop every view to the cell (intrinsics follow the crop).
+        with _timed(timings, "crop"):
+            cells = [self._crop(i, f) for i, f in enumerate(frames)]
+        # 3. NOCS per view from the backend.
+        with _timed(timings, "nocs"):
+            try:
+                preds = self.backend.predict([c for c, _ in cells])
+            except BackendError as exc:
+                raise PipelineError(str(exc)) from exc
+        # 4. PnP + RANSAC per view (unit-scale object frame).
+        with _timed(timings, "pnp"):
+            pnp = [solve_pnp_nocs(p.nocs, p.mask, c.camera, cfg.pnp_threshold_px, seed=cfg.seed)
+                   for (c, _), p in zip(cells, preds)]
+        for i, r in enumerate(pnp):
+            if not r.ok:
+                log.warning("view %d: no pose (%s)", i, r.message)
+        if not any(r.ok for r in pnp):
+            raise PipelineError("no view gave a pose: " + "; ".join(
+                f"view {i}: {r.message}" for i, r in enumerate(pnp)))
+        # 5. Metric scale: depth (Umeyama) where present, else the size prior.
+        with _timed(timings, "scale"):
+            scale = self._scale(cells, preds, pnp)
+        # 6. Metric poses, confidence.
+        views = [ViewPose(T_camera_object=_metric(r.T_camera_unit, scale.scale) if r.ok else None,
+                          ok=r.ok, inlier_ratio=r.inlier_ratio,
+                          num_correspondences=r.num_correspondences,
+                          reprojection_error_px=r.reprojection_error_px, message=r.message)
+                 for r in pnp]
+        confidence = float(np.mean([r.inlier_ratio if r.ok else 0.0 for r in pnp]))
+        # 7. Mesh from the fused canonical points.
+        mesh, mesh_message = None, ""
+        if cfg.mesh:
+            with _timed(timings, "mesh"):
+                try:
+                    mesh = self._mesh(cells, preds, pnp, scale.scale)
+                except MeshError as exc:
+                    mesh_message = str(exc)
+                    log.warning("mesh: %s", exc)
+        timings["total"] = float(sum(timings.values()))
+        return Reconstruction(
+            views=views, scale=scale.scale, scale_source=scale.source, confidence=confidence,
+            backend=self.backend.name, mesh=mesh, timings=timings,
+            nocs=[p.nocs for p in preds], nocs_masks=[p.mask for p in preds],
+            crops=[c.image for c, _ in cells],
+            extra={"scale_uncertainty": scale.uncertainty, "mesh_message": mesh_message,
+                   "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
+
+    # -- steps ----------------------------------------------------------------------------------
+    @staticmethod
+    def _check(frames: list[Frame]) -> None:
+        if not frames:
+            raise PipelineError("no views: need 1 to 6 keyframes")
+        if len(frames) > MAX_VIEWS:
+            raise PipelineError(f"{len(frames)} views given; the model takes at most {MAX_VIEWS}")
+        for i, f in enumerate(frames):
+            if not isinstance(f, Frame):
+                raise PipelineError(f"view {i} is a {type(f).__name__}, expected capture.Frame")
+
+    def _crop(self, i: int, frame: Frame) -> tuple[CellView, np.ndarray | None]:
+        """One view's cell and its cropped depth (metres, 0 = none)."""
+        size = self.config.cell_size
+        try:
+            box = crop_box_from_mask(frame.mask, self.config.crop_margin)
+        except SegmentationError as exc:
+            raise PipelineError(f"view {i}: {exc} (give a mask: capture masks/ or the mask topic)") from exc
+        cell = CellView(
+            image=crop_image(frame.image, box, size),
+            mask=crop_image(frame.mask.astype(np.uint8), box, size, nearest=True) > 0,
+            camera=crop_camera(frame.camera, box, size),
+            gt_nocs=None if frame.nocs is None else crop_image(frame.nocs, box, size, nearest=True))
+        depth = None if frame.depth is None else crop_image(frame.depth, box, size, nearest=True)
+        return cell, depth
+
+    def _scale(self, cells, preds, pnp: list[PnPResult]) -> ScaleEstimate:
+        src, dst = [], []
+        for (cell, depth), pred, r in zip(cells, preds, pnp):
+            if depth is None or not r.ok:
+                continue
+            valid = pred.mask & (depth > 0)
+            uv, X = correspondences(pred.nocs, valid)
+            src.append(X)
+            dst.append(cell.camera.unproject(uv, depth[valid]))
+        est = scale_from_depth(src, dst) if src else None
+        if est is None:
+            est = ScaleEstimate(scale=self.config.size_prior_m, source="prior", uncertainty=float("nan"))
+        return est
+
+    def _mesh(self, cells, preds, pnp: list[PnPResult], scale: float):
+        points, colors, centers = [], [], []
+        for (cell, _), pred, r in zip(cells, preds, pnp):
+            if not r.ok:
+                continue
+            uv, X = correspondences(pred.nocs, pred.mask)
+            points.append(X)
+            colors.append(cell.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
+            centers.append(invert_rigid(r.T_camera_unit)[:3, 3])
+        fused = fuse_points(points, colors, centers, seed=self.config.seed)
+        mesh = poisson_mesh(fused, depth=self.config.poisson_depth,
+                            face_budget=self.config.mesh_face_budget)
+        mesh.vertices = mesh.vertices * scale
+        return mesh
+
+
+def _metric(T_camera_unit: np.ndarray, scale: float) -> np.ndarray:
+    T = T_camera_unit.copy()
+    T[:3, 3] *= scale
+    return T
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - t0
+
+
+def reconstruct_capture(capture: Capture, backend: str = "oracle", device: str = "cpu",
+                        **config) -> Reconstruction:
+    """Run the pipeline on a loaded capture folder."""
+    return SparpPipeline(PipelineConfig(backend=backend, device=device, **config))(capture.frames)
+
+
+__all__ = ["PipelineConfig", "PipelineError", "SparpPipeline", "reconstruct_capture"]
