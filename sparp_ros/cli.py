@@ -1,0 +1,128 @@
+"""`sparp-ros`: one entry point for every job.
+
+    sparp-ros render --mesh OBJ.glb --out CAPTURE [--views N] [--seed S] [--width W --height H]
+    sparp-ros reconstruct CAPTURE --out OUT [--backend oracle|model] [--device cpu|cuda]
+    sparp-ros eval CAPTURE... --out REPORT [--backend oracle] [--baseline pycolmap|none]
+    sparp-ros node [--params-file config/sparp.yaml]      the ROS 2 node without `ros2 launch`
+    sparp-ros play CAPTURE                                publish a capture as camera topics
+    sparp-ros demo                                        render, play, trigger, report (make demo)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_BACKEND = "oracle"   # until the model of issue 3 ships; see model/backend.py
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .render import render_capture
+    cap = render_capture(args.mesh, args.out, views=args.views, seed=args.seed,
+                         width=args.width, height=args.height)
+    print(f"wrote {len(cap.frames)} views of {Path(args.mesh).name} to {args.out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from .capture import CaptureError, load_capture
+    from .outputs import write_outputs
+    from .pipeline import PipelineConfig, PipelineError, SparpPipeline
+    try:
+        capture = load_capture(args.capture)
+        pipeline = SparpPipeline(PipelineConfig(backend=args.backend, device=args.device,
+                                                cell_size=args.cell_size, mesh=not args.no_mesh))
+        recon = pipeline(capture.frames)
+    except (CaptureError, PipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = write_outputs(recon, args.out)
+    ref = recon.reference_view
+    t = recon.views[ref].T_camera_object[:3, 3]
+    print(f"backend={recon.backend} views ok={sum(v.ok for v in recon.views)}/{len(recon.views)} "
+          f"scale={recon.scale:.4f} m ({recon.scale_source}) confidence={recon.confidence:.2f}")
+    print(f"object in view {ref}'s camera: t=[{t[0]:.3f} {t[1]:.3f} {t[2]:.3f}] m")
+    print("timings (s): " + " ".join(f"{k}={v:.3f}" for k, v in recon.timings.items()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import run_eval
+    baseline = None if args.baseline in (None, "none") else args.baseline
+    metrics = run_eval([Path(c) for c in args.captures], Path(args.out), backends=args.backend,
+                       baseline=baseline, device=args.device)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _node(args: argparse.Namespace, rest: list[str]) -> int:
+    from .node import main as node_main
+    argv = list(rest)
+    if args.params_file:
+        argv = ["--ros-args", "--params-file", args.params_file] + argv
+    return node_main(argv) or 0
+
+
+def _play(args: argparse.Namespace, rest: list[str]) -> int:
+    from .player import main as play_main
+    return play_main([args.capture] + list(rest)) or 0
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from .demo import main as demo_main
+    return demo_main(list(rest)) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sparp-ros", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="render a capture folder from a textured mesh")
+    r.add_argument("--mesh", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--views", type=int, default=4)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--width", type=int)
+    r.add_argument("--height", type=int)
+
+    c = sub.add_parser("reconstruct", help="pose + mesh from a capture folder")
+    c.add_argument("capture")
+    c.add_argument("--out", required=True)
+    c.add_argument("--backend", default=DEFAULT_BACKEND, choices=["oracle", "model"])
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--cell-size", type=int, default=128)
+    c.add_argument("--no-mesh", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate against gt.json, with the pycolmap baseline")
+    e.add_argument("captures", nargs="+")
+    e.add_argument("--out", required=True)
+    e.add_argument("--backend", action="append", choices=["oracle", "model"])
+    e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
+    e.add_argument("--device", default="cpu")
+
+    n = sub.add_parser("node", help="run the ROS 2 node (wheels-only installs)")
+    n.add_argument("--params-file")
+    sub.add_parser("play", help="publish a capture as ROS 2 camera topics").add_argument("capture")
+    sub.add_parser("demo", help="the end-to-end demo over ROS 2 (make demo)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "eval" and not args.backend:
+        args.backend = [DEFAULT_BACKEND]
+    ros_commands = {"node": _node, "play": _play, "demo": _demo}
+    if args.command in ros_commands:
+        return ros_commands[args.command](args, rest)
+    if rest:
+        build_parser().error(f"unrecognised arguments: {' '.join(rest)}")
+    return {"render": _render, "reconstruct": _reconstruct, "eval": _eval}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
