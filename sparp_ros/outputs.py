@@ -66,36 +66,39 @@ def draw_axes(image: np.ndarray, camera: PinholeCamera, T_camera_object: np.ndar
     return img
 
 
-def render_mesh_view(recon: Reconstruction, view: int, camera: PinholeCamera) -> np.ndarray | None:
-    """Our mesh rendered from one input view's estimated pose (None when not possible)."""
-    T = recon.views[view].T_camera_object
-    if recon.mesh is None or T is None:
-        return None
+def render_mesh_views(recon: Reconstruction, cameras: list[PinholeCamera | None]) -> list[np.ndarray | None]:
+    """Our mesh rendered from each input view's estimated pose (None where not possible)."""
+    out: list[np.ndarray | None] = [None] * len(cameras)
+    if recon.mesh is None:
+        return out
     try:
         from .render import MeshRenderer, load_mesh
-        renderer = MeshRenderer(camera.width, camera.height)
-        out = renderer.render(load_mesh(recon.mesh), camera, T)
-        return out.rgb
+        mesh = load_mesh(recon.mesh)
+        with MeshRenderer() as renderer:
+            for i, cam in enumerate(cameras):
+                T = recon.views[i].T_camera_object
+                if cam is not None and T is not None:
+                    out[i] = renderer.render(mesh, cam, T).rgb
     except Exception as exc:  # the overview is a picture: a render failure must not fail the run
         log.warning("overview mesh render failed: %s", exc)
-        return None
+    return out
 
 
 def overview_image(recon: Reconstruction) -> np.ndarray:
     """A grid: one column per view; rows = input crop, predicted NOCS, axes at the pose, mesh."""
     cols = []
-    cams = [np.asarray(K) for K in recon.extra.get("cell_cameras", [])]
+    Ks = recon.extra.get("cell_cameras", [])
+    cams = [PinholeCamera(c.shape[1], c.shape[0], Ks[i]) if i < len(Ks) and recon.views[i].ok else None
+            for i, c in enumerate(recon.crops)]
+    meshes = render_mesh_views(recon, cams)
     for i, crop in enumerate(recon.crops):
-        s = crop.shape[0]
         blank = np.zeros_like(crop)
         nocs = nocs_to_rgb(recon.nocs[i], recon.nocs_masks[i]) if i < len(recon.nocs) else blank
         v = recon.views[i]
         axes, mesh_img = blank, blank
-        if v.ok and i < len(cams):
-            cam = PinholeCamera(s, s, cams[i])
-            axes = draw_axes(crop, cam, v.T_camera_object, 0.3 * recon.scale)
-            m = render_mesh_view(recon, i, cam)
-            mesh_img = m if m is not None else blank
+        if cams[i] is not None:
+            axes = draw_axes(crop, cams[i], v.T_camera_object, 0.3 * recon.scale)
+            mesh_img = meshes[i] if meshes[i] is not None else blank
         cols.append(np.concatenate([crop, nocs, axes, mesh_img], axis=0))
     grid = np.concatenate(cols, axis=1) if cols else np.zeros((64, 64, 3), np.uint8)
     return grid

@@ -52,13 +52,9 @@ def poisson_mesh(fused: FusedPoints, depth: int = 7, density_quantile: float = 0
     # Normals from each point's view direction orientation; a voxel grid first to even density.
     pcd_n = pcd.voxel_down_sample(voxel)
     pcd_n.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
-    tree = o3d.geometry.KDTreeFlann(pcd)
     down = np.asarray(pcd_n.points)
     normals = np.asarray(pcd_n.normals)
-    centers = np.empty_like(down)
-    for i, p in enumerate(down):
-        _, idx, _ = tree.search_knn_vector_3d(p, 1)
-        centers[i] = fused.view_centers[idx[0]]
+    centers = fused.view_centers[_nearest(fused.points, down)[1]]
     flip = np.einsum("ij,ij->i", normals, centers - down) < 0
     normals[flip] *= -1
     pcd_n.normals = o3d.utility.Vector3dVector(normals)
