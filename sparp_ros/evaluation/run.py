@@ -1,0 +1,261 @@
+"""Evaluate reconstruction backends and the pycolmap baseline on capture folders.
+
+``run_eval`` runs every method on every capture with a ``gt.json`` and writes::
+
+    out/metrics.json       one summary per method (the keys below, nothing else)
+    out/per_capture.json   every error of every pair, mesh metrics, timings, failures
+    out/report.md          the summary table with the command that produced it
+    out/rotation_errors.png
+
+A method that raises on a capture, or poses fewer than two of its views, *fails* that capture:
+all its pairs count 180°, it is logged and counted, and the run goes on — a benchmark that stops
+at the first hard object hides exactly the cases it exists to show.
+
+``python -m sparp_ros.evaluation.run CAPTURE... --out OUT`` is the same from a shell.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..capture import Capture, load_capture
+from .metrics import (mesh_metrics, relative_rotation_errors, relative_translation_angle_errors,
+                      relative_translation_errors, summarize_rotation)
+from .report import write_report
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("pycolmap",)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _pose_record(T_est: list[np.ndarray | None], capture: Capture, metric: bool) -> dict[str, Any]:
+    """Pair errors of one method on one capture; translation only when ``metric``."""
+    T_gt = capture.gt.T_camera_object
+    rot = relative_rotation_errors(T_est, T_gt)
+    rec: dict[str, Any] = {
+        "registered": int(sum(T is not None for T in T_est)),
+        "rotation_errors_deg": rot,
+        "median_rotation_error_deg": summarize_rotation(rot)["median_rotation_error_deg"],
+        "translation_angle_errors_deg": relative_translation_angle_errors(T_est, T_gt),
+        "translation_errors_m": None,
+        "translation_errors_rel": None,
+    }
+    if metric:
+        # inf (missing pose) is not JSON: None there, and the summary charges it as inf again
+        rec["translation_errors_m"] = [_finite_or_none(e) for e in
+                                       relative_translation_errors(T_est, T_gt)]
+        rec["translation_errors_rel"] = [_finite_or_none(e) for e in
+                                         relative_translation_errors(T_est, T_gt, relative=True)]
+    return rec
+
+
+def _has_depth(capture: Capture) -> bool:
+    return any(f.depth is not None and np.any(f.depth > 0) for f in capture.frames)
+
+
+def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
+    """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record."""
+    n = len(capture.frames)
+    metric = bool(capture.gt.metric) and _has_depth(capture)
+    t0 = time.perf_counter()
+    try:
+        # imported here: the pipeline is optional for metric-only use and heavy to import
+        from ..pipeline import reconstruct_capture
+        recon = reconstruct_capture(capture, backend=backend, device=device)
+    except Exception as exc:  # noqa: BLE001 -- a method failing a capture is a result, not a crash
+        elapsed = time.perf_counter() - t0
+        log.warning("%s failed on %s: %s", backend, capture.root, exc)
+        log.debug("%s", traceback.format_exc())
+        rec = _pose_record([None] * n, capture, metric)
+        rec.update(failed=True, message=f"{type(exc).__name__}: {exc}", time_s=elapsed,
+                   timings={}, mesh=None, scale_source=None)
+        return rec
+    elapsed = time.perf_counter() - t0
+    T_est = [v.T_camera_object if v.ok and v.T_camera_object is not None else None
+             for v in recon.views]
+    if len(T_est) != n:
+        rec = _pose_record([None] * n, capture, metric)
+        rec.update(failed=True, message=f"returned {len(T_est)} views for {n} frames",
+                   time_s=elapsed, timings=dict(recon.timings), mesh=None,
+                   scale_source=recon.scale_source)
+        return rec
+    rec = _pose_record(T_est, capture, metric)
+    try:
+        mesh = mesh_metrics(recon, capture)
+        mesh_message = ""
+    except Exception as exc:  # noqa: BLE001 -- a broken mesh must not hide the pose results
+        mesh, mesh_message = None, f"mesh metrics failed: {type(exc).__name__}: {exc}"
+        log.warning("%s on %s: %s", backend, capture.root, mesh_message)
+    messages = [v.message for v in recon.views if not v.ok and v.message]
+    rec.update(failed=rec["registered"] < min(2, n),
+               message="; ".join(filter(None, [*messages, mesh_message])),
+               time_s=elapsed, timings={k: float(v) for k, v in recon.timings.items()},
+               mesh=mesh, scale_source=recon.scale_source, confidence=float(recon.confidence))
+    return rec
+
+
+def _run_baseline(capture: Capture, baseline: str, workdir: Path | None) -> dict[str, Any]:
+    """A classical baseline on one capture: poses only, never metric (SfM scale is arbitrary)."""
+    if baseline != "pycolmap":
+        raise ValueError(f"baseline must be one of {BASELINES} or None, got {baseline!r}")
+    from .colmap_baseline import run_pycolmap
+    n = len(capture.frames)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sparp_colmap_") as tmp:
+        result = run_pycolmap(capture, workdir if workdir is not None else tmp)
+    elapsed = time.perf_counter() - t0
+    rec = _pose_record(list(result), capture, metric=False)
+    rec.update(failed=rec["registered"] < min(2, n), message=result.reason, time_s=elapsed,
+               timings=dict(result.timings), mesh=None, scale_source=None)
+    return rec
+
+
+def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``metrics.json`` entry of one method from its per-capture records (pairs pooled)."""
+    rot = [e for r in records for e in r["rotation_errors_deg"]]
+    summary: dict[str, Any] = dict(summarize_rotation(rot))
+    trans = [math.inf if e is None else e for r in records
+             if r.get("translation_errors_m") is not None for e in r["translation_errors_m"]]
+    summary["translation_error_m"] = _finite_or_none(float(np.median(trans))) if trans else None
+    chamfers = [r["mesh"]["chamfer"] for r in records if r.get("mesh")]
+    fscores = [r["mesh"]["fscore"] for r in records if r.get("mesh")]
+    summary["chamfer"] = float(np.mean(chamfers)) if chamfers else None
+    summary["fscore"] = float(np.mean(fscores)) if fscores else None
+    summary["captures"] = len(records)
+    summary["failures"] = int(sum(bool(r["failed"]) for r in records))
+    summary["time_s"] = float(np.mean([r["time_s"] for r in records])) if records else None
+    return summary
+
+
+def current_command_line() -> str:
+    """This process's command line as a user would retype it (``python -m pkg.mod`` for modules
+    run with ``-m``, the bare name for console scripts), for the report."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    package_dir = Path(__file__).resolve().parents[1]          # .../sparp_ros
+    resolved = argv0.resolve()
+    if argv0.suffix == ".py" and resolved.is_relative_to(package_dir):
+        module = resolved.relative_to(package_dir.parent).with_suffix("")
+        head = ["python", "-m", ".".join(module.parts)]
+    else:
+        head = [argv0.name]
+    return " ".join(shlex.quote(str(a)) for a in [*head, *sys.argv[1:]])
+
+
+def _progress(k: int, total: int, name: str, results: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for method, r in results.items():
+        med = r.get("median_rotation_error_deg")
+        state = "FAILED" if r["failed"] else f"{med:.1f}°" if med is not None else "n/a"
+        parts.append(f"{method} {state} ({r['registered']} posed, {r['time_s']:.2f} s)")
+    return f"[{k}/{total}] {name}: " + "; ".join(parts)
+
+
+def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
+             backends: Sequence[str] = ("oracle",), baseline: str | None = "pycolmap",
+             device: str = "cpu", command: str | None = None,
+             colmap_workdir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate each backend and the baseline on each capture; returns the ``metrics.json`` dict.
+
+    ``command`` is recorded in the report (default: this process's command line). Captures that do
+    not load or have no ``gt.json`` are listed in ``per_capture.json`` under ``errors`` and skipped
+    for every method. ``colmap_workdir`` keeps COLMAP's database and model per capture for
+    inspection (default: a temporary folder).
+    """
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES} or None, got {baseline!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(backends) + ([baseline] if baseline else [])
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"method names must be unique, got {methods}")
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    per_capture: dict[str, Any] = {"captures": [], "errors": []}
+    total = len(capture_dirs)
+    for k, cdir in enumerate(capture_dirs, start=1):
+        cdir = Path(cdir)
+        try:
+            capture = load_capture(cdir)
+        except Exception as exc:  # noqa: BLE001 -- one unreadable capture must not stop the run
+            per_capture["errors"].append({"capture": str(cdir), "message": f"{exc}"})
+            print(f"[{k}/{total}] {cdir.name}: cannot load ({exc})", flush=True)
+            continue
+        if capture.gt is None:
+            per_capture["errors"].append({"capture": str(cdir), "message": "no gt.json"})
+            print(f"[{k}/{total}] {cdir.name}: skipped, no gt.json", flush=True)
+            continue
+        results: dict[str, dict[str, Any]] = {}
+        for backend in backends:
+            results[backend] = _run_backend(capture, backend, device)
+        if baseline:
+            wd = None if colmap_workdir is None else Path(colmap_workdir) / f"{k:03d}_{cdir.name}"
+            results[baseline] = _run_baseline(capture, baseline, wd)
+        for method, rec in results.items():
+            records[method].append(rec)
+        per_capture["captures"].append({"capture": str(cdir), "name": cdir.name,
+                                        "object": capture.gt.object, "views": len(capture.frames),
+                                        "metric": capture.gt.metric, "methods": results})
+        print(_progress(k, total, cdir.name, results), flush=True)
+    metrics = {m: _summarize(records[m]) for m in methods}
+    if command is None:
+        command = current_command_line()
+    per_capture["command"] = command
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "per_capture.json").write_text(json.dumps(per_capture, indent=1))
+    write_report(metrics, per_capture, out, command)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Shell entry: ``python -m sparp_ros.evaluation.run CAPTURE... --out OUT``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("captures", nargs="+", type=Path,
+                        help="capture folders, or folders whose sub-folders are captures")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--backends", nargs="*", default=["oracle"],
+                        help="pipeline backends to evaluate (default: oracle)")
+    parser.add_argument("--baseline", default="pycolmap",
+                        help="classical baseline: pycolmap or none (default: pycolmap)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    dirs = expand_capture_dirs(args.captures)
+    if not dirs:
+        parser.error(f"no capture folders (with cameras.json) in {args.captures}")
+    baseline = None if str(args.baseline).lower() in ("none", "") else args.baseline
+    command = (current_command_line() if argv is None else
+               " ".join(shlex.quote(str(a)) for a in
+                        ["python", "-m", "sparp_ros.evaluation.run", *argv]))
+    metrics = run_eval(dirs, args.out, backends=args.backends, baseline=baseline,
+                       device=args.device, command=command)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def expand_capture_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """Capture folders from the arguments: a folder with ``cameras.json``, or its sub-folders."""
+    dirs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "cameras.json").is_file():
+            dirs.append(p)
+        elif p.is_dir():
+            dirs.extend(sorted(d for d in p.iterdir() if (d / "cameras.json").is_file()))
+    return dirs
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
