@@ -72,13 +72,14 @@ def render_mesh_views(recon: Reconstruction, cameras: list[PinholeCamera | None]
     if recon.mesh is None:
         return out
     try:
-        from .render import MeshRenderer, load_mesh
+        from .render import load_mesh
+        from .render.capture_renderer import default_renderer
         mesh = load_mesh(recon.mesh)
-        with MeshRenderer() as renderer:
-            for i, cam in enumerate(cameras):
-                T = recon.views[i].T_camera_object
-                if cam is not None and T is not None:
-                    out[i] = renderer.render(mesh, cam, T).rgb
+        renderer = default_renderer()   # one GL context per process, reused
+        for i, cam in enumerate(cameras):
+            T = recon.views[i].T_camera_object
+            if cam is not None and T is not None:
+                out[i] = renderer.render(mesh, cam, T).rgb
     except Exception as exc:  # the overview is a picture: a render failure must not fail the run
         log.warning("overview mesh render failed: %s", exc)
     return out
