@@ -51,9 +51,14 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from .evaluation import run_eval
+    from .evaluation.run import expand_capture_dirs
     baseline = None if args.baseline in (None, "none") else args.baseline
-    metrics = run_eval([Path(c) for c in args.captures], Path(args.out), backends=args.backend,
-                       baseline=baseline, device=args.device)
+    captures = expand_capture_dirs(args.captures)
+    if not captures:
+        print(f"error: no capture folders (with cameras.json) in {args.captures}", file=sys.stderr)
+        return 2
+    metrics = run_eval(captures, Path(args.out), backends=args.backend, baseline=baseline,
+                       device=args.device, command="sparp-ros " + " ".join(sys.argv[1:]))
     print(json.dumps(metrics, indent=1))
     return 0
 
