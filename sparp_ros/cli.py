@@ -15,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .model.backend import BACKENDS
+
 DEFAULT_BACKEND = "oracle"   # until the model of issue 3 ships; see model/backend.py
 
 
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("reconstruct", help="pose + mesh from a capture folder")
     c.add_argument("capture")
     c.add_argument("--out", required=True)
-    c.add_argument("--backend", default=DEFAULT_BACKEND, choices=["oracle", "model"])
+    c.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS))
     c.add_argument("--device", default="cpu")
     c.add_argument("--cell-size", type=int, default=128)
     c.add_argument("--no-mesh", action="store_true")
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate against gt.json, with the pycolmap baseline")
     e.add_argument("captures", nargs="+")
     e.add_argument("--out", required=True)
-    e.add_argument("--backend", action="append", choices=["oracle", "model"])
+    e.add_argument("--backend", action="append", choices=list(BACKENDS))
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .capture import Capture, Frame
 from .conventions import invert_rigid
+from .geometry.azimuth import rot_z, search_azimuth, view_geometry
 from .geometry.mesh import MeshError, fuse_points, poisson_mesh
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
 from .geometry.scale import ScaleEstimate, scale_from_depth
-from .model.backend import BackendError, CellView, NocsBackend, make_backend
+from .model.backend import REFERENCE_FRAME, BackendError, CellView, NocsBackend, make_backend
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
 
@@ -41,6 +42,7 @@ class PipelineConfig:
     pnp_threshold_px: float = 2.0     # RANSAC reprojection threshold, in cell pixels
     size_prior_m: float = 0.2         # bounding-box diagonal assumed without depth
     mesh: bool = True
+    azimuth_hypotheses: int = 3      # per-view mode: azimuths kept per view (mixture of experts)
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     seed: int = 0
@@ -82,6 +84,10 @@ class SparpPipeline:
         if not any(r.ok for r in pnp):
             raise PipelineError("no view gave a pose: " + "; ".join(
                 f"view {i}: {r.message}" for i, r in enumerate(pnp)))
+        # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
+        with _timed(timings, "align"):
+            R_ref_view, hypotheses = self._align(cells, preds, pnp)
+            pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
         # 5. Metric scale: depth (Umeyama) where present, else the size prior.
         with _timed(timings, "scale"):
             scale = self._scale(cells, preds, pnp)
@@ -97,7 +103,7 @@ class SparpPipeline:
         if cfg.mesh:
             with _timed(timings, "mesh"):
                 try:
-                    mesh = self._mesh(cells, preds, pnp, scale.scale)
+                    mesh = self._mesh(cells, preds, pnp, R_ref_view, scale.scale)
                 except MeshError as exc:
                     mesh_message = str(exc)
                     log.warning("mesh: %s", exc)
@@ -108,6 +114,7 @@ class SparpPipeline:
             nocs=[p.nocs for p in preds], nocs_masks=[p.mask for p in preds],
             crops=[c.image for c, _ in cells],
             extra={"scale_uncertainty": scale.uncertainty, "mesh_message": mesh_message,
+                   "nocs_frame": preds[0].frame, "azimuth_hypotheses": hypotheses,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
     # -- steps ----------------------------------------------------------------------------------
@@ -150,13 +157,37 @@ class SparpPipeline:
             est = ScaleEstimate(scale=self.config.size_prior_m, source="prior", uncertainty=float("nan"))
         return est
 
-    def _mesh(self, cells, preds, pnp: list[PnPResult], scale: float):
+    def _align(self, cells, preds, pnp: list[PnPResult]
+               ) -> tuple[list[np.ndarray], list[list[dict]]]:
+        """Rotations taking each view's NOCS frame into the reference view's frame, and the
+        azimuth hypotheses behind them (identity / none when all NOCS share view 0's frame)."""
+        n = len(preds)
+        if all(p.frame == REFERENCE_FRAME for p in preds):
+            return [np.eye(3)] * n, [[] for _ in range(n)]
+        ref = next(i for i, r in enumerate(pnp) if r.ok)
+        geoms = {}
+        for i, ((cell, _), p, r) in enumerate(zip(cells, preds, pnp)):
+            if r.ok:
+                uv, X = correspondences(p.nocs, p.mask)
+                geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
+        rotations, hypotheses = [np.eye(3)] * n, [[] for _ in range(n)]
+        for i in geoms:
+            if i == ref:
+                continue
+            hyps = search_azimuth(geoms[i], geoms[ref], top_k=self.config.azimuth_hypotheses,
+                                  seed=self.config.seed)
+            rotations[i] = rot_z(hyps[0].azimuth)
+            hypotheses[i] = [{"azimuth_deg": float(np.degrees(h.azimuth)), "score": h.score}
+                             for h in hyps]
+        return rotations, hypotheses
+
+    def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers = [], [], []
-        for (cell, _), pred, r in zip(cells, preds, pnp):
+        for (cell, _), pred, r, R in zip(cells, preds, pnp, R_ref_view):
             if not r.ok:
                 continue
             uv, X = correspondences(pred.nocs, pred.mask)
-            points.append(X)
+            points.append(X @ R.T)
             colors.append(cell.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
             centers.append(invert_rigid(r.T_camera_unit)[:3, 3])
         fused = fuse_points(points, colors, centers, seed=self.config.seed)
@@ -164,6 +195,15 @@ class SparpPipeline:
                             face_budget=self.config.mesh_face_budget)
         mesh.vertices = mesh.vertices * scale
         return mesh
+
+
+def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:
+    """Re-express a view's pose in the reference frame: T_c_ref = T_c_view @ T_view_ref."""
+    if not r.ok or np.array_equal(R_ref_view, np.eye(3)):
+        return r
+    T_view_ref = np.eye(4)
+    T_view_ref[:3, :3] = R_ref_view.T
+    return replace(r, T_camera_unit=r.T_camera_unit @ T_view_ref)
 
 
 def _metric(T_camera_unit: np.ndarray, scale: float) -> np.ndarray:

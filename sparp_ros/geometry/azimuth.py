@@ -101,9 +101,21 @@ def search_azimuth(view: ViewGeometry, reference: ViewGeometry, steps: int = 360
     picked: list[AzimuthHypothesis] = []
     sep = np.radians(min_separation_deg)
     for i in order:
-        a = angles[i]
+        a = _plateau_centre(score, i) * (2 * np.pi / steps)
         if all(abs((a - h.azimuth + np.pi) % (2 * np.pi) - np.pi) >= sep for h in picked):
             picked.append(AzimuthHypothesis(float(a), float(score[i])))
         if len(picked) == top_k:
             break
     return picked
+
+
+def _plateau_centre(score: np.ndarray, i: int) -> float:
+    """The middle (in steps, may be fractional) of the run of equal scores around index ``i``
+    (circular): a minimum is often flat, and its centre is the least biased estimate."""
+    n = len(score)
+    lo = hi = 0
+    while lo < n // 2 and score[(i - lo - 1) % n] <= score[i]:
+        lo += 1
+    while hi < n // 2 and score[(i + hi + 1) % n] <= score[i]:
+        hi += 1
+    return (i + (hi - lo) / 2.0) % n

@@ -14,7 +14,10 @@ import numpy as np
 
 from ..camera import PinholeCamera
 
-BACKENDS = ("oracle", "model")
+BACKENDS = ("oracle", "oracle_per_view", "model")
+
+REFERENCE_FRAME = "reference"   # every view's NOCS in view 0's canonical frame (SpaRP tiled mode)
+PER_VIEW_FRAME = "per_view"     # each view's NOCS in its own gravity-aligned frame (per-view mode)
 
 
 class BackendError(RuntimeError):
@@ -33,8 +36,9 @@ class CellView:
 
 @dataclass
 class NocsPrediction:
-    nocs: np.ndarray                  # SxSx3 float32 in [0, 1], all views in view 0's object frame
+    nocs: np.ndarray                  # SxSx3 float32 in [0, 1]
     mask: np.ndarray                  # SxS bool, where the NOCS is valid
+    frame: str = REFERENCE_FRAME      # which canonical frame ``nocs`` is expressed in
 
 
 class NocsBackend(Protocol):
@@ -61,10 +65,38 @@ class OracleBackend:
         return out
 
 
+class OraclePerViewBackend(OracleBackend):
+    """Ground-truth NOCS re-expressed per view (test instrument for the per-view path).
+
+    Each view's own canonical frame differs from view 0's by a rotation about z by that camera's
+    azimuth in view 0's frame; the oracle finds it from the ground truth itself (PnP on the
+    ground-truth NOCS) and rotates the NOCS into the view's own frame.
+    """
+
+    name = "oracle_per_view"
+
+    def predict(self, views: list[CellView]) -> list[NocsPrediction]:
+        from ..geometry.azimuth import rot_z
+        from ..geometry.pnp import solve_pnp_nocs
+        out = []
+        for i, (v, p) in enumerate(zip(views, super().predict(views))):
+            r = solve_pnp_nocs(p.nocs, p.mask, v.camera)
+            if not r.ok:
+                raise BackendError(f"oracle_per_view: view {i}: {r.message}")
+            c = -r.T_camera_unit[:3, :3].T @ r.T_camera_unit[:3, 3]   # camera centre, frame 0
+            delta = float(np.arctan2(c[1], c[0]))
+            own = (p.nocs - 0.5) @ rot_z(-delta).T + 0.5
+            own[~p.mask] = 0.0
+            out.append(NocsPrediction(nocs=own.astype(np.float32), mask=p.mask, frame=PER_VIEW_FRAME))
+        return out
+
+
 def make_backend(name: str, device: str = "cpu", weights: str | None = None) -> NocsBackend:
     """Build a backend by name; raises BackendError with the reason when it cannot run."""
     if name == "oracle":
         return OracleBackend()
+    if name == "oracle_per_view":
+        return OraclePerViewBackend()
     if name == "model":
         raise BackendError("the diffusion-model backend is not available yet (issue 3: "
                            "sparp_ros/model/weights/tiny); use --backend oracle on rendered captures")
