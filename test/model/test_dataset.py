@@ -1,0 +1,160 @@
+"""The training-data engine: determinism, resumability, and NOCS targets that agree with the
+stored geometry (PnP recovers the poses; per-view frames are z-rotations of view 0's)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sparp_ros.camera import PinholeCamera
+from sparp_ros.conventions import decode_nocs_png, rotation_angle_deg
+from sparp_ros.geometry.pnp import solve_pnp_nocs
+from sparp_ros.model.dataset import (DatasetConfig, DatasetError, ShardSampler, SparpDataset,
+                                     build_dataset, find_objects, fixed_cameras, main, shard_path,
+                                     split_nocs)
+
+MESHES = ("Crayola_Crayons_24_count", "Schleich_Hereford_Bull")
+S = 40
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def cfg(objects_dir: Path) -> DatasetConfig:
+    objects = find_objects([objects_dir / f"{m}.glb" for m in MESHES])
+    return DatasetConfig(objects=objects, cell_size=S, views=(2, 6), samples_per_object=3,
+                         shard_size=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def data(cfg: DatasetConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    meta = build_dataset(root, cfg, progress=False)
+    assert meta["complete"] and meta["num_shards"] == 2 and meta["num_samples"] == 6
+    return root
+
+
+def test_meta_and_shard_layout(data: Path) -> None:
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["objects"] == list(MESHES) and meta["cell_size"] == S
+    z = _load(shard_path(data, 0))
+    assert z["images"].shape == (3, 6, S, S, 3) and z["images"].dtype == np.uint8
+    assert z["nocs_ref"].dtype == np.uint16 and z["fixed_rgba"].shape == (3, 6, S, S, 4)
+    assert z["object"].dtype.kind == "U" and list(z["object"]) == [MESHES[0], MESHES[1], MESHES[0]]
+    for i, n in enumerate(z["num_views"]):
+        assert 2 <= n <= 6
+        assert not z["images"][i, n:].any() and not z["nocs_ref"][i, n:].any()   # padding is zero
+        assert z["masks"][i, :n].any(axis=(1, 2)).all()
+        assert z["azimuth_self"][i, 0] == 0.0
+
+
+def test_same_seed_same_data_and_resume(cfg: DatasetConfig, data: Path, tmp_path: Path) -> None:
+    build_dataset(tmp_path, cfg, progress=False)
+    for j in range(2):
+        a, b = _load(shard_path(data, j)), _load(shard_path(tmp_path, j))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert np.array_equal(a[k], b[k]), k
+    # Resume: a deleted shard is rebuilt identical; the other one is not touched.
+    first = shard_path(tmp_path, 0)
+    mtime = first.stat().st_mtime_ns
+    shard_path(tmp_path, 1).unlink()
+    meta = build_dataset(tmp_path, cfg, progress=False)
+    assert meta["last_run"]["samples_rendered"] == 3 and first.stat().st_mtime_ns == mtime
+    rebuilt, ref = _load(shard_path(tmp_path, 1)), _load(shard_path(data, 1))
+    assert all(np.array_equal(rebuilt[k], ref[k]) for k in ref)
+    other = DatasetConfig(objects=cfg.objects, cell_size=S, views=(1, 1), samples_per_object=3,
+                          shard_size=3, seed=7)
+    with pytest.raises(DatasetError, match="other settings"):
+        build_dataset(tmp_path, other, progress=False)
+
+
+def _pnp_rotation_error(nocs_enc: np.ndarray, K: np.ndarray, T: np.ndarray) -> float:
+    nocs, mask = decode_nocs_png(nocs_enc)
+    res = solve_pnp_nocs(nocs, mask, PinholeCamera(S, S, K.astype(np.float64)))
+    assert res.ok, res.message
+    return rotation_angle_deg(res.T_camera_unit[:3, :3] @ T[:3, :3].T.astype(np.float64))
+
+
+def test_nocs_agrees_with_poses(data: Path) -> None:
+    fixed_K, fixed_T = fixed_cameras(S)
+    checked = 0
+    for j in range(2):
+        z = _load(shard_path(data, j))
+        for i, n in enumerate(z["num_views"]):
+            assert np.allclose(z["fixed_K"][i], fixed_K) and np.allclose(z["fixed_T_camera_object"][i], fixed_T)
+            for k in range(n):
+                if (z["nocs_ref"][i, k] > 0).any(axis=2).sum() < 40:
+                    continue                                  # too small to check this view
+                # PnP on view k's NOCS in view 0's frame recovers view k's pose in that frame.
+                assert _pnp_rotation_error(z["nocs_ref"][i, k], z["K"][i, k],
+                                           z["T_camera_object"][i, k]) < 1.0
+                # The per-view frame is view 0's frame turned by azimuth_self[k] about z.
+                ref, mask = decode_nocs_png(z["nocs_ref"][i, k])
+                own, own_mask = decode_nocs_png(z["nocs_self"][i, k])
+                assert np.array_equal(mask, own_mask)
+                a = float(z["azimuth_self"][i, k])
+                Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+                ref_from_own = (own[mask] - 0.5) @ Rz.T + 0.5
+                assert np.abs(ref_from_own - ref[mask]).max() < 1e-3
+                checked += 1
+            # The fixed views: their NOCS + fixed_K give back the fixed poses.
+            for k in range(6):
+                assert z["fixed_rgba"][i, k, ..., 3].max() == 255
+                assert _pnp_rotation_error(z["fixed_nocs"][i, k], z["fixed_K"][i],
+                                           z["fixed_T_camera_object"][i, k]) < 1.0
+            # View 0's camera sits at azimuth 0 of its own frame: in front of +x.
+            c0 = -z["T_camera_object"][i, 0, :3, :3].T @ z["T_camera_object"][i, 0, :3, 3]
+            assert c0[0] > 0 and abs(c0[1]) < 1e-4 * np.linalg.norm(c0)
+    assert checked >= 10
+
+
+def test_torch_dataset_items(data: Path) -> None:
+    ds = SparpDataset(data, cache_shards=1)
+    assert len(ds) == 6
+    it = ds[4]
+    n = int(it["num_views"])
+    for key, c in (("cond", 3), ("cond_mask", 1), ("nocs_ref", 3), ("nocs_self", 3), ("nocs_mask", 1),
+                   ("fixed_rgb", 3), ("fixed_alpha", 1), ("fixed_nocs", 3), ("fixed_mask", 1)):
+        assert it[key].shape == (c, 3 * S, 2 * S) and it[key].dtype == torch.float32, key
+        assert it[key].min() >= -1.0 and it[key].max() <= 1.0, key
+    assert it["K"].shape == (6, 3, 3) and it["T_camera_object"].shape == (6, 4, 4)
+    assert it["azimuth_self"].shape == (6,) and it["fixed_T_camera_object"].shape == (6, 4, 4)
+    # Blank cells: cond 0, NOCS background (-1); the NOCS mask is recovered from the values alone.
+    if n < 6:
+        assert it["cond"][:, 2 * S:, S:].abs().max() == 0
+        assert (it["nocs_ref"][:, 2 * S:, S:] == -1).all()
+    _, mask = split_nocs(it["nocs_ref"])
+    assert torch.equal(mask.float(), it["nocs_mask"])
+    _, fmask = split_nocs(it["fixed_nocs"])
+    assert torch.equal(fmask.float(), it["fixed_mask"])
+    assert set(it["fixed_alpha"].unique().tolist()) >= {0.0, 1.0}
+    # Grey background: cond is 0 wherever the mask is 0.
+    assert (it["cond"] * (1 - it["cond_mask"])).abs().max() == 0
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, sampler=ShardSampler(ds, 1))))
+    assert batch["cond"].shape == (4, 3, 3 * S, 2 * S) and len(batch["object"]) == 4
+    order = list(ShardSampler(ds, shards_at_once=1, seed=3))
+    assert sorted(order) == list(range(6))
+    assert {ds.shard_of(i) for i in order[:3]} in ({0}, {1})        # one shard at a time
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path / "x"), "--quiet"]) == 2             # no objects
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--procedural", "1", "--views-per-sample", "a..b"])
+
+
+def test_cli_procedural(tmp_path: Path) -> None:
+    out = tmp_path / "p"
+    assert main(["--procedural", "2", "--out", str(out), "--samples-per-object", "1",
+                 "--cell-size", "16", "--views-per-sample", "1..2", "--quiet"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["objects"] == ["procedural_00000", "procedural_00001"] and meta["complete"]
+    assert "--procedural 2" in meta["command"]
+    assert len(SparpDataset(out)) == 2
