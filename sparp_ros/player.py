@@ -1,0 +1,150 @@
+"""Publish a capture folder as camera topics, so the node can be run on recorded or rendered data.
+
+Per frame, all with the same stamp and the capture's camera ``frame_id``:
+``camera_info`` (CameraInfo), ``depth`` (16UC1 mm), ``mask`` (mono8), ``oracle_nocs`` (16UC3, the
+ground-truth NOCS for the oracle backend, only when the capture has it) and, last, ``image``
+(rgb8) — the image last so that a receiver that pairs by stamp has everything when it arrives.
+
+    python -m sparp_ros.player CAPTURE [--rate HZ] [--repeat N] [--no-oracle-nocs] [--ros-args ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+
+from . import ros_io
+from .capture import Capture, load_capture
+
+TOPICS = ("camera_info", "depth", "mask", "oracle_nocs", "image")
+"""In publishing order."""
+PLAYER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+"""Reliable: matches both reliable and best-effort (sensor-data) subscribers."""
+DEFAULT_RATE_HZ = 2.0
+DISCOVERY_SETTLE_S = 0.5
+"""A publisher sees a match slightly before the subscriber does; wait this long after it."""
+
+
+class CapturePlayer:
+    """Publishers for one capture's topics on ``node``."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.pubs = {t: node.create_publisher(CameraInfo if t == "camera_info" else Image, t, PLAYER_QOS)
+                     for t in TOPICS}
+
+    def wait_for_subscribers(self, timeout_s: float, optional: tuple[str, ...] = (),
+                             optional_grace_s: float = 2.0) -> bool:
+        """Wait until ``image`` and ``camera_info`` have a subscriber (messages sent before
+        discovery completes are lost), then up to ``optional_grace_s`` more for the ``optional``
+        topics (a receiver may not use them); False when image/camera_info time out."""
+        deadline = time.monotonic() + timeout_s
+        while not self._matched(("image", "camera_info")):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        deadline = time.monotonic() + optional_grace_s
+        while not self._matched(optional) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(DISCOVERY_SETTLE_S)
+        return True
+
+    def flush(self, timeout_s: float = 2.0) -> None:
+        """Wait until reliable subscribers acknowledged everything, then a little longer for
+        best-effort ones: a process that exits right after publishing loses its last frame."""
+        for pub in self.pubs.values():
+            pub.wait_for_all_acked(Duration(seconds=timeout_s))
+        time.sleep(DISCOVERY_SETTLE_S)
+
+    def _matched(self, topics: tuple[str, ...]) -> bool:
+        return all(self.pubs[t].get_subscription_count() > 0 for t in topics)
+
+    def publish_capture(self, capture: Capture, rate_hz: float = DEFAULT_RATE_HZ,
+                        oracle_nocs: bool = True) -> list[tuple[int, Time]]:
+        """Publish every frame once at ``rate_hz``; returns (frame index, stamp) per frame."""
+        period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        published = []
+        for i, f in enumerate(capture.frames):
+            t0 = time.monotonic()
+            stamp = self.node.get_clock().now().to_msg()
+            frame_id = f.camera.frame_id
+            self.pubs["camera_info"].publish(ros_io.camera_to_camera_info(f.camera, stamp))
+            if f.depth is not None:
+                self.pubs["depth"].publish(ros_io.depth_to_image(f.depth, frame_id, stamp))
+            if f.mask is not None:
+                self.pubs["mask"].publish(ros_io.mask_to_image(f.mask, frame_id, stamp))
+            if oracle_nocs and f.nocs is not None:
+                mask = f.mask if f.mask is not None else (f.nocs > 0).any(axis=2)
+                self.pubs["oracle_nocs"].publish(ros_io.nocs_to_image(f.nocs, mask, frame_id, stamp))
+            self.pubs["image"].publish(ros_io.numpy_to_image(f.image, "rgb8", frame_id, stamp))
+            published.append((i, stamp))
+            self.node.get_logger().info(f"published frame {i + 1}/{len(capture.frames)}")
+            if i + 1 < len(capture.frames):
+                time.sleep(max(0.0, period - (time.monotonic() - t0)))
+        return published
+
+
+def play(capture_dir: str | Path, node: Node | None = None, rate_hz: float = DEFAULT_RATE_HZ,
+         repeat: int = 1, oracle_nocs: bool = True,
+         wait_for_subscribers_s: float = 10.0) -> list[tuple[int, Time]]:
+    """Publish the capture at ``capture_dir`` ``repeat`` times (0 = forever); returns
+    (frame index, stamp) of every frame published. Without ``node``, a ``sparp_player`` node is
+    made in the default context (rclpy must be initialised). Publishing needs no spinning, so
+    this may run beside an executor that spins ``node``."""
+    capture = load_capture(capture_dir, with_nocs=oracle_nocs)
+    own = node is None
+    node = node or rclpy.create_node("sparp_player")
+    try:
+        player = CapturePlayer(node)
+        f0 = capture.frames[0]
+        optional = tuple(t for t, present in (("depth", f0.depth), ("mask", f0.mask),
+                                              ("oracle_nocs", f0.nocs if oracle_nocs else None))
+                         if present is not None)
+        if not player.wait_for_subscribers(wait_for_subscribers_s, optional):
+            node.get_logger().warning(f"no subscriber on image/camera_info after "
+                                      f"{wait_for_subscribers_s:.0f} s; publishing anyway")
+        published, n = [], 0
+        while (repeat == 0 or n < repeat) and rclpy.ok(context=node.context):
+            published += player.publish_capture(capture, rate_hz, oracle_nocs)
+            n += 1
+        player.flush()
+        return published
+    finally:
+        if own:
+            node.destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args_ros = rclpy.utilities.remove_ros_args(["player"] + argv)[1:]
+    parser = argparse.ArgumentParser(prog="sparp-ros play", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("capture", help="capture folder (images/, cameras.json, ...)")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="frames per second")
+    parser.add_argument("--repeat", type=int, default=1, help="times to play it, 0 = forever")
+    parser.add_argument("--no-oracle-nocs", action="store_true",
+                        help="do not publish the ground-truth NOCS (oracle_nocs)")
+    args = parser.parse_args(args_ros)
+    rclpy.init(args=["player"] + argv)
+    try:
+        published = play(args.capture, rate_hz=args.rate, repeat=args.repeat,
+                         oracle_nocs=not args.no_oracle_nocs)
+        print(f"published {len(published)} frames from {args.capture}")
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

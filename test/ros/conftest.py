@@ -1,0 +1,100 @@
+"""Fixtures for tests over real DDS (rclpy + Fast DDS from the ROS 2 wheels).
+
+Every test module gets its own rclpy context on its own ``ROS_DOMAIN_ID`` (random in 1..200,
+distinct per module in this session) with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so test
+runs side by side on one machine never see each other's topics. Nothing here needs
+``AMENT_PREFIX_PATH``: messages import and publish without it (it only serves ament_index
+lookups, which the node does not make).
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+
+_DOMAINS_USED: set[int] = set()
+
+
+def pick_domain_id() -> int:
+    rng = random.SystemRandom()
+    while True:
+        domain = rng.randint(1, 200)
+        if domain not in _DOMAINS_USED:
+            _DOMAINS_USED.add(domain)
+            return domain
+
+
+@pytest.fixture(scope="module")
+def ros_env() -> Iterator[dict[str, str]]:
+    """This module's ROS environment, also set in os.environ (for subprocesses)."""
+    env = {"ROS_DOMAIN_ID": str(pick_domain_id()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def ros_context(ros_env):
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        yield context
+    finally:
+        context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def executor(ros_context) -> Iterator[MultiThreadedExecutor]:
+    """A MultiThreadedExecutor spinning in a background thread; add nodes to it."""
+    ex = MultiThreadedExecutor(num_threads=4, context=ros_context)
+    thread = threading.Thread(target=ex.spin, daemon=True)
+    thread.start()
+    try:
+        yield ex
+    finally:
+        ex.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, period_s: float = 0.05) -> None:
+    """Poll ``predicate`` until true; fail the test naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(period_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def call_trigger(client, timeout_s: float):
+    """Call a std_srvs/Trigger service (the executor spins the client's node); returns the response."""
+    from std_srvs.srv import Trigger
+
+    wait_for(client.service_is_ready, 10.0, f"service {client.srv_name}")
+    future = client.call_async(Trigger.Request())
+    wait_for(future.done, timeout_s, f"the response of {client.srv_name}")
+    return future.result()
+
+
+@pytest.fixture(name="wait_for", scope="session")
+def wait_for_fixture() -> Callable[..., None]:
+    return wait_for
+
+
+@pytest.fixture(name="call_trigger", scope="session")
+def call_trigger_fixture():
+    return call_trigger

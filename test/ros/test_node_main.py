@@ -1,0 +1,91 @@
+"""The entry points as separate processes over DDS: ``python -m sparp_ros.node --params-file``,
+``python -m sparp_ros.player CAPTURE``, a trigger from this process, and a clean Ctrl-C exit.
+Also: config/sparp.yaml lists exactly the node's parameters with the same defaults."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("rclpy")
+from std_srvs.srv import Trigger  # noqa: E402
+
+from sparp_ros.node import DEFAULTS, NODE_NAME, _ros_argv  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config" / "sparp.yaml"
+OBJECT = "Android_Figure_Orange"
+
+
+def test_config_yaml_matches_the_declared_parameters():
+    params = yaml.safe_load(CONFIG.read_text())[NODE_NAME]["ros__parameters"]
+    assert params == DEFAULTS
+    text = CONFIG.read_text().splitlines()
+    for name in DEFAULTS:      # every parameter has a comment line right above it
+        i = next(k for k, line in enumerate(text) if line.strip().startswith(f"{name}:"))
+        assert text[i - 1].strip().startswith("#"), f"{name} has no comment in {CONFIG}"
+
+
+def test_params_file_argument_is_passed_to_ros():
+    assert _ros_argv(["prog", "--params-file", "a.yaml"]) == ["prog", "--ros-args", "--params-file", "a.yaml", "--"]
+    assert _ros_argv(["prog", "--ros-args", "-p", "x:=1"]) == ["prog", "--ros-args", "-p", "x:=1"]
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float = 15.0) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return -9, out
+    return proc.returncode, out
+
+
+def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, tmp_path,
+                                   call_trigger, wait_for):
+    import rclpy
+
+    from sparp_ros.render import render_capture
+
+    capture = render_capture(objects_dir / f"{OBJECT}.glb", tmp_path / "capture", views=3, seed=5,
+                             width=320, height=240)
+    env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
+         "--ros-args", "-p", "object_id:=android", "-p", "mesh:=false", "-p", "reliable_inputs:=true"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    response = None
+    client = rclpy.create_node("main_test_client", context=ros_context)
+    executor.add_node(client)
+    try:
+        reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
+        wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
+        player_proc = subprocess.run(
+            [sys.executable, "-m", "sparp_ros.player", str(capture.root), "--rate", "5"],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert player_proc.returncode == 0, player_proc.stdout
+        assert "published 3 frames" in player_proc.stdout
+        response = call_trigger(reconstruct, 60.0)
+    finally:
+        executor.remove_node(client)
+        client.destroy_node()
+        rc, out = _stop(node_proc)
+    assert response.success and "3/3 views posed" in response.message, f"{response.message}\n{out}"
+    assert "pose of android in camera" in response.message
+    assert rc == 0, f"node exited with {rc}:\n{out}"
+    assert "keyframe 3/6" in out and "Traceback" not in out, out
+
+
+def test_a_backend_that_cannot_run_stops_the_node_with_its_reason(ros_env):
+    proc = subprocess.run([sys.executable, "-m", "sparp_ros.node", "--ros-args", "-p", "backend:=nonsense"],
+                          env={**os.environ, **ros_env}, cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert proc.returncode == 1 and "unknown backend 'nonsense'" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stdout
