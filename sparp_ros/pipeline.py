@@ -40,6 +40,7 @@ class PipelineConfig:
     cell_size: int = 128              # pixels per view cell
     crop_margin: float = 0.15         # extra border around the mask's box, per side
     pnp_threshold_px: float = 2.0     # RANSAC reprojection threshold, in cell pixels
+    min_inlier_ratio: float = 0.2     # a view whose best pose explains less NOCS has no pose
     size_prior_m: float = 0.2         # bounding-box diagonal assumed without depth
     mesh: bool = True
     azimuth_hypotheses: int = 3      # per-view mode: azimuths kept per view (mixture of experts)
@@ -76,7 +77,8 @@ class SparpPipeline:
                 raise PipelineError(str(exc)) from exc
         # 4. PnP + RANSAC per view (unit-scale object frame).
         with _timed(timings, "pnp"):
-            pnp = [solve_pnp_nocs(p.nocs, p.mask, c.camera, cfg.pnp_threshold_px, seed=cfg.seed)
+            pnp = [solve_pnp_nocs(p.nocs, p.mask, c.camera, cfg.pnp_threshold_px, seed=cfg.seed,
+                                  min_inlier_ratio=cfg.min_inlier_ratio)
                    for (c, _), p in zip(cells, preds)]
         for i, r in enumerate(pnp):
             if not r.ok:

@@ -87,3 +87,13 @@ def test_per_view_frames_are_aligned_by_the_azimuth_search(captures, name):
     assert max(errors) < 2.0, errors
     assert recon.extra["nocs_frame"] == "per_view"
     assert all(len(h) == 3 for h in recon.extra["azimuth_hypotheses"][1:])
+
+
+def test_noise_nocs_is_a_failure_not_a_pose(captures):
+    """Random NOCS gives some RANSAC pose; the pipeline must refuse it, not publish it."""
+    rng = np.random.default_rng(0)
+    frames = [Frame(f.image, f.camera, f.depth, f.mask,
+                    np.where(f.mask[..., None], rng.uniform(0.01, 1, f.image.shape), 0).astype(np.float32))
+              for f in captures[OBJECTS[0]].frames]
+    with pytest.raises(PipelineError, match="no view gave a pose.*agree"):
+        SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(frames)

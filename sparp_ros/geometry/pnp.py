@@ -39,8 +39,11 @@ def correspondences(nocs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.
 
 def solve_pnp_nocs(nocs: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
                    reprojection_threshold_px: float = 2.0, max_points: int = 4000,
-                   iterations: int = 200, seed: int = 0) -> PnPResult:
-    """PnP + RANSAC on one view's NOCS map with this view's intrinsics (and distortion)."""
+                   iterations: int = 200, seed: int = 0, min_inlier_ratio: float = 0.2) -> PnPResult:
+    """PnP + RANSAC on one view's NOCS map with this view's intrinsics (and distortion).
+
+    A pose supported by fewer than ``min_inlier_ratio`` of the correspondences is reported as a
+    failure (noise-like NOCS gives *some* RANSAC pose; it must not pass as an answer)."""
     if nocs.shape[:2] != (camera.height, camera.width):
         raise ValueError(f"NOCS map is {nocs.shape[1]}x{nocs.shape[0]}, camera is "
                          f"{camera.width}x{camera.height}")
@@ -69,6 +72,10 @@ def solve_pnp_nocs(nocs: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     proj, _ = cv2.projectPoints(X, rvec, tvec, camera.K, D)
     err = np.linalg.norm(proj.reshape(-1, 2) - uv, axis=1)
     inlier_mask = err < reprojection_threshold_px
+    if inlier_mask.mean() < min_inlier_ratio:
+        return PnPResult(None, False, float(inlier_mask.mean()), len(uv), float("nan"),
+                         message=f"only {100 * inlier_mask.mean():.0f} % of NOCS pixels agree with "
+                                 f"the best pose (< {100 * min_inlier_ratio:.0f} %)")
     R, _ = cv2.Rodrigues(rvec)
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, tvec.reshape(3)
