@@ -198,7 +198,8 @@ class MeshRenderer:
     def _forget(self, key: int) -> None:
         gpu = self._meshes.pop(key, None)
         if gpu is not None and self.ctx is not None:
-            gpu.release()
+            with self.ctx:
+                gpu.release()
 
     def _framebuffer(self, width: int, height: int) -> moderngl.Framebuffer:
         key = (width, height)
@@ -216,13 +217,16 @@ class MeshRenderer:
 
     def release(self) -> None:
         """Free every GL object and the context (the renderer is unusable afterwards)."""
-        for gpu in self._meshes.values():
-            gpu.release()
-        self._meshes.clear()
-        for fbo in self._fbos.values():
-            _release_framebuffer(fbo)
-        self._fbos.clear()
-        self.program.release()
+        if self.ctx is None:
+            return
+        with self.ctx:
+            for gpu in self._meshes.values():
+                gpu.release()
+            self._meshes.clear()
+            for fbo in self._fbos.values():
+                _release_framebuffer(fbo)
+            self._fbos.clear()
+            self.program.release()
         self.ctx.release()
         self.ctx = None
 
@@ -256,34 +260,37 @@ class MeshRenderer:
             raise RenderError("light_dir must be non-zero")
         if not 0.0 <= ambient <= 1.0:
             raise RenderError(f"ambient must be in [0, 1], got {ambient}")
-        W, H = camera.width, camera.height
-        gpu = self._gpu_mesh(mesh)
-        near, far = _near_far(T, gpu.center, gpu.radius)
-        mvp = projection_matrix(camera, near, far) @ T
+        # Several renderers (GL contexts) may live in one process: make ours current for the
+        # whole draw, or the calls would land in whichever context was created last.
+        with self.ctx:
+            W, H = camera.width, camera.height
+            gpu = self._gpu_mesh(mesh)
+            near, far = _near_far(T, gpu.center, gpu.radius)
+            mvp = projection_matrix(camera, near, far) @ T
 
-        fbo = self._framebuffer(W, H)
-        fbo.use()
-        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.ctx.enable(moderngl.DEPTH_TEST)
-        self.ctx.disable(moderngl.CULL_FACE)
-        prog = self.program
-        prog["mvp"].write(mvp.T.astype("f4").tobytes())          # GL matrices are column-major
-        prog["camera_from_mesh"].write(T.T.astype("f4").tobytes())
-        prog["light_dir"].value = tuple(light / np.linalg.norm(light))
-        prog["ambient"].value = float(ambient)
-        prog["grey"].value = UNTEXTURED_GREY
-        prog["color_mode"].value = gpu.color_mode
-        if gpu.texture is not None:
-            gpu.texture.use(location=0)
-            prog["tex"].value = 0
-        gpu.vao.render(moderngl.TRIANGLES)
+            fbo = self._framebuffer(W, H)
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.ctx.enable(moderngl.DEPTH_TEST)
+            self.ctx.disable(moderngl.CULL_FACE)
+            prog = self.program
+            prog["mvp"].write(mvp.T.astype("f4").tobytes())          # GL matrices are column-major
+            prog["camera_from_mesh"].write(T.T.astype("f4").tobytes())
+            prog["light_dir"].value = tuple(light / np.linalg.norm(light))
+            prog["ambient"].value = float(ambient)
+            prog["grey"].value = UNTEXTURED_GREY
+            prog["color_mode"].value = gpu.color_mode
+            if gpu.texture is not None:
+                gpu.texture.use(location=0)
+                prog["tex"].value = 0
+            gpu.vao.render(moderngl.TRIANGLES)
 
-        # Both targets were cleared to 0, so background already reads as depth 0 and xyz 0.
-        # Channel slices of the read buffers are views: strided copies would cost more than the draw.
-        rgba = np.empty((H, W, 4), np.uint8)
-        geom = np.empty((H, W, 4), np.float32)
-        fbo.read_into(rgba, components=4, attachment=0)
-        fbo.read_into(geom, components=4, attachment=1, dtype="f4")
+            # Both targets were cleared to 0, so background already reads as depth 0 and xyz 0.
+            # Channel slices of the read buffers are views: strided copies would cost more than the draw.
+            rgba = np.empty((H, W, 4), np.uint8)
+            geom = np.empty((H, W, 4), np.float32)
+            fbo.read_into(rgba, components=4, attachment=0)
+            fbo.read_into(geom, components=4, attachment=1, dtype="f4")
         rgb = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
         mask = rgba[..., 3] > 0
         if background is not None:

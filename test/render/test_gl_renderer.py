@@ -152,3 +152,16 @@ def test_camera_inside_bounding_sphere_still_renders(renderer: MeshRenderer, mug
     out = renderer.render(mug, CAMERA, look_at(eye, center))
     assert out.mask.mean() > 0.3
     assert 0.03 < out.depth[out.mask].min() < 0.05
+
+
+def test_two_renderers_in_one_process_do_not_mix(renderer: MeshRenderer, mug: TexturedMesh) -> None:
+    """Each renderer makes its own GL context current: creating and releasing a second one must
+    not redirect the first one's draws (this broke every render after a test's renderer)."""
+    cam = PinholeCamera(160, 120, [[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    before = renderer.render(mug, cam, _pose())
+    with MeshRenderer() as other:
+        other.render(mug, cam, _pose(0.6))
+    after = renderer.render(mug, cam, _pose())
+    assert before.mask.sum() > 100
+    np.testing.assert_array_equal(before.rgb, after.rgb)
+    np.testing.assert_array_equal(before.depth, after.depth)
