@@ -6,6 +6,8 @@
     sparp-ros node [--params-file config/sparp.yaml]      the ROS 2 node without `ros2 launch`
     sparp-ros play CAPTURE                                publish a capture as camera topics
     sparp-ros demo                                        render, play, trigger, report (make demo)
+    sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (model/dataset.py)
+    sparp-ros train --config tiny --data DATA --out RUN   train the diffusion model (model/train.py)
 """
 from __future__ import annotations
 
@@ -83,6 +85,16 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     return demo_main(list(rest)) or 0
 
 
+def _dataset(args: argparse.Namespace, rest: list[str]) -> int:
+    from .model.dataset import main as dataset_main
+    return dataset_main(list(rest)) or 0
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    from .model.train import main as train_main
+    return train_main(list(rest)) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparp-ros", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--params-file")
     sub.add_parser("play", help="publish a capture as ROS 2 camera topics").add_argument("capture")
     sub.add_parser("demo", help="the end-to-end demo over ROS 2 (make demo)")
+    # These two own their options (see `sparp-ros dataset --help`, `sparp-ros train --help`).
+    sub.add_parser("dataset", help="render training samples from meshes", add_help=False)
+    sub.add_parser("train", help="train the diffusion model", add_help=False)
     return p
 
 
@@ -123,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "eval" and not args.backend:
         args.backend = [DEFAULT_BACKEND]
-    ros_commands = {"node": _node, "play": _play, "demo": _demo}
-    if args.command in ros_commands:
-        return ros_commands[args.command](args, rest)
+    passthrough = {"node": _node, "play": _play, "demo": _demo, "dataset": _dataset, "train": _train}
+    if args.command in passthrough:
+        return passthrough[args.command](args, rest)
     if rest:
         build_parser().error(f"unrecognised arguments: {' '.join(rest)}")
     return {"render": _render, "reconstruct": _reconstruct, "eval": _eval}[args.command](args)
