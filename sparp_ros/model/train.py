@@ -1,0 +1,560 @@
+"""``sparp-ros train``: train a SparpDenoiser with accelerate, AdamW, EMA, safetensors checkpoints.
+
+    sparp-ros train --config tiny --data DATA --out RUN [--domains nocs_self,nocs_ref] [--steps N]
+                    [--batch-size B] [--lr LR] [--resume] [--val-data DIR] [--val-every N]
+                    [--validate MODULE:FUNC] [--max-minutes M]
+
+``accelerate launch -m sparp_ros.model.train ...`` scales the same script to several GPUs; on a GPU
+it trains in mixed precision (bf16 where supported, else fp16).
+
+The run folder::
+
+    RUN/train_config.json           the arguments and the model config
+    RUN/log.jsonl                   one JSON line per log interval (loss, per-domain loss, lr,
+                                    s/step, samples/s) and per validation (``"val": {...}``)
+    RUN/loss.png                    loss (and validation) curves
+    RUN/checkpoints/step_XXXXXXX/   pipeline/ (EMA weights: loadable and shippable), model/ (raw
+                                    weights), optimizer.safetensors, state.json
+    RUN/latest.json                 the newest complete checkpoint (``--resume`` reads it)
+    RUN/final/                      the EMA pipeline at the end of the run
+
+Everything is safetensors + JSON: nothing is pickled, not even the optimizer state.
+
+Loss: per-pixel weighted MSE between the model output and its target (x0, noise or v by the
+scheduler's ``prediction_type``), weight ``fg_weight`` on the target's foreground (NOCS mask or
+fixed-view mask) and ``bg_weight`` elsewhere, normalised by the weights' sum. Each sample draws its
+domain from ``--domains`` with the config's ``domain_weights`` as probabilities.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import CONFIG_NAMES, DOMAINS, ModelConfig, get_config
+from .diffusion import SparpDiffusionPipeline, make_scheduler
+from .unet import SparpDenoiser, load_safetensors_checked, read_json_checked
+
+Validator = Callable[[SparpDiffusionPipeline], dict]
+"""A validation hook: gets a pipeline with the EMA weights, returns metrics (JSON-serialisable)."""
+
+KEEP_CHECKPOINTS = 2
+
+
+class TrainError(RuntimeError):
+    """Bad training arguments, data without a requested domain, or a run folder that cannot resume."""
+
+
+@dataclass
+class TrainArgs:
+    config: str = "tiny"
+    data: str = ""
+    out: str = ""
+    domains: tuple[str, ...] = ("nocs_self", "nocs_ref")
+    steps: int = 1000
+    batch_size: int | None = None
+    lr: float | None = None
+    resume: bool = False
+    val_data: str | None = None
+    val_every: int = 500
+    val_samples: int = 16
+    validate: str | None = None
+    max_minutes: float | None = None
+    save_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    mixed_precision: str = "auto"
+    workers: int = 0
+    threads: int = 2
+    reference_grad: bool = True
+    gradient_checkpointing: bool = False
+    denoiser_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float
+    run_dir: Path
+    stopped_by: str          # "steps" or "time"
+
+
+# ------------------------------------------------------------------------------ batches
+TARGET_MASK = {"nocs_ref": "nocs_mask", "nocs_self": "nocs_mask", "fixed_rgb": "fixed_mask",
+               "fixed_nocs": "fixed_mask"}
+
+
+def _fg_mask(batch: dict[str, torch.Tensor], domain: str) -> torch.Tensor:
+    key = TARGET_MASK[domain]
+    if key in batch:
+        return batch[key]
+    if key == "fixed_mask" and "fixed_alpha" in batch:
+        return (batch["fixed_alpha"] > 0.5).float()
+    raise TrainError(f"the data has no {key!r}, needed for domain {domain!r}")
+
+
+def make_batch(batch: dict[str, torch.Tensor], domains: Sequence[str], probs: Sequence[float],
+               generator: torch.Generator, fg_weight: float, bg_weight: float) -> dict[str, torch.Tensor]:
+    """Pick a domain per sample; returns target, per-pixel loss weight, condition and domain index."""
+    B = batch["cond"].shape[0]
+    pick = torch.multinomial(torch.tensor(probs, dtype=torch.float), B, replacement=True, generator=generator)
+    targets, weights = [], []
+    for b in range(B):
+        d = domains[int(pick[b])]
+        if d not in batch:
+            raise TrainError(f"the data has no {d!r} target; it has {sorted(batch)}")
+        targets.append(batch[d][b])
+        fg = _fg_mask(batch, d)[b]
+        weights.append(fg * fg_weight + (1 - fg) * bg_weight)
+    return {"target": torch.stack(targets), "weight": torch.stack(weights),
+            "cond": batch["cond"], "cond_mask": batch["cond_mask"],
+            "num_views": batch["num_views"].reshape(-1),
+            "domain": torch.tensor([DOMAINS.index(domains[int(i)]) for i in pick], dtype=torch.long)}
+
+
+def diffusion_loss(model, noise_scheduler, b: dict[str, torch.Tensor], noise: torch.Tensor,
+                   timesteps: torch.Tensor, vae=None, latent_scale: float | None = None,
+                   reference_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, per-sample loss [B]) of one batch from ``make_batch`` at given noise/timesteps."""
+    x0, cond, weight = b["target"], b["cond"], b["weight"]
+    cond_image = None
+    if vae is not None:
+        with torch.no_grad():
+            x0 = vae.encode(x0).latent_dist.sample() * latent_scale
+            cond_image, cond = cond, vae.encode(cond).latent_dist.mode() * latent_scale
+        weight = F.interpolate(weight, x0.shape[-2:], mode="area")
+    noisy = noise_scheduler.add_noise(x0, noise, timesteps)
+    pred_type = noise_scheduler.config.prediction_type
+    if pred_type == "sample":
+        target = x0
+    elif pred_type == "epsilon":
+        target = noise
+    elif pred_type == "v_prediction":
+        target = noise_scheduler.get_velocity(x0, noise, timesteps)
+    else:
+        raise TrainError(f"unsupported prediction_type {pred_type!r}")
+    out = model(noisy, timesteps, cond, b["cond_mask"], b["num_views"], b["domain"], cond_image=cond_image,
+                reference_grad=reference_grad)
+    err = (out.float() - target.float()).square().mean(dim=1, keepdim=True) * weight
+    per_sample = err.flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-6)
+    return per_sample.mean(), per_sample.detach()
+
+
+# ------------------------------------------------------------------------------ optimizer IO
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """AdamW state as safetensors (tensors) + JSON (param groups, scalars): no pickle."""
+    from safetensors.torch import save_file
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    save_file(tensors, str(path.with_suffix(".safetensors")))
+    path.with_suffix(".json").write_text(json.dumps({"param_groups": sd["param_groups"], "scalars": scalars}))
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    tensors = load_safetensors_checked(path.with_suffix(".safetensors"))
+    meta = read_json_checked(path.with_suffix(".json"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# ------------------------------------------------------------------------------ logging / plot
+def plot_log(log_path: Path, out_png: Path) -> None:
+    """Loss (and validation metrics) against step, from ``log.jsonl``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val" in r]
+    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(11 if val else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    if train:
+        steps = [r["step"] for r in train]
+        ax.plot(steps, [r["loss"] for r in train], label="loss", lw=1)
+        for d in DOMAINS:
+            pts = [(r["step"], r[f"loss_{d}"]) for r in train if r.get(f"loss_{d}") is not None]
+            if pts:
+                ax.plot(*zip(*pts), lw=0.8, alpha=0.7, label=d)
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title("training loss")
+    ax.legend(fontsize=7)
+    if val:
+        ax = axes[0, 1]
+        keys = sorted({k for r in val for k, v in r["val"].items() if isinstance(v, (int, float))})
+        for k in keys:
+            pts = [(r["step"], r["val"][k]) for r in val if isinstance(r["val"].get(k), (int, float))]
+            ax.plot(*zip(*pts), marker="o", ms=3, label=k)
+        ax.set_xlabel("step")
+        ax.set_title("validation")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ validation
+def default_validator(val_dataset, domains: Sequence[str], num_samples: int = 16, seed: int = 0) -> Validator:
+    """Sampled-output error on the first ``num_samples`` items of ``val_dataset`` per domain:
+    mean |error| on the target's foreground and IoU of the predicted foreground (NOCS domains)."""
+    from .diffusion import NOCS_FOREGROUND_THRESHOLD
+
+    def validate(pipe: SparpDiffusionPipeline) -> dict:
+        metrics: dict[str, float] = {}
+        n = min(num_samples, len(val_dataset))
+        for d in domains:
+            l1, iou = [], []
+            for i in range(n):
+                item = val_dataset[i]
+                out = pipe(item["cond"], item["cond_mask"], int(item["num_views"]), d, seed=seed + i)[0]
+                fg = _fg_mask({k: v[None] for k, v in item.items() if torch.is_tensor(v)}, d)[0, 0] > 0.5
+                err = (out - item[d].to(out)).abs().mean(0)
+                l1.append(float(err[fg].mean()) if fg.any() else 0.0)
+                if d != "fixed_rgb":
+                    pred = ((out + 1) / 2).norm(dim=0) > NOCS_FOREGROUND_THRESHOLD
+                    union = (pred | fg).sum()
+                    iou.append(float((pred & fg).sum() / union) if union else 1.0)
+            metrics[f"l1_{d}"] = sum(l1) / max(len(l1), 1)
+            if iou:
+                metrics[f"iou_{d}"] = sum(iou) / len(iou)
+        return metrics
+    return validate
+
+
+def load_validator(spec: str, val_data: str | None) -> Validator:
+    """``MODULE:FUNC`` → ``FUNC(pipeline, val_data) -> dict`` as a validator."""
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        raise TrainError(f"--validate must be MODULE:FUNCTION, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise TrainError(f"cannot import validator {spec!r}: {e}") from e
+    return lambda pipe: fn(pipe, val_data)
+
+
+# ------------------------------------------------------------------------------ training
+def _open_dataset(path: str):
+    from .dataset import SparpDataset
+    return SparpDataset(path)
+
+
+class _EpochSampler(torch.utils.data.Sampler):
+    """A seeded random permutation per epoch (``set_epoch``), for datasets without shards."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def _loader(dataset, batch_size: int, seed: int, workers: int):
+    if hasattr(dataset, "shard_of"):
+        from .dataset import ShardSampler
+        sampler = ShardSampler(dataset, seed=seed)
+    else:
+        sampler = _EpochSampler(len(dataset), seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                                       num_workers=workers, collate_fn=_collate)
+
+
+def _collate(items: list[dict]) -> dict:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0] if torch.is_tensor(items[0][k])}
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _ema_pipeline(cfg: ModelConfig, ema, template: SparpDenoiser, vae) -> SparpDiffusionPipeline:
+    model = SparpDenoiser.from_config(template.config)
+    ema.copy_to(model.parameters())
+    model.to(next(template.parameters()).device).eval()
+    return SparpDiffusionPipeline.from_config(cfg, denoiser=model, vae=vae)
+
+
+def _save_checkpoint(run: Path, step: int, epoch: int, cfg: ModelConfig, model: SparpDenoiser, ema,
+                     optimizer, vae) -> Path:
+    ckpts = run / "checkpoints"
+    final = ckpts / f"step_{step:07d}"
+    tmp = ckpts / f".tmp_step_{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _ema_pipeline(cfg, ema, model, vae).save_pretrained(tmp / "pipeline")
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    save_optimizer(optimizer, tmp / "optimizer")
+    ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+    (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch, "ema": ema_state}))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    (run / "latest.json").write_text(json.dumps({"checkpoint": str(final.relative_to(run)), "step": step}))
+    old = sorted(p for p in ckpts.iterdir() if p.name.startswith("step_"))[:-KEEP_CHECKPOINTS]
+    for p in old:
+        shutil.rmtree(p)
+    return final
+
+
+def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator | None = None,
+          model_config: ModelConfig | None = None, progress: Callable[[str], None] = print) -> TrainResult:
+    """Train (or resume) a run; returns where it stopped. ``dataset`` overrides ``args.data``."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+
+    torch.set_num_threads(args.threads)
+    bad = [d for d in args.domains if d not in DOMAINS]
+    if bad or not args.domains:
+        raise TrainError(f"--domains must be a non-empty subset of {DOMAINS}, got {list(args.domains)}")
+    cfg = model_config or get_config(args.config, denoiser=args.denoiser_overrides or None)
+    tcfg = cfg.train
+    batch_size = args.batch_size or tcfg.batch_size
+    lr = args.lr or tcfg.learning_rate
+    run = Path(args.out)
+    if not args.out:
+        raise TrainError("--out (the run folder) is required")
+    if (run / "latest.json").exists() and not args.resume:
+        raise TrainError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+
+    if dataset is None:
+        if not args.data:
+            raise TrainError("--data (a dataset folder from `sparp-ros dataset`) is required")
+        dataset = _open_dataset(args.data)
+    if len(dataset) < batch_size:
+        raise TrainError(f"the data has {len(dataset)} samples, fewer than one batch of {batch_size}")
+    cell = getattr(dataset, "cell_size", None)
+    if cell is not None and cell != cfg.cell:
+        raise TrainError(f"the data has {cell} px cells but config {cfg.name!r} uses {cfg.cell} px")
+    if validate is None and args.validate:
+        validate = load_validator(args.validate, args.val_data)
+    if validate is None and (val_dataset is not None or args.val_data):
+        validate = default_validator(val_dataset or _open_dataset(args.val_data), args.domains,
+                                     args.val_samples, args.seed)
+
+    run.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(args.mixed_precision),
+                              cpu=not torch.cuda.is_available())
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(args.seed)
+    model = SparpDenoiser(**cfg.denoiser)
+    if args.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    vae = SparpDiffusionPipeline.from_config(cfg, denoiser=model).vae if cfg.latent else None
+    noise_scheduler = make_scheduler("ddim", cfg.scheduler)
+
+    step, epoch, state = 0, 0, None
+    if args.resume and (run / "latest.json").exists():
+        latest = run / read_json_checked(run / "latest.json")["checkpoint"]
+        state = read_json_checked(latest / "state.json")
+        model.load_state_dict(SparpDenoiser.from_pretrained(latest / "model").state_dict())
+        step, epoch = int(state["step"]), int(state["epoch"])
+        progress(f"resuming {latest} at step {step}")
+    (run / "train_config.json").write_text(json.dumps(
+        {"args": asdict(args) | {"domains": list(args.domains)}, "model": cfg.to_dict(),
+         "batch_size": batch_size, "lr": lr, "command": " ".join(sys.argv)}, indent=1, default=str))
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    ema = EMAModel(raw.parameters(), decay=tcfg.ema_decay, use_ema_warmup=True, power=3 / 4,
+                   model_cls=SparpDenoiser, model_config=raw.config)
+    if state is not None:
+        load_optimizer(optimizer, latest / "optimizer")
+        ema_model = SparpDenoiser.from_pretrained(latest / "pipeline" / "denoiser")
+        ema.shadow_params = [p.detach().clone() for p in ema_model.parameters()]
+        ema.optimization_step = int(state["ema"]["optimization_step"])
+    ema.to(accelerator.device)
+    if vae is not None:
+        vae.to(accelerator.device)
+
+    weights = [tcfg.domain_weights.get(d, 1.0) for d in args.domains]
+    probs = [w / sum(weights) for w in weights]
+    gen = torch.Generator().manual_seed(args.seed * 1000003 + step)
+    log_path = run / "log.jsonl"
+    t_start = time.perf_counter()
+    window: list[tuple[float, dict[str, list[float]]]] = []
+    t_window = time.perf_counter()
+    stopped_by, last_loss = "steps", float("nan")
+    progress(f"training {cfg.name}: {sum(p.numel() for p in raw.parameters()) / 1e6:.2f} M params, "
+             f"batch {batch_size}, lr {lr:g}, domains {list(args.domains)}, device {accelerator.device}, "
+             f"precision {accelerator.mixed_precision}")
+
+    def log(row: dict) -> None:
+        if accelerator.is_main_process:
+            with log_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    saved_at = [-1]
+
+    def checkpoint() -> None:
+        if saved_at[0] == step:
+            return
+        saved_at[0] = step
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            path = _save_checkpoint(run, step, epoch, cfg, accelerator.unwrap_model(model), ema,
+                                    optimizer, vae)
+            if log_path.exists():
+                plot_log(log_path, run / "loss.png")
+            progress(f"checkpoint {path}")
+
+    loader = accelerator.prepare(_loader(dataset, batch_size, args.seed, args.workers))
+    while step < args.steps and stopped_by != "time":
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        for batch in loader:
+            if step >= args.steps:
+                break
+            model.train()
+            b = make_batch(batch, args.domains, probs, gen, tcfg.fg_weight, tcfg.bg_weight)
+            b = {k: v.to(accelerator.device) for k, v in b.items()}
+            shape = b["target"].shape if vae is None else \
+                (b["target"].shape[0], cfg.denoiser["target_channels"],
+                 *(s // cfg.denoiser["latent_factor"] for s in b["target"].shape[-2:]))
+            noise = torch.randn(shape, generator=gen).to(accelerator.device)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (shape[0],), generator=gen)
+            for g in optimizer.param_groups:
+                g["lr"] = lr * min(1.0, (step + 1) / max(tcfg.warmup_steps, 1))
+            with accelerator.autocast():
+                loss, per_sample = diffusion_loss(model, noise_scheduler, b, noise, t.to(accelerator.device),
+                                                  vae, cfg.latent_scale, args.reference_grad)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and tcfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(accelerator.unwrap_model(model).parameters())
+            step += 1
+            last_loss = float(loss.detach())
+            by_domain: dict[str, list[float]] = {}
+            for d, v in zip(b["domain"].tolist(), per_sample.tolist()):
+                by_domain.setdefault(DOMAINS[d], []).append(v)
+            window.append((last_loss, by_domain))
+
+            if step % args.log_every == 0 or step == args.steps:
+                dt = (time.perf_counter() - t_window) / len(window)
+                row = {"step": step, "loss": sum(w[0] for w in window) / len(window),
+                       "lr": optimizer.param_groups[0]["lr"], "s_per_step": round(dt, 4),
+                       "samples_per_s": round(batch_size * accelerator.num_processes / dt, 2),
+                       "elapsed_min": round((time.perf_counter() - t_start) / 60, 2)}
+                for d in DOMAINS:
+                    vals = [v for w in window for v in w[1].get(d, [])]
+                    if vals:
+                        row[f"loss_{d}"] = sum(vals) / len(vals)
+                log(row)
+                eta = (args.steps - step) * dt / 60
+                progress(f"step {step}/{args.steps} loss {row['loss']:.4f} | {dt:.2f} s/step "
+                         f"{row['samples_per_s']:.1f} samples/s | eta {eta:.1f} min")
+                window, t_window = [], time.perf_counter()
+            if validate is not None and step % args.val_every == 0 and accelerator.is_main_process:
+                t0 = time.perf_counter()
+                metrics = validate(_ema_pipeline(cfg, ema, accelerator.unwrap_model(model), vae))
+                log({"step": step, "val": metrics, "val_seconds": round(time.perf_counter() - t0, 2)})
+                progress(f"validation at step {step}: {metrics}")
+                t_window += time.perf_counter() - t0
+            if step % args.save_every == 0:
+                checkpoint()
+            if args.max_minutes is not None and time.perf_counter() - t_start > args.max_minutes * 60:
+                stopped_by = "time"
+                break
+        epoch += 1
+    checkpoint()
+    if accelerator.is_main_process:
+        final = run / "final"
+        shutil.rmtree(final, ignore_errors=True)
+        _ema_pipeline(cfg, ema, accelerator.unwrap_model(model), vae).save_pretrained(final)
+        progress(f"stopped at step {step} ({stopped_by}); EMA pipeline in {final}")
+    return TrainResult(step, last_loss, run, stopped_by)
+
+
+# ------------------------------------------------------------------------------ command line
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="sparp-ros train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="named model config")
+    p.add_argument("--data", required=True, help="dataset folder (`sparp-ros dataset --out`)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log, plot)")
+    p.add_argument("--domains", default="nocs_self,nocs_ref",
+                   help=f"comma-separated subset of {','.join(DOMAINS)}")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps (a resumed run continues to it)")
+    p.add_argument("--batch-size", type=int, default=None, help="per process (default: the config's)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the config's)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/latest.json")
+    p.add_argument("--val-data", default=None, help="held-out dataset folder for validation")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-samples", type=int, default=16, help="validation items (default validator)")
+    p.add_argument("--validate", default=None, metavar="MODULE:FUNC",
+                   help="validation hook FUNC(pipeline, val_data) -> dict of metrics")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after M minutes")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "fp16", "bf16"))
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--no-reference-grad", action="store_true",
+                   help="run the reference write pass without gradients (cheaper)")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    targs = TrainArgs(
+        config=args.config, data=args.data, out=args.out,
+        domains=tuple(d.strip() for d in args.domains.split(",") if d.strip()), steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, resume=args.resume, val_data=args.val_data,
+        val_every=args.val_every, val_samples=args.val_samples, validate=args.validate,
+        max_minutes=args.max_minutes, save_every=args.save_every, log_every=args.log_every,
+        seed=args.seed, mixed_precision=args.mixed_precision, workers=args.workers,
+        threads=args.threads, reference_grad=not args.no_reference_grad,
+        gradient_checkpointing=args.gradient_checkpointing)
+    from .config import ModelLoadError
+    try:
+        train(targs)
+    except (TrainError, ModelLoadError) as e:
+        print(f"sparp-ros train: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if type(e).__name__ == "DatasetError":
+            print(f"sparp-ros train: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
