@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backend import PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, NocsPrediction
+from .backend import PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView, NocsPrediction
 from .config import (COND_BACKGROUND, DOMAINS, NOCS_FOREGROUND_THRESHOLD, ModelConfig, ModelLoadError,
                      get_config)
 from .tiling import COLS, NUM_CELLS, ROWS, tile, untile
@@ -275,7 +275,8 @@ class ModelNocsBackend:
         self.cell = self.pipeline.cell
         self.domain, self.num_samples, self.steps, self.seed = domain, num_samples, num_inference_steps, seed
 
-    def predict_hypotheses(self, views: list, num_samples: int | None = None) -> list[list]:
+    def predict_hypotheses(self, views: list[CellView],
+                           num_samples: int | None = None) -> list[list[NocsPrediction]]:
         """``num_samples`` lists (hypotheses) of one ``NocsPrediction`` per view."""
         if not 1 <= len(views) <= NUM_CELLS:
             raise BackendError(f"the model takes 1..{NUM_CELLS} views, got {len(views)}")
@@ -295,6 +296,6 @@ class ModelNocsBackend:
                          for (n, m), v in zip(per_view, views)])
         return hyps
 
-    def predict(self, views: list) -> list:
+    def predict(self, views: list[CellView]) -> list[NocsPrediction]:
         return self.predict_hypotheses(views)[0]
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import shutil
 import sys
@@ -77,6 +78,8 @@ class TrainArgs:
     threads: int = 2
     reference_grad: bool = True
     gradient_checkpointing: bool = False
+    vae: str | None = None
+    init_unet: str | None = None
     denoiser_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -335,7 +338,14 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     bad = [d for d in args.domains if d not in DOMAINS]
     if bad or not args.domains:
         raise TrainError(f"--domains must be a non-empty subset of {DOMAINS}, got {list(args.domains)}")
-    cfg = model_config or get_config(args.config, denoiser=args.denoiser_overrides or None)
+    try:
+        cfg = model_config or get_config(args.config, denoiser=args.denoiser_overrides or None,
+                                         **({"vae_path": args.vae} if args.vae else {}))
+    except ValueError as e:
+        raise TrainError(str(e)) from e
+    known = set(inspect.signature(SparpDenoiser.__init__).parameters) - {"self"}
+    if set(cfg.denoiser) - known:
+        raise TrainError(f"unknown denoiser settings {sorted(set(cfg.denoiser) - known)}; known: {sorted(known)}")
     tcfg = cfg.train
     batch_size = args.batch_size or tcfg.batch_size
     lr = args.lr or tcfg.learning_rate
@@ -368,6 +378,9 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
     model = SparpDenoiser(**cfg.denoiser)
+    if args.init_unet and not (args.resume and (run / "latest.json").exists()):
+        left = model.init_from_unet(args.init_unet)
+        progress(f"UNet initialised from {args.init_unet}; {len(left)} tensors left fresh")
     if args.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     vae = SparpDiffusionPipeline.from_config(cfg, denoiser=model).vae if cfg.latent else None
@@ -377,7 +390,10 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     if args.resume and (run / "latest.json").exists():
         latest = run / read_json_checked(run / "latest.json")["checkpoint"]
         state = read_json_checked(latest / "state.json")
-        model.load_state_dict(SparpDenoiser.from_pretrained(latest / "model").state_dict())
+        model = SparpDenoiser.from_pretrained(latest / "model").train()   # its config wins
+        if args.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        cfg.denoiser = {k: v for k, v in model.config.items() if not k.startswith("_")}
         step, epoch = int(state["step"]), int(state["epoch"])
         progress(f"resuming {latest} at step {step}")
     (run / "train_config.json").write_text(json.dumps(
@@ -400,7 +416,7 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
 
     weights = [tcfg.domain_weights.get(d, 1.0) for d in args.domains]
     probs = [w / sum(weights) for w in weights]
-    gen = torch.Generator().manual_seed(args.seed * 1000003 + step)
+    gen = torch.Generator().manual_seed(args.seed * 1000003 + step * 131 + accelerator.process_index)
     log_path = run / "log.jsonl"
     t_start = time.perf_counter()
     window: list[tuple[float, dict[str, list[float]]]] = []
@@ -525,10 +541,35 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-reference-grad", action="store_true",
                    help="run the reference write pass without gradients (cheaper)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--vae", default=None, metavar="DIR", help="local AutoencoderKL folder (latent configs)")
+    p.add_argument("--init-unet", default=None, metavar="DIR",
+                   help="initialise the UNet from a local diffusers UNet folder (e.g. SD-2.1's unet/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a denoiser config entry (VALUE is JSON), e.g. reference_attention=false")
     return p
 
 
+def _overrides(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TrainError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    from .config import ModelLoadError
+    from .dataset import DatasetError
+    try:
+        overrides = _overrides(args.set)
+    except TrainError as e:
+        print(f"sparp-ros train: error: {e}", file=sys.stderr)
+        return 2
     targs = TrainArgs(
         config=args.config, data=args.data, out=args.out,
         domains=tuple(d.strip() for d in args.domains.split(",") if d.strip()), steps=args.steps,
@@ -537,18 +578,13 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes, save_every=args.save_every, log_every=args.log_every,
         seed=args.seed, mixed_precision=args.mixed_precision, workers=args.workers,
         threads=args.threads, reference_grad=not args.no_reference_grad,
-        gradient_checkpointing=args.gradient_checkpointing)
-    from .config import ModelLoadError
+        gradient_checkpointing=args.gradient_checkpointing, vae=args.vae, init_unet=args.init_unet,
+        denoiser_overrides=overrides)
     try:
         train(targs)
-    except (TrainError, ModelLoadError) as e:
+    except (TrainError, ModelLoadError, DatasetError) as e:
         print(f"sparp-ros train: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:
-        if type(e).__name__ == "DatasetError":
-            print(f"sparp-ros train: error: {e}", file=sys.stderr)
-            return 2
-        raise
     return 0
 
 
