@@ -36,8 +36,11 @@ class PipelineError(ValueError):
 class PipelineConfig:
     backend: str = "oracle"
     device: str = "cpu"
-    weights: str | None = None
-    cell_size: int = 128              # pixels per view cell
+    weights: str | None = None        # model backend: weights folder (default: shipped)
+    model_domain: str = "nocs_self"   # model backend: per-view ("nocs_self") or tiled ("nocs_ref")
+    num_hypotheses: int = 1           # model backend: NOCS samples per call (mixture of experts)
+    inference_steps: int | None = None  # model backend: denoising steps (default: the model's)
+    cell_size: int = 128              # pixels per view cell (the model backend uses its own)
     crop_margin: float = 0.15         # extra border around the mask's box, per side
     pnp_threshold_px: float = 2.0     # RANSAC reprojection threshold, in cell pixels
     min_inlier_ratio: float = 0.2     # a view whose best pose explains less NOCS has no pose
@@ -56,8 +59,10 @@ class SparpPipeline:
     def __init__(self, config: PipelineConfig | None = None, backend: NocsBackend | None = None):
         self.config = config or PipelineConfig()
         try:
-            self.backend = backend or make_backend(self.config.backend, self.config.device,
-                                                   self.config.weights)
+            self.backend = backend or make_backend(
+                self.config.backend, self.config.device, self.config.weights,
+                domain=self.config.model_domain, num_samples=self.config.num_hypotheses,
+                num_inference_steps=self.config.inference_steps, seed=self.config.seed)
         except BackendError as exc:
             raise PipelineError(str(exc)) from exc
 
@@ -69,17 +74,16 @@ class SparpPipeline:
         # 2. Segment and crop every view to the cell (intrinsics follow the crop).
         with _timed(timings, "crop"):
             cells = [self._crop(i, f) for i, f in enumerate(frames)]
-        # 3. NOCS per view from the backend.
+        # 3. NOCS per view from the backend (K hypotheses when it samples several).
         with _timed(timings, "nocs"):
             try:
-                preds = self.backend.predict([c for c, _ in cells])
+                hypotheses = self._predict([c for c, _ in cells])
             except BackendError as exc:
                 raise PipelineError(str(exc)) from exc
-        # 4. PnP + RANSAC per view (unit-scale object frame).
+        # 4. PnP + RANSAC per view and hypothesis (unit-scale object frame); per view keep the
+        #    hypothesis whose pose explains most of its NOCS (mixture of experts).
         with _timed(timings, "pnp"):
-            pnp = [solve_pnp_nocs(p.nocs, p.mask, c.camera, cfg.pnp_threshold_px, seed=cfg.seed,
-                                  min_inlier_ratio=cfg.min_inlier_ratio)
-                   for (c, _), p in zip(cells, preds)]
+            preds, pnp, nocs_scores = self._pnp_select(cells, hypotheses)
         for i, r in enumerate(pnp):
             if not r.ok:
                 log.warning("view %d: no pose (%s)", i, r.message)
@@ -88,7 +92,7 @@ class SparpPipeline:
                 f"view {i}: {r.message}" for i, r in enumerate(pnp)))
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
-            R_ref_view, hypotheses = self._align(cells, preds, pnp)
+            R_ref_view, azimuths = self._align(cells, preds, pnp)
             pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
         # 5. Metric scale: depth (Umeyama) where present, else the size prior.
         with _timed(timings, "scale"):
@@ -116,10 +120,35 @@ class SparpPipeline:
             nocs=[p.nocs for p in preds], nocs_masks=[p.mask for p in preds],
             crops=[c.image for c, _ in cells],
             extra={"scale_uncertainty": scale.uncertainty, "mesh_message": mesh_message,
-                   "nocs_frame": preds[0].frame, "azimuth_hypotheses": hypotheses,
+                   "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
+                   "nocs_hypothesis_scores": nocs_scores,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
     # -- steps ----------------------------------------------------------------------------------
+    @property
+    def cell_size(self) -> int:
+        """The model's own cell size when it has one (weights fix it), else the configured one."""
+        return int(getattr(self.backend, "cell", None) or self.config.cell_size)
+
+    def _predict(self, views: list[CellView]):
+        """K lists of per-view NOCS predictions (K = 1 for single-output backends)."""
+        if hasattr(self.backend, "predict_hypotheses"):
+            return self.backend.predict_hypotheses(views)
+        return [self.backend.predict(views)]
+
+    def _pnp_select(self, cells, hypotheses):
+        cfg = self.config
+        preds, results, scores = [], [], []
+        for i, (cell, _) in enumerate(cells):
+            options = [(h[i], solve_pnp_nocs(h[i].nocs, h[i].mask, cell.camera, cfg.pnp_threshold_px,
+                                             seed=cfg.seed, min_inlier_ratio=cfg.min_inlier_ratio))
+                       for h in hypotheses]
+            scores.append([r.inlier_ratio if r.ok else 0.0 for _, r in options])
+            best = int(np.argmax(scores[-1]))
+            preds.append(options[best][0])
+            results.append(options[best][1])
+        return preds, results, scores
+
     @staticmethod
     def _check(frames: list[Frame]) -> None:
         if not frames:
@@ -132,7 +161,7 @@ class SparpPipeline:
 
     def _crop(self, i: int, frame: Frame) -> tuple[CellView, np.ndarray | None]:
         """One view's cell and its cropped depth (metres, 0 = none)."""
-        size = self.config.cell_size
+        size = self.cell_size
         try:
             box = crop_box_from_mask(frame.mask, self.config.crop_margin)
         except SegmentationError as exc:

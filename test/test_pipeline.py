@@ -72,8 +72,8 @@ def test_bad_input_gives_clear_errors(captures):
     no_nocs = [Frame(f.image, f.camera, f.depth, f.mask, None) for f in frames]
     with pytest.raises(PipelineError, match="ground-truth NOCS"):
         pipeline(no_nocs)
-    with pytest.raises(PipelineError, match="not available yet"):
-        SparpPipeline(PipelineConfig(backend="model"))
+    with pytest.raises(PipelineError, match="no model weights at /nonexistent"):
+        SparpPipeline(PipelineConfig(backend="model", weights="/nonexistent"))
 
 
 @pytest.mark.parametrize("name", ["Nintendo_Mario_Action_Figure", "Schleich_Hereford_Bull"])

@@ -8,6 +8,7 @@ the diffusion model of issue 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -91,13 +92,26 @@ class OraclePerViewBackend(OracleBackend):
         return out
 
 
-def make_backend(name: str, device: str = "cpu", weights: str | None = None) -> NocsBackend:
-    """Build a backend by name; raises BackendError with the reason when it cannot run."""
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "tiny"
+
+
+def make_backend(name: str, device: str = "cpu", weights: str | None = None,
+                 domain: str = "nocs_self", num_samples: int = 1,
+                 num_inference_steps: int | None = None, seed: int = 0) -> NocsBackend:
+    """Build a backend by name; raises BackendError with the reason when it cannot run.
+
+    ``weights`` (model only): a local folder from ``sparp-ros train`` (``final/`` or a checkpoint's
+    ``pipeline/``); default the weights shipped in the package."""
     if name == "oracle":
         return OracleBackend()
     if name == "oracle_per_view":
         return OraclePerViewBackend()
     if name == "model":
-        raise BackendError("the diffusion-model backend is not available yet (issue 3: "
-                           "sparp_ros/model/weights/tiny); use --backend oracle on rendered captures")
+        folder = Path(weights) if weights else DEFAULT_WEIGHTS
+        if not folder.is_dir():
+            raise BackendError(f"no model weights at {folder} (train with `sparp-ros train`, or use "
+                               "--backend oracle on rendered captures)")
+        from .diffusion import ModelNocsBackend
+        return ModelNocsBackend(folder, device=device, domain=domain, num_samples=num_samples,
+                                num_inference_steps=num_inference_steps, seed=seed)
     raise BackendError(f"unknown backend {name!r}; choose one of {BACKENDS}")
