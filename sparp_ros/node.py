@@ -56,7 +56,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                           "oracle_nocs, test instruments) or 'model'"),
     "device": ("cpu", "torch device of the model backend: cpu, cuda, cuda:1"),
     "weights": ("", "model weights folder; empty = the weights shipped in the package"),
-    "cell_size": (128, "pixels per view cell fed to the model"),
+    "model_domain": ("nocs_self", "model backend: 'nocs_self' (per-view NOCS + azimuth search) or "
+                                  "'nocs_ref' (SpaRP's tiled cross-view NOCS)"),
+    "num_hypotheses": (1, "model backend: NOCS samples per view (mixture of experts; the one "
+                          "whose pose explains most of its NOCS is kept)"),
+    "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
     "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
     "max_keyframes": (6, "keyframes kept, 1..6; the oldest is dropped when a new one comes"),
@@ -108,9 +112,10 @@ class SparpNode(Node):
 
         self.pipeline = SparpPipeline(PipelineConfig(
             backend=p["backend"], device=p["device"], weights=p["weights"] or None,
+            model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"])))
         self.get_logger().info(f"pipeline ready: backend={p['backend']} device={p['device']} "
-                               f"cell_size={p['cell_size']}")
+                               f"cell_size={self.pipeline.cell_size}")
         oracle = p["backend"].startswith(ORACLE_PREFIX)
         if oracle:
             self.get_logger().warning(f"backend '{p['backend']}' reads ground-truth NOCS from "
