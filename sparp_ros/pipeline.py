@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -254,8 +255,14 @@ def _timed(timings: dict[str, float], name: str):
 
 def reconstruct_capture(capture: Capture, backend: str = "oracle", device: str = "cpu",
                         **config) -> Reconstruction:
-    """Run the pipeline on a loaded capture folder."""
-    return SparpPipeline(PipelineConfig(backend=backend, device=device, **config))(capture.frames)
+    """Run the pipeline on a loaded capture folder (the pipeline, and so the model, is built once
+    per configuration and reused across calls, e.g. over an evaluation's captures)."""
+    return _pipeline(backend, device, tuple(sorted(config.items())))(capture.frames)
+
+
+@lru_cache(maxsize=4)
+def _pipeline(backend: str, device: str, config: tuple) -> SparpPipeline:
+    return SparpPipeline(PipelineConfig(backend=backend, device=device, **dict(config)))
 
 
 __all__ = ["PipelineConfig", "PipelineError", "SparpPipeline", "reconstruct_capture"]
