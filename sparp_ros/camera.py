@@ -76,7 +76,11 @@ class PinholeCamera:
 
     def resize(self, width: int, height: int) -> "PinholeCamera":
         """The camera of this image resized to ``width`` x ``height``."""
-        sx, sy = width / self.width, height / self.height
+        return self.scaled(width / self.width, height / self.height, width, height)
+
+    def scaled(self, sx: float, sy: float, width: int, height: int) -> "PinholeCamera":
+        """The camera of this image resampled by exact factors ``sx``, ``sy`` into a
+        ``width`` x ``height`` image (``resize`` when the factors are not whole-pixel ratios)."""
         K = self.K.copy()
         K[0, 0] *= sx
         K[0, 1] *= sx

@@ -63,9 +63,8 @@ class CanonicalFrame:
     @property
     def T_mesh_object(self) -> np.ndarray:
         """Rigid transform mapping object-frame points (metres) into the mesh frame."""
-        c, s = np.cos(self.azimuth), np.sin(self.azimuth)
         T = np.eye(4)
-        T[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+        T[:3, :3] = rot_z(self.azimuth)
         T[:3, 3] = self.center
         return T
 
@@ -92,10 +91,27 @@ def canonical_frame(vertices_mesh: np.ndarray, T_camera_mesh_reference: np.ndarr
     diagonal = float(np.linalg.norm(hi - lo))
     if diagonal <= 0:
         raise ValueError("mesh has a degenerate bounding box")
-    camera_center_mesh = invert_rigid(T_camera_mesh_reference)[:3, 3]
-    d = camera_center_mesh - center
-    azimuth = float(np.arctan2(d[1], d[0])) if np.hypot(d[0], d[1]) > 1e-9 else 0.0
-    return CanonicalFrame(center=center, diagonal=diagonal, azimuth=azimuth)
+    return CanonicalFrame(center=center, diagonal=diagonal,
+                          azimuth=camera_azimuth(T_camera_mesh_reference, center))
+
+
+def camera_azimuth(T_camera_frame: np.ndarray, center: np.ndarray | None = None) -> float:
+    """Azimuth (radians, about +z) of a camera's centre seen from ``center`` of a z-up frame; this
+    is what points a canonical frame's x axis at that camera."""
+    d = invert_rigid(T_camera_frame)[:3, 3] - (0.0 if center is None else center)
+    return float(np.arctan2(d[1], d[0])) if np.hypot(d[0], d[1]) > 1e-9 else 0.0
+
+
+def rot_z(angle: float) -> np.ndarray:
+    """3x3 rotation by ``angle`` (radians) about +z, the up axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def unit_direction(azimuth: float, elevation: float) -> np.ndarray:
+    """Unit vector at ``azimuth`` about +z and ``elevation`` above the ground plane (radians)."""
+    return np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                     np.sin(elevation)])
 
 
 def object_to_nocs(points_object: np.ndarray, diagonal: float) -> np.ndarray:

@@ -38,13 +38,12 @@ RESULT_TIMEOUT_S = 10.0
 def ground_truth_T_camera_object(capture, view: int, reference: int) -> np.ndarray:
     """The true pose of ``view`` in *our* object frame, whose x axis points at the camera of the
     ``reference`` keyframe (conventions): ``T_camera_object = T_camera_mesh @ T_mesh_object``."""
-    from .conventions import CanonicalFrame, invert_rigid
+    from .conventions import CanonicalFrame, camera_azimuth
 
     c = capture.gt.extra["canonical"]
     center = np.asarray(c["center"], float)
-    d = invert_rigid(capture.gt.T_camera_object[reference])[:3, 3] - center
     frame = CanonicalFrame(center=center, diagonal=float(c["diagonal"]),
-                           azimuth=float(np.arctan2(d[1], d[0])))
+                           azimuth=camera_azimuth(capture.gt.T_camera_object[reference], center))
     return capture.gt.T_camera_object[view] @ frame.T_mesh_object
 
 

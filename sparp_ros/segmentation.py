@@ -8,7 +8,7 @@ are later work; a view without a mask is refused with a clear error rather than 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -47,13 +47,8 @@ def crop_box_from_mask(mask: np.ndarray, margin: float = 0.15) -> CropBox:
 def crop_camera(camera: PinholeCamera, box: CropBox, size: int) -> PinholeCamera:
     """The camera of the crop ``box`` resized to ``size`` x ``size`` (sub-pixel box allowed)."""
     s = size / box.side
-    K = camera.K.copy()
-    K[0, 2] -= box.x0
-    K[1, 2] -= box.y0
-    K[:2, :2] *= s
-    K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
-    return replace(camera, width=size, height=size, K=K)
+    side = int(np.ceil(box.side))
+    return camera.crop(box.x0, box.y0, side, side).scaled(s, s, size, size)
 
 
 def crop_image(image: np.ndarray, box: CropBox, size: int, nearest: bool = False) -> np.ndarray:

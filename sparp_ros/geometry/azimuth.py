@@ -19,11 +19,10 @@ import cv2
 import numpy as np
 
 from ..camera import PinholeCamera
+from ..conventions import rot_z
 
-
-def rot_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+__all__ = ["AzimuthHypothesis", "ViewGeometry", "rot_z", "search_azimuth", "view_geometry",
+           "violation_fraction"]
 
 
 @dataclass

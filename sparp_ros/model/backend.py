@@ -77,15 +77,14 @@ class OraclePerViewBackend(OracleBackend):
     name = "oracle_per_view"
 
     def predict(self, views: list[CellView]) -> list[NocsPrediction]:
-        from ..geometry.azimuth import rot_z
+        from ..conventions import camera_azimuth, rot_z
         from ..geometry.pnp import solve_pnp_nocs
         out = []
         for i, (v, p) in enumerate(zip(views, super().predict(views))):
             r = solve_pnp_nocs(p.nocs, p.mask, v.camera)
             if not r.ok:
                 raise BackendError(f"oracle_per_view: view {i}: {r.message}")
-            c = -r.T_camera_unit[:3, :3].T @ r.T_camera_unit[:3, 3]   # camera centre, frame 0
-            delta = float(np.arctan2(c[1], c[0]))
+            delta = camera_azimuth(r.T_camera_unit)     # this camera's azimuth in frame 0
             own = (p.nocs - 0.5) @ rot_z(-delta).T + 0.5
             own[~p.mask] = 0.0
             out.append(NocsPrediction(nocs=own.astype(np.float32), mask=p.mask, frame=PER_VIEW_FRAME))

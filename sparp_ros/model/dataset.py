@@ -69,10 +69,11 @@ import torch.utils.data
 from scipy.spatial import ConvexHull, QhullError
 
 from ..camera import PinholeCamera
-from ..conventions import NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png
+from ..conventions import (NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png,
+                           unit_direction)
 from ..render.capture_renderer import (ELEVATION_RANGE_DEG, FILL_RANGE, ROLL_RANGE_DEG,
                                        default_renderer, look_at, random_background, random_camera,
-                                       spread_azimuths)
+                                       random_light, spread_azimuths)
 from ..render.gl_renderer import DEFAULT_AMBIENT, DEFAULT_LIGHT_DIR_CAMERA, MeshRenderer
 from ..render.mesh_io import TexturedMesh, load_mesh
 from ..render.procedural import procedural_mesh, procedural_name
@@ -233,7 +234,7 @@ def fixed_cameras(cell_size: int) -> tuple[np.ndarray, np.ndarray]:
     K = np.array([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]])
     Ts = []
     for az, el in zip(np.radians(FIXED_AZIMUTHS_DEG), np.radians(FIXED_ELEVATIONS_DEG)):
-        eye = FIXED_DISTANCE * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        eye = FIXED_DISTANCE * unit_direction(az, el)
         Ts.append(look_at(eye, np.zeros(3)))
     return K, np.stack(Ts)
 
@@ -258,8 +259,7 @@ def _place(rng: np.random.Generator, obj: _LoadedObject, camera: PinholeCamera, 
     """T_camera_mesh for a view from (azimuth, elevation), random fill, roll and off-centre shift,
     with the silhouette inside the image — found by projecting the convex hull, not by rendering."""
     W, H, f = camera.width, camera.height, float(camera.K[0, 0])
-    direction = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                          np.sin(elevation)])
+    direction = unit_direction(azimuth, elevation)
     fill = float(rng.uniform(*FILL_RANGE))
     roll = float(np.radians(rng.uniform(-ROLL_RANGE_DEG, ROLL_RANGE_DEG)))
     distance = 2.0 * f * obj.radius / (fill * min(W, H))
@@ -285,11 +285,6 @@ def _place(rng: np.random.Generator, obj: _LoadedObject, camera: PinholeCamera, 
         if box is not None and box[0] >= m and box[1] >= m and box[2] <= W - 1 - m and box[3] <= H - 1 - m:
             return T
     return None
-
-
-def _random_light(rng: np.random.Generator) -> np.ndarray:
-    az, el = rng.uniform(0.0, 2 * np.pi), np.radians(rng.uniform(20.0, 80.0))
-    return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
 
 
 def _nocs(frame: CanonicalFrame, xyz: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -331,7 +326,7 @@ def render_sample(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator
     camera = _render_camera(rng, S)
     azimuths = spread_azimuths(rng, n)
     elevations = np.radians(rng.uniform(*ELEVATION_RANGE_DEG, size=n))
-    light_mesh, ambient = _random_light(rng), float(rng.uniform(*AMBIENT_RANGE))
+    light_mesh, ambient = random_light(rng), float(rng.uniform(*AMBIENT_RANGE))
     out: dict[str, Any] = {
         "images": np.zeros((V, S, S, 3), np.uint8), "masks": np.zeros((V, S, S), np.uint8),
         "num_views": np.int16(n), "nocs_ref": np.zeros((V, S, S, 3), np.uint16),

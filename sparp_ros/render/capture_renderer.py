@@ -22,7 +22,7 @@ import numpy as np
 
 from ..camera import PinholeCamera
 from ..capture import Capture, Frame, GroundTruth, save_capture
-from ..conventions import canonical_frame, invert_rigid
+from ..conventions import canonical_frame, invert_rigid, unit_direction
 from .gl_renderer import MeshRenderer, RenderOutput
 from .mesh_io import TexturedMesh, load_mesh
 
@@ -79,7 +79,7 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
     az = np.radians(azimuths_deg) if azimuths_deg is not None else spread_azimuths(rng, views)
     el = (np.radians(elevations_deg) if elevations_deg is not None
           else np.radians(rng.uniform(*ELEVATION_RANGE_DEG, size=views)))
-    light_mesh = _random_light(rng)
+    light_mesh = random_light(rng)
     ambient = float(rng.uniform(*AMBIENT_RANGE))
     # 4. Place and render every view.
     placed = [_place_view(renderer, mesh, camera, float(a), float(e), light_mesh, ambient, rng)
@@ -179,8 +179,7 @@ def _place_view(renderer: MeshRenderer, mesh: TexturedMesh, camera: PinholeCamer
     lo, hi = mesh.bounds.astype(np.float64)
     center = (lo + hi) / 2.0
     radius = float(np.linalg.norm(hi - lo)) / 2.0
-    direction = np.array([np.cos(elevation) * np.cos(azimuth),
-                          np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+    direction = unit_direction(azimuth, elevation)
     f = float(camera.K[0, 0])
     short_side = min(camera.width, camera.height)
     fill = rng.uniform(*FILL_RANGE)
@@ -248,11 +247,9 @@ def _random_offset(rng: np.random.Generator, box: tuple[int, int, int, int],
     return 0.9 * np.asarray(shift)
 
 
-def _random_light(rng: np.random.Generator) -> np.ndarray:
+def random_light(rng: np.random.Generator) -> np.ndarray:
     """Unit direction towards a light above the horizon, fixed in the world (mesh) frame."""
-    az = rng.uniform(0.0, 2 * np.pi)
-    el = np.radians(rng.uniform(20.0, 80.0))
-    return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    return unit_direction(rng.uniform(0.0, 2 * np.pi), np.radians(rng.uniform(20.0, 80.0)))
 
 
 def random_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
