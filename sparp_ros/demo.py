@@ -90,7 +90,9 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
     try:
         node = SparpNode(context=context, parameter_overrides=[
             Parameter("backend", value=backend), Parameter("reliable_inputs", value=True),
-            Parameter("max_keyframes", value=views)])
+            # Reliable re-sending of a lost fragment of a large image can take over a second on a
+            # loaded 2-core machine: wait longer for an instant's parts than the 1 s default.
+            Parameter("sync_timeout_s", value=5.0), Parameter("max_keyframes", value=views)])
         player = rclpy.create_node("sparp_demo_player", context=context)
         client = rclpy.create_node("sparp_demo_client", context=context)
         nodes = [node, player, client]

@@ -59,7 +59,9 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
     env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
-         "--ros-args", "-p", "object_id:=android", "-p", "mesh:=false", "-p", "reliable_inputs:=true"],
+         "--ros-args", "-p", "object_id:=android", "-p", "mesh:=false", "-p", "reliable_inputs:=true",
+         # reliable repair of a lost fragment of a large image can exceed the 1 s default on CI
+         "-p", "sync_timeout_s:=5.0"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     response = None
     client = rclpy.create_node("main_test_client", context=ros_context)
