@@ -58,3 +58,33 @@ def test_wrong_azimuth_scores_worse(objects_dir):
     right = violation_fraction((geoms[1].points @ rot_z(delta).T)[None], geoms[0])[0]
     wrong = violation_fraction((geoms[1].points @ rot_z(delta + np.pi / 2).T)[None], geoms[0])[0]
     assert right < 0.02 and wrong > 0.05, (right, wrong)
+
+
+@pytest.mark.parametrize("name,seed,views", [("Nintendo_Mario_Action_Figure", 3, 4),
+                                             ("Schleich_Hereford_Bull", 4, 5)])
+def test_joint_search_recovers_every_view(objects_dir, name, seed, views):
+    """All azimuths chosen together (view 0 the reference) match the true per-view frames."""
+    from sparp_ros.geometry.azimuth import joint_azimuths
+    path = objects_dir / f"{name}.glb"
+    capture = render_capture(path, views=views, seed=seed)
+    geoms, deltas = [], []
+    for nocs, mask, cam, delta in _per_view_cells(capture, load_mesh(path).vertices):
+        r = solve_pnp_nocs(nocs, mask, cam)
+        uv, X = correspondences(nocs, mask)
+        geoms.append(view_geometry(X, uv, r.T_camera_unit, cam, mask))
+        deltas.append(delta)
+    hyps = joint_azimuths(geoms, top_k=3)
+    assert len(hyps) == 3 and [h.score for h in hyps] == sorted(h.score for h in hyps)
+    assert hyps[0].azimuths[0] == 0.0
+    for k in range(1, views):
+        err = abs((hyps[0].azimuths[k] - deltas[k] + np.pi) % (2 * np.pi) - np.pi)
+        assert np.degrees(err) < 5.0, f"view {k}: {np.degrees(err):.1f}° off"
+    # Other hypotheses are really different assignments, not the same one again.
+    for h in hyps[1:]:
+        assert max(abs((a - b + np.pi) % (2 * np.pi) - np.pi)
+                   for a, b in zip(h.azimuths, hyps[0].azimuths)) >= np.radians(20.0) - 1e-9
+
+
+def test_joint_search_single_view_is_identity():
+    from sparp_ros.geometry.azimuth import JointAzimuths, joint_azimuths
+    assert joint_azimuths([object()]) == [JointAzimuths([0.0], 0.0)]
