@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,18 @@ class Frame:
             arr = getattr(self, name)
             if arr is not None and arr.shape[:2] != (h, w):
                 raise CaptureError(f"{name} is {arr.shape[1]}x{arr.shape[0]}, image is {w}x{h}")
+
+    def undistorted(self) -> "Frame":
+        """This frame resampled to its camera without distortion (``PinholeCamera.undistort``:
+        the image bilinear; depth, mask and NOCS nearest), which is what the pipeline and the
+        model assume. The frame itself when its camera has no distortion."""
+        cam = self.camera
+        if not cam.has_distortion:
+            return self
+        return replace(self, image=cam.undistort(self.image), camera=cam.undistorted(),
+                       depth=None if self.depth is None else cam.undistort(self.depth, nearest=True),
+                       mask=None if self.mask is None else cam.undistort(self.mask, nearest=True),
+                       nocs=None if self.nocs is None else cam.undistort(self.nocs, nearest=True))
 
 
 @dataclass

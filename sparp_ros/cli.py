@@ -3,6 +3,8 @@
     sparp-ros render --mesh OBJ.glb --out CAPTURE [--views N] [--seed S] [--width W --height H]
     sparp-ros reconstruct CAPTURE --out OUT [--backend oracle|model] [--device cpu|cuda]
     sparp-ros eval CAPTURE... --out REPORT [--backend oracle] [--baseline pycolmap|none]
+    sparp-ros bag BAG --image-topic T --camera-info-topic T [--depth-topic T] [--mask-topic T]
+                  --out CAPTURE [--max-views N]       keyframes of a rosbag2 (.db3/.mcap) (bag.py)
     sparp-ros node [--params-file config/sparp.yaml]      the ROS 2 node without `ros2 launch`
     sparp-ros play CAPTURE                                publish a capture as camera topics
     sparp-ros demo                                        render, play, trigger, report (make demo)
@@ -67,6 +69,25 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag(args: argparse.Namespace) -> int:
+    from .bag import BagTopics, bag_to_capture
+    from .keyframes import KeyframeConfig
+    topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic,
+                       depth=args.depth_topic, mask=args.mask_topic,
+                       oracle_nocs=args.oracle_nocs_topic)
+    try:     # BagError is a CaptureError, i.e. a ValueError, as are bad KeyframeConfig values
+        options = {"max_keyframes": args.max_views, "min_image_change": args.min_image_change,
+                   "min_sharpness": args.min_sharpness}
+        config = KeyframeConfig(**{k: v for k, v in options.items() if v is not None})
+        result = bag_to_capture(args.bag, topics, args.out, config, slop_s=args.sync_slop)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.keyframes} keyframes to {args.out} ({result.images} images, "
+          f"{result.instants} complete frames in {args.bag})")
+    return 0
+
+
 def _node(args: argparse.Namespace, rest: list[str]) -> int:
     from .node import main as node_main
     argv = list(rest)
@@ -123,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
 
+    b = sub.add_parser("bag", help="a capture folder from a rosbag2 (.db3/.mcap), keyframes "
+                                   "picked as the node does")
+    b.add_argument("bag", help="rosbag2 folder, or its .db3 / .mcap file")
+    b.add_argument("--image-topic", required=True, help="sensor_msgs/Image, 8-bit colour or mono")
+    b.add_argument("--camera-info-topic", required=True)
+    b.add_argument("--depth-topic", help="16UC1 mm or 32FC1 m, paired by stamp")
+    b.add_argument("--mask-topic", help="mono8, object > 127, paired by stamp")
+    b.add_argument("--oracle-nocs-topic", help="16UC3 ground-truth NOCS (oracle backend, tests)")
+    b.add_argument("--out", required=True)
+    # Keyframe options default to the node's (keyframes.KeyframeConfig).
+    b.add_argument("--max-views", type=int, help="keyframes kept, 1..6 (default 6)")
+    b.add_argument("--min-image-change", type=float, help="as the node's parameter (default 0.04)")
+    b.add_argument("--min-sharpness", type=float, help="as the node's parameter (default 1e-4)")
+    b.add_argument("--sync-slop", type=float, default=0.005, help="seconds, as the node's")
+
     n = sub.add_parser("node", help="run the ROS 2 node (wheels-only installs)")
     n.add_argument("--params-file")
     sub.add_parser("play", help="publish a capture as ROS 2 camera topics").add_argument("capture")
@@ -143,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return passthrough[args.command](args, rest)
     if rest:
         build_parser().error(f"unrecognised arguments: {' '.join(rest)}")
-    return {"render": _render, "reconstruct": _reconstruct, "eval": _eval}[args.command](args)
+    return {"render": _render, "reconstruct": _reconstruct, "eval": _eval,
+            "bag": _bag}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
 """The SpaRP ROS 2 node: camera topics in, object pose / TF / mesh out, on request.
 
 Subscriptions (relative names, remap them; sensor-data QoS):
-  ``image`` (sensor_msgs/Image, rgb8/bgr8/rgba8/bgra8/mono8), ``camera_info`` (CameraInfo),
-  ``depth`` (16UC1 mm or 32FC1 m; when ``use_depth``), ``mask`` (mono8, object > 127; when
-  ``use_mask``), ``oracle_nocs`` (16UC3 ground-truth NOCS; only with the ``oracle*`` backends,
-  a test instrument fed by the capture player).
+  ``image`` (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, 16-bit colour, mono8, mono16/16UC1,
+  32FC1, yuv422/uyvy, yuv422_yuy2/yuyv, bayer_*8; see ``image_codec``), or with
+  ``compressed_input`` ``image/compressed`` (sensor_msgs/CompressedImage, JPEG/PNG: the topic
+  image_transport's ``compressed`` transport publishes beside the remapped ``image``),
+  ``camera_info`` (CameraInfo), ``depth`` (16UC1 mm or 32FC1 m; when ``use_depth``), ``mask``
+  (mono8, object > 127; when ``use_mask``), ``oracle_nocs`` (16UC3 ground-truth NOCS; only with
+  the ``oracle*`` backends, a test instrument fed by the capture player).
+A message that cannot be read (bad encoding, step, size, truncated data, uncalibrated or
+unsupported CameraInfo) is dropped with a warning (at most one per part every WARN_THROTTLE_S) and
+counted in ``dropped``; a CameraInfo for a binned/decimated image (same aspect ratio) is scaled to
+the image; a distorted camera's frames are undistorted to the same K before they are buffered.
 Services: ``~/reconstruct`` and ``~/reset`` (std_srvs/Trigger).
 Publications on success (in the camera frame of the most recent keyframe, at its stamp):
   ``/sparp/object_pose`` (PoseStamped), TF ``<camera> → <object_id>``, ``/sparp/mesh_marker``
@@ -22,6 +29,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
+from functools import partial
 from typing import Any
 
 import rclpy
@@ -32,7 +41,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from shape_msgs.msg import Mesh
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
@@ -77,6 +86,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "sync_timeout_s": (1.0, "an instant still missing a part after this is dropped (seconds)"),
     "object_id": ("sparp_object", "TF child frame and object_id of the result"),
     "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
+    "compressed_input": (False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
+                                "<image>/compressed (image_transport naming) instead of the raw "
+                                "image"),
+    "max_image_side": (ros_io.MAX_IMAGE_SIDE, "images larger than this (pixels per side) are "
+                                              "dropped as corrupt"),
 }
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
 
@@ -106,6 +120,11 @@ class SparpNode(Node):
         self._busy = threading.Lock()
         self._camera_info_seen = False
         self._images_seen = 0
+        # Messages (per part) and assembled frames ("frame") dropped as unusable; the last reason.
+        self.dropped: Counter[str] = Counter()
+        self._last_drop = ""
+        self._warned_at: dict[str, float] = {}
+        self._undistorting: set[str] = set()
 
         # 1. The pipeline, built now so a bad backend fails at start-up (STYLE 8).
         from .pipeline import PipelineConfig, SparpPipeline
@@ -136,16 +155,22 @@ class SparpNode(Node):
         # 3. Subscriptions: one mutually exclusive group, so conversions never interleave.
         inputs = MutuallyExclusiveCallbackGroup()
         input_qos = RELIABLE_INPUT_QOS if p["reliable_inputs"] else qos_profile_sensor_data
-        converters = {"image": (Image, ros_io.image_to_rgb),
-                      "camera_info": (CameraInfo, ros_io.camera_info_to_camera),
-                      "depth": (Image, ros_io.image_to_depth),
-                      "mask": (Image, ros_io.image_to_mask),
-                      "oracle_nocs": (Image, lambda m: ros_io.image_to_nocs(m)[0])}
+        side = int(p["max_image_side"])
+        converters = {"image": (Image, "image", partial(ros_io.image_to_rgb, max_side=side)),
+                      "camera_info": (CameraInfo, "camera_info", ros_io.camera_info_to_camera),
+                      "depth": (Image, "depth", partial(ros_io.image_to_depth, max_side=side)),
+                      "mask": (Image, "mask", partial(ros_io.image_to_mask, max_side=side)),
+                      "oracle_nocs": (Image, "oracle_nocs", lambda m: ros_io.image_to_nocs(m)[0])}
+        if p["compressed_input"]:
+            # image_transport: the compressed transport of base topic T is T/compressed, after
+            # T is remapped (a remap of `image` must move the compressed topic too).
+            converters["image"] = (CompressedImage, self.resolve_topic_name("image") + "/compressed",
+                                   partial(ros_io.compressed_image_to_rgb, max_side=side))
         self._subscriptions_by_part = {}
         for part in parts:
-            msg_type, convert = converters[part]
+            msg_type, topic, convert = converters[part]
             self._subscriptions_by_part[part] = self.create_subscription(
-                msg_type, part, self._make_callback(part, convert), input_qos,
+                msg_type, topic, self._make_callback(part, convert), input_qos,
                 callback_group=inputs)
 
         # 4. Outputs.
@@ -201,14 +226,24 @@ class SparpNode(Node):
         return callback
 
     # -- subscriptions: convert and push ---------------------------------------------------------
+    def _drop(self, key: str, reason: str) -> None:
+        """Count a dropped message or frame and warn, at most once per ``key`` every
+        WARN_THROTTLE_S (rclpy's throttle is per call site: one bad topic would hide another)."""
+        self.dropped[key] += 1
+        self._last_drop = f"{key}: {reason}"
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -WARN_THROTTLE_S) >= WARN_THROTTLE_S:
+            self._warned_at[key] = now
+            what = "frame" if key == "frame" else f"{key} message"
+            self.get_logger().warning(f"dropping {what} ({self.dropped[key]} so far): {reason}")
+
     def _on_part(self, part: str, msg: Any, convert) -> None:
         if part == "image":
             self._images_seen += 1
         try:
             value = convert(msg)
         except (ros_io.ImageConversionError, CameraError) as exc:
-            self.get_logger().warning(f"dropping {part} message: {exc}",
-                                      throttle_duration_sec=WARN_THROTTLE_S)
+            self._drop(part, str(exc))
             return
         if part == "camera_info":
             self._camera_info_seen = True
@@ -225,14 +260,18 @@ class SparpNode(Node):
         image, header = parts["image"]
         camera, _ = parts["camera_info"]
         try:
-            frame = Frame(image=image, camera=camera,
+            frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
                           depth=parts["depth"][0] if "depth" in parts else None,
                           mask=parts["mask"][0] if "mask" in parts else None,
                           nocs=parts["oracle_nocs"][0] if "oracle_nocs" in parts else None,
-                          stamp=parts["stamp"])
-        except CaptureError as exc:
-            self.get_logger().warning(f"dropping frame: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+                          stamp=parts["stamp"]).undistorted()
+        except (CaptureError, CameraError) as exc:
+            self._drop("frame", f"t={parts['stamp']:.3f}: {exc}")
             return
+        if camera.has_distortion and camera.frame_id not in self._undistorting:
+            self._undistorting.add(camera.frame_id)
+            self.get_logger().info(f"camera {camera.frame_id} has {camera.distortion_model or 'OpenCV'} "
+                                   "distortion: its frames are undistorted to the same K")
         decision = self.buffer.offer(frame, meta=header.stamp)
         if decision.accepted:
             self.get_logger().info(f"keyframe {len(self.buffer)}/{self.buffer.config.max_keyframes} "
@@ -271,12 +310,16 @@ class SparpNode(Node):
 
         items = self.buffer.items()
         if not items:
+            dropped = (f"; {sum(self.dropped.values())} dropped as unusable, last {self._last_drop}"
+                       if self.dropped else "")
             if not self._camera_info_seen:
                 topic = self._subscriptions_by_part["camera_info"].topic_name
-                return False, (f"no CameraInfo received on {topic}: no keyframes can be built "
-                               f"({self._images_seen} images received)")
+                what = "no usable CameraInfo" if self.dropped["camera_info"] else "no CameraInfo"
+                return False, (f"{what} received on {topic}: no keyframes can be built "
+                               f"({self._images_seen} images received{dropped})")
             return False, ("no keyframes yet: waiting for " + ", ".join(self.assembler.parts)
-                           + " with matching stamps")
+                           + f" with matching stamps ({self._images_seen} images received"
+                           + f"{dropped})")
         frames = [f for f, _ in items]
         self.get_logger().info(f"reconstructing from {len(frames)} keyframes")
         t0 = time.perf_counter()

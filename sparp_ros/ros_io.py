@@ -6,12 +6,14 @@ real message classes and round trips. Frames follow ``sparp_ros.conventions``: a
 are OpenCV optical frames (x right, y down, z forward), metres.
 
 Images are converted here rather than with cv_bridge, which is not available with the PyPI ROS
-wheels; the behaviour follows cv_bridge (``step`` and ``is_bigendian`` honoured, one error type
-for every conversion failure).
+wheels: the readers below hand the message's fields to ``sparp_ros.image_codec`` (ROS-free, so
+bags and fuzz tests use it without messages), which follows cv_bridge (``step`` and
+``is_bigendian`` honoured, one error type for every conversion failure).
 
-Errors: :class:`ImageConversionError` for an ``Image`` that cannot be read (unsupported encoding,
-wrong ``step``, truncated data, zero size); :class:`sparp_ros.camera.CameraError` for a
-``CameraInfo`` that does not describe a calibrated camera.
+Errors: :class:`ImageConversionError` for an ``Image`` or ``CompressedImage`` that cannot be read
+(unsupported encoding, wrong ``step``, truncated data, zero size, larger than ``max_side``);
+:class:`sparp_ros.camera.CameraError` for a ``CameraInfo`` that does not describe a calibrated
+camera.
 """
 from __future__ import annotations
 
@@ -22,33 +24,21 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
 from .camera import CameraError, PinholeCamera
 from .conventions import decode_nocs_png, encode_nocs_png
+from .image_codec import (DEPTH_ENCODINGS, ENCODINGS, MAX_IMAGE_SIDE, MM_PER_M,  # noqa: F401
+                          RGB_ENCODINGS, ImageConversionError, compressed_to_rgb, raw_to_depth,
+                          raw_to_mask, raw_to_numpy, raw_to_rgb)
 from .reconstruction import Reconstruction
 
 OBJECT_FRAME = "sparp_object"
 """Default TF child frame of the reconstructed object."""
 
-# encoding -> (numpy dtype, channels)
-ENCODINGS: dict[str, tuple[type, int]] = {
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
-    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "16UC3": (np.uint16, 3),
-    "32FC1": (np.float32, 1),
-}
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-"""16-bit depth is millimetres (REP 118), 32FC1 is metres."""
-MM_PER_M = 1000.0
-
-
-class ImageConversionError(ValueError):
-    """An ``Image`` message cannot be converted (unsupported encoding, inconsistent ``step`` or
-    size, truncated data). The message names the field and the value it got."""
 
 
 # -- time and headers ------------------------------------------------------------------------------
@@ -70,36 +60,17 @@ def _header(frame_id: str, stamp: Time | float | None) -> Header:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def image_to_numpy(msg: Image) -> np.ndarray:
+def _raw_fields(msg: Image) -> tuple:
+    return msg.data, msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian
+
+
+def image_to_numpy(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     """The pixels of ``msg`` as an HxW (one channel) or HxWxC array of the encoding's dtype, in
     native byte order, channels as stored (no BGR→RGB swap; see :func:`image_to_rgb`).
-
-    Raises ImageConversionError for an unsupported encoding, zero size, a ``step`` shorter than a
-    row, or ``data`` that is not exactly ``step * height`` bytes.
-    """
-    if msg.encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported image encoding {msg.encoding!r}; "
-                                   f"supported: {sorted(ENCODINGS)}")
-    dtype, channels = ENCODINGS[msg.encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h == 0 or w == 0:
-        raise ImageConversionError(f"image has zero size ({w}x{h})")
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row_bytes = w * channels * dt.itemsize
-    if step < row_bytes:
-        raise ImageConversionError(f"step {step} is shorter than one row of {w} {msg.encoding} "
-                                   f"pixels ({row_bytes} bytes)")
-    if step % dt.itemsize:
-        raise ImageConversionError(f"step {step} is not a multiple of the {msg.encoding} "
-                                   f"element size ({dt.itemsize} bytes)")
-    n = len(msg.data)
-    if n != step * h:
-        what = "truncated" if n < step * h else "too long"
-        raise ImageConversionError(f"image data {what}: {n} bytes, expected step*height = "
-                                   f"{step}*{h} = {step * h}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :row_bytes]
-    arr = np.ascontiguousarray(buf).view(dt).reshape((h, w, channels) if channels > 1 else (h, w))
-    return arr.astype(dt.newbyteorder("="), copy=False)
+    ``image_codec.raw_to_numpy`` on the message's fields: raises ImageConversionError for an
+    unsupported encoding, zero size or a side over ``max_side``, a ``step`` shorter than a row,
+    or ``data`` that is not exactly ``step * height`` bytes."""
+    return raw_to_numpy(*_raw_fields(msg), max_side=max_side)
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "",
@@ -127,30 +98,20 @@ def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "",
     return msg
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """HxWx3 uint8 RGB from an 8-bit colour or mono image (alpha dropped, mono replicated)."""
-    arr = image_to_numpy(msg)
-    if arr.dtype != np.uint8:
-        raise ImageConversionError(f"colour image must be 8-bit (rgb8, bgr8, rgba8, bgra8, "
-                                   f"mono8), got {msg.encoding!r}")
-    if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=2)
-    if msg.encoding in ("bgr8", "bgra8"):
-        return np.ascontiguousarray(arr[..., 2::-1])
-    return np.ascontiguousarray(arr[..., :3])
+def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """HxWx3 uint8 RGB from any colour, mono, YUV 4:2:2 or Bayer encoding
+    (``image_codec.RGB_ENCODINGS``; alpha dropped, mono replicated, 16-bit scaled to 8)."""
+    return raw_to_rgb(*_raw_fields(msg), max_side=max_side)
 
 
-def image_to_depth(msg: Image) -> np.ndarray:
+def compressed_image_to_rgb(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """HxWx3 uint8 RGB from a JPEG or PNG ``CompressedImage`` (image_transport ``compressed``)."""
+    return compressed_to_rgb(msg.data, msg.format, max_side=max_side)
+
+
+def image_to_depth(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     """HxW float32 depth in metres, 0 = unknown (16UC1/mono16 in mm, 32FC1 in m; NaN/inf → 0)."""
-    if msg.encoding not in DEPTH_ENCODINGS:
-        raise ImageConversionError(f"depth image must be one of {DEPTH_ENCODINGS}, "
-                                   f"got {msg.encoding!r}")
-    arr = image_to_numpy(msg)
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / MM_PER_M
-    depth = arr.astype(np.float32, copy=True)
-    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
-    return depth
+    return raw_to_depth(*_raw_fields(msg), max_side=max_side)
 
 
 def depth_to_image(depth_m: np.ndarray, frame_id: str = "", stamp: Time | float | None = None,
@@ -165,11 +126,9 @@ def depth_to_image(depth_m: np.ndarray, frame_id: str = "", stamp: Time | float 
     return numpy_to_image(mm, encoding, frame_id, stamp)
 
 
-def image_to_mask(msg: Image) -> np.ndarray:
+def image_to_mask(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     """HxW bool object mask from a mono8/8UC1 image (object > 127)."""
-    if msg.encoding not in ("mono8", "8UC1"):
-        raise ImageConversionError(f"mask image must be mono8 or 8UC1, got {msg.encoding!r}")
-    return image_to_numpy(msg) > 127
+    return raw_to_mask(*_raw_fields(msg), max_side=max_side)
 
 
 def mask_to_image(mask: np.ndarray, frame_id: str = "", stamp: Time | float | None = None) -> Image:
@@ -193,7 +152,8 @@ def nocs_to_image(nocs: np.ndarray, mask: np.ndarray, frame_id: str = "",
 def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
     """The camera of a ``CameraInfo`` (K, D, size, frame). Binning and ROI are applied (the
     published K is for the full-resolution sensor). Raises CameraError for an uncalibrated camera
-    (all-zero K), zero size or an unknown distortion model."""
+    (all-zero K), zero size, non-finite K or D, or a distortion model other than plumb_bob,
+    rational_polynomial and equidistant (or more coefficients than the model has)."""
     K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.any(K):
         raise CameraError("CameraInfo has an all-zero K: the camera is not calibrated")
@@ -217,7 +177,7 @@ def camera_to_camera_info(camera: PinholeCamera, stamp: Time | float | None = No
     P = np.zeros((3, 4))
     P[:, :3] = camera.K
     return CameraInfo(header=_header(camera.frame_id, stamp), width=camera.width,
-                      height=camera.height, distortion_model=camera.distortion_model or "plumb_bob",
+                      height=camera.height, distortion_model=camera.ros_distortion_model,
                       d=[float(x) for x in camera.D], k=[float(x) for x in camera.K.ravel()],
                       r=[float(x) for x in np.eye(3).ravel()], p=[float(x) for x in P.ravel()])
 

@@ -61,3 +61,71 @@ def test_bad_intrinsics_are_refused():
         PinholeCamera(0, 480, np.eye(3))
     with pytest.raises(CameraError, match="distortion"):
         PinholeCamera(640, 480, np.eye(3), distortion_model="weird")
+
+
+def test_fit_to_scales_for_binning_and_refuses_another_aspect_ratio():
+    cam = _camera()
+    assert cam.fit_to(640, 480) is cam
+    half = cam.fit_to(320, 240)
+    np.testing.assert_allclose(half.K, cam.resize(320, 240).K)
+    assert half.K[0, 0] == 260.0 and half.K[0, 2] == (331.5 + 0.5) / 2 - 0.5
+    odd = PinholeCamera(1281, 721, cam.K).fit_to(640, 360)        # binning 2 of an odd size
+    assert (odd.width, odd.height) == (640, 360)
+    with pytest.raises(CameraError, match="not the same aspect ratio"):
+        cam.fit_to(640, 360)                                      # a 16:9 crop of 4:3
+    with pytest.raises(CameraError, match="not the same aspect ratio"):
+        cam.fit_to(0, 0)
+
+
+def test_distortion_coefficients_are_checked_and_padded():
+    K = _camera().K
+    assert PinholeCamera(640, 480, K, D=[0.1, 0.01, 0, 0], distortion_model="plumb_bob").D.size == 5
+    assert PinholeCamera(640, 480, K, D=[0.1], distortion_model="rational_polynomial").D.size == 8
+    assert PinholeCamera(640, 480, K, D=[0.1, 0, 0, 0, 0], distortion_model="equidistant").D.size == 4
+    assert not PinholeCamera(640, 480, K, D=[0.0] * 5, distortion_model="").has_distortion
+    with pytest.raises(CameraError, match="non-zero ones past the 4th"):
+        PinholeCamera(640, 480, K, D=[0.1, 0, 0, 0, 0.2], distortion_model="equidistant")
+    with pytest.raises(CameraError, match="not finite"):
+        PinholeCamera(640, 480, K, D=[np.inf, 0, 0, 0, 0], distortion_model="plumb_bob")
+    with pytest.raises(CameraError, match="last row"):
+        PinholeCamera(640, 480, np.diag([500.0, 500.0, 0.0]))
+
+
+DISTORTIONS = {"plumb_bob": (-0.25, 0.08, 0.001, -0.002, -0.01),
+               "rational_polynomial": (0.3, -0.1, 0.001, 0.002, 0.01, 0.6, -0.05, 0.02),
+               "equidistant": (0.08, -0.02, 0.005, -0.001)}
+
+
+@pytest.mark.parametrize("model", sorted(DISTORTIONS))
+def test_undistort_puts_every_point_where_the_ideal_camera_projects_it(model):
+    """Dots drawn where the distorted camera sees 3D points land, after undistortion, where the
+    ideal camera (same K, no D) projects them; the image keeps its dtype."""
+    cam = PinholeCamera(640, 480, _camera().K, D=DISTORTIONS[model], distortion_model=model)
+    P = np.c_[np.random.default_rng(3).uniform(-0.4, 0.4, (12, 2)) * [1.0, 0.75], np.ones(12)]
+    img = np.zeros((480, 640), np.uint16)
+    for u, v in np.round(cam.project(P)).astype(int):
+        img[v - 4:v + 5, u - 4:u + 5] = 1000
+    ideal = cam.undistorted()
+    assert not ideal.has_distortion and np.array_equal(ideal.K, cam.K)
+    out = cam.undistort(img, nearest=True)
+    assert out.dtype == np.uint16
+    for (u, v), (ud, vd) in zip(ideal.project(P), np.round(cam.project(P))):
+        ys, xs = np.nonzero(out[int(v) - 12:int(v) + 13, int(u) - 12:int(u) + 13])
+        assert len(xs) > 20
+        # the dot's centre moves with the local distortion; 1 px covers its rounding
+        centre = np.array([xs.mean(), ys.mean()]) + [int(u) - 12, int(v) - 12]
+        expected = ideal.project(cam.unproject([[ud, vd]], [1.0]))[0]
+        assert np.linalg.norm(centre - expected) < 1.0, (model, centre, expected)
+    assert cam.undistort(img > 0, nearest=True).dtype == bool
+
+
+def test_undistort_blanks_rays_past_where_the_distortion_folds_back():
+    """k1 = -0.6: r(1 + k1 r²) peaks at r = 0.75, inside this camera's corners (r ≈ 0.77); past
+    it the polynomial maps far rays back onto the image, which must not be sampled."""
+    cam = PinholeCamera(640, 480, [[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]],
+                        D=[-0.6, 0, 0, 0, 0], distortion_model="plumb_bob")
+    out = cam.undistort(np.full((480, 640), 255, np.uint8))
+    assert out[0, 0] == 0 and out[-1, -1] == 0          # corners: past the fold
+    assert out[240, 320] == 255 and out[240, 20] == 255  # centre and mid-edge: inside
+    with pytest.raises(CameraError, match="image is 10x10, camera is 640x480"):
+        cam.undistort(np.zeros((10, 10), np.uint8))

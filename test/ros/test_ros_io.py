@@ -92,8 +92,8 @@ def test_depth_mask_and_nocs_helpers_round_trip():
 
 
 @pytest.mark.parametrize("mutate, match", [
-    (lambda m: setattr(m, "encoding", "yuv422"), "unsupported image encoding 'yuv422'"),
-    (lambda m: setattr(m, "encoding", "bayer_rggb8"), "unsupported image encoding"),
+    (lambda m: setattr(m, "encoding", "nv21"), "unsupported image encoding 'nv21'"),
+    (lambda m: setattr(m, "encoding", "bayer_rggb16"), "unsupported image encoding"),
     (lambda m: setattr(m, "step", 5), "step 5 is shorter than one row"),
     (lambda m: setattr(m, "data", m.data[:-3]), "truncated"),
     (lambda m: setattr(m, "data", m.data + array.array("B", [0])), "too long"),
@@ -109,12 +109,117 @@ def test_bad_images_raise_image_conversion_error(mutate, match):
 def test_semantic_helpers_refuse_the_wrong_encoding():
     with pytest.raises(ImageConversionError, match="depth image must be"):
         ros_io.image_to_depth(ros_io.numpy_to_image(_random(np.uint8, (2, 2, 3)), "rgb8"))
-    with pytest.raises(ImageConversionError, match="colour image must be 8-bit"):
-        ros_io.image_to_rgb(ros_io.numpy_to_image(_random(np.uint16, (2, 2)), "16UC1"))
+    with pytest.raises(ImageConversionError, match="'16UC3' has no colour meaning"):
+        ros_io.image_to_rgb(ros_io.numpy_to_image(_random(np.uint16, (2, 2, 3)), "16UC3"))
     with pytest.raises(ImageConversionError, match="NOCS image must be 16UC3"):
         ros_io.image_to_nocs(ros_io.numpy_to_image(_random(np.uint8, (2, 2)), "mono8"))
     with pytest.raises(ImageConversionError, match="needs uint8 with 3 channel"):
         ros_io.numpy_to_image(np.zeros((2, 2), np.uint8), "rgb8")
+
+
+def test_mono16_float_and_16bit_colour_to_rgb():
+    mono16 = np.array([[0, 257, 65535], [128, 32896, 1000]], np.uint16)
+    expected = np.array([[0, 1, 255], [0, 128, 4]], np.uint8)     # v / 257, rounded
+    for encoding in ("mono16", "16UC1"):
+        out = ros_io.image_to_rgb(_raw(mono16, encoding, bigendian=True))
+        np.testing.assert_array_equal(out, np.repeat(expected[..., None], 3, axis=2), err_msg=encoding)
+    intensity = np.array([[0.0, 0.5, 1.0, 7.0], [-1.0, np.nan, np.inf, 0.2]], np.float32)
+    out = ros_io.image_to_rgb(_raw(intensity, "32FC1", step=4 * 4 + 3))
+    np.testing.assert_array_equal(out[..., 0], [[0, 128, 255, 255], [0, 0, 0, 51]])
+    rgb16 = _random(np.uint16, (3, 2, 3))
+    out = ros_io.image_to_rgb(_raw(rgb16[..., ::-1], "bgr16", bigendian=True))
+    np.testing.assert_array_equal(out, np.round(rgb16 / 257.0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("encoding, to_yuv", [
+    ("yuv422", "COLOR_RGB2YUV_UYVY"), ("uyvy", "COLOR_RGB2YUV_UYVY"),
+    ("yuv422_yuy2", "COLOR_RGB2YUV_YUYV"), ("yuyv", "COLOR_RGB2YUV_YUYV")])
+def test_yuv422_decodes_to_rgb(encoding, to_yuv):
+    """Packed 4:2:2 (two pixels share U and V) from OpenCV's encoder; pairs of equal pixels come
+    back within the rounding of the YUV maths, padding skipped."""
+    import cv2
+    rgb = np.repeat(_random(np.uint8, (6, 4, 3)), 2, axis=1)       # 6x8, equal horizontal pairs
+    packed = cv2.cvtColor(rgb, getattr(cv2, to_yuv))                 # 6x8x2
+    out = ros_io.image_to_rgb(_raw(packed, encoding, step=8 * 2 + 6))
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb).max() <= 3
+    odd = ros_io.numpy_to_image(packed[:, :7].copy(), encoding)
+    with pytest.raises(ImageConversionError, match="width must be even, got 7"):
+        ros_io.image_to_rgb(odd)
+
+
+@pytest.mark.parametrize("encoding, pattern", [("bayer_rggb8", "RGGB"), ("bayer_bggr8", "BGGR"),
+                                               ("bayer_gbrg8", "GBRG"), ("bayer_grbg8", "GRBG")])
+def test_bayer_is_demosaiced_with_the_ros_pattern(encoding, pattern):
+    """A flat colour mosaicked with the 2x2 pattern the encoding names comes back as that colour."""
+    colour = {"R": 200, "G": 90, "B": 20}
+    mosaic = np.zeros((8, 10), np.uint8)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        mosaic[dy::2, dx::2] = colour[pattern[k]]
+    out = ros_io.image_to_rgb(ros_io.numpy_to_image(mosaic, encoding))
+    np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to([200, 90, 20], (4, 6, 3)))
+
+
+def test_odd_row_padding_of_16_bit_data_is_skipped():
+    """step is a byte count: padding need not be a whole number of pixels."""
+    depth_mm = _random(np.uint16, (3, 5))
+    for bigendian in (False, True):
+        msg = _raw(depth_mm, "16UC1", step=5 * 2 + 3, bigendian=bigendian)
+        np.testing.assert_array_equal(ros_io.image_to_numpy(msg), depth_mm)
+
+
+def test_huge_images_are_refused_before_reading_the_data():
+    msg = Image(height=9000, width=16, encoding="mono8", step=16)
+    msg.data = array.array("B", bytes(16 * 9000))
+    with pytest.raises(ImageConversionError, match="9000 pixels|16x9000, larger than 8192"):
+        ros_io.image_to_rgb(msg)
+    assert ros_io.image_to_rgb(msg, max_side=9000).shape == (9000, 16, 3)
+    forged = Image(height=2**31, width=2**31, encoding="rgb8", step=3 * 2**31)   # no data at all
+    with pytest.raises(ImageConversionError, match="larger than 8192"):
+        ros_io.image_to_rgb(forged)
+    with pytest.raises(ImageConversionError, match="truncated: 0 bytes"):   # nothing allocated
+        ros_io.image_to_rgb(forged, max_side=2**32)
+
+def _compressed(image: np.ndarray, ext: str, fmt: str):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    msg = CompressedImage(format=fmt)
+    msg.data = array.array("B", buf.tobytes())
+    return deserialize_message(serialize_message(msg), CompressedImage)
+
+
+def test_compressed_images_decode_to_rgb():
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :20], rgb[:, 20:40], rgb[:, 40:] = (250, 10, 10), (10, 250, 10), (10, 10, 250)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    png = ros_io.compressed_image_to_rgb(_compressed(bgr, ".png", "rgb8; png compressed bgr8"))
+    np.testing.assert_array_equal(png, rgb)
+    jpeg = ros_io.compressed_image_to_rgb(_compressed(bgr, ".jpg", "rgb8; jpeg compressed bgr8"))
+    assert jpeg.shape == rgb.shape and np.abs(jpeg[5:-5, 5:15].astype(int) - [250, 10, 10]).max() < 12
+    grey = _random(np.uint8, (10, 12))
+    out = ros_io.compressed_image_to_rgb(_compressed(grey, ".png", "mono8; png compressed mono8"))
+    np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, axis=2))
+
+
+def test_bad_compressed_images_raise_image_conversion_error():
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    good = _compressed(_random(np.uint8, (20, 30, 3)), ".jpg", "jpeg")
+    cases = {"neither JPEG nor PNG": (b"GIF89a" + bytes(100), "gif"),
+             "no image size": (bytes(good.data)[:40], "jpeg"),
+             "compressed depth": (bytes(good.data), "16UC1; compressedDepth png")}
+    ok, png = cv2.imencode(".png", np.zeros((5, 5), np.uint8))
+    forged = bytearray(png.tobytes())
+    forged[16:24] = (100_000).to_bytes(4, "big") + (100_000).to_bytes(4, "big")  # IHDR size
+    cases["larger than 8192"] = (bytes(forged), "png")
+    cases["does not decode"] = (png.tobytes()[:33] + bytes(range(256)), "png")   # IHDR, no IDAT
+    for match, (data, fmt) in cases.items():
+        msg = CompressedImage(format=fmt)
+        msg.data = array.array("B", data)
+        with pytest.raises(ImageConversionError, match=match):
+            ros_io.compressed_image_to_rgb(msg)
 
 
 def _camera(**kw) -> PinholeCamera:
@@ -153,6 +258,33 @@ def test_uncalibrated_camera_info_is_refused_clearly():
     msg.width = 0
     with pytest.raises(CameraError, match="zero image size"):
         ros_io.camera_info_to_camera(msg)
+
+
+@pytest.mark.parametrize("model, D", [
+    ("plumb_bob", [0.1, -0.05, 0.001, 0.002, 0.01]),
+    ("rational_polynomial", [0.1, -0.05, 0.001, 0.002, 0.01, 0.02, -0.01, 0.003]),
+    ("equidistant", [0.05, -0.01, 0.002, -0.0005])])
+def test_camera_info_distortion_models_round_trip(model, D):
+    msg = deserialize_message(serialize_message(ros_io.camera_to_camera_info(
+        _camera(D=D, distortion_model=model))), CameraInfo)
+    cam = ros_io.camera_info_to_camera(msg)
+    assert cam.distortion_model == model and cam.has_distortion
+    np.testing.assert_array_equal(cam.D, D)
+
+
+def test_camera_info_with_unusable_distortion_is_refused_clearly():
+    cases = {"unsupported distortion model 'fov'": ("fov", [0.9]),
+             "'plumb_bob' has 5 coefficients, D has 8": ("plumb_bob", [0.1, 0, 0, 0, 0, 0.3, 0, 0]),
+             "not finite": ("plumb_bob", [0.1, float("nan"), 0, 0, 0])}
+    for match, (model, D) in cases.items():
+        msg = ros_io.camera_to_camera_info(_camera(D=[], distortion_model=""))
+        msg.distortion_model, msg.d = model, D
+        with pytest.raises(CameraError, match=match):
+            ros_io.camera_info_to_camera(msg)
+    # Short or zero-padded D is what drivers send: padded to the model's length.
+    msg = ros_io.camera_to_camera_info(_camera(D=[], distortion_model=""))
+    msg.distortion_model, msg.d = "plumb_bob", [0.1, -0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(ros_io.camera_info_to_camera(msg).D, [0.1, -0.05, 0, 0, 0])
 
 
 def _pose(seed: int) -> np.ndarray:
