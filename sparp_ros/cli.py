@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .conventions import CAMERA_MOTION_SUFFIX
 from .model.backend import BACKENDS
 
 DEFAULT_BACKEND = "oracle"   # until the model of issue 3 ships; see model/backend.py
@@ -140,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate against gt.json, with the pycolmap baseline")
     e.add_argument("captures", nargs="+")
     e.add_argument("--out", required=True)
-    e.add_argument("--backend", action="append", choices=list(BACKENDS))
+    e.add_argument("--backend", action="append",
+                   choices=list(BACKENDS) + [b + CAMERA_MOTION_SUFFIX for b in BACKENDS],
+                   help="repeatable; BACKEND+tf aligns the views by the captures' camera poses "
+                        "(as on a robot with TF) instead of from the images alone")
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
 

@@ -142,3 +142,9 @@ def rotation_angle_deg(R: np.ndarray) -> float:
     """Angle of a rotation matrix, in degrees (robust near 0 and 180)."""
     c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
     return float(np.degrees(np.arccos(c)))
+
+
+# An evaluation method "<backend>+tf" may align the views by the captures' camera poses, as a robot
+# with TF does; without the suffix the views are aligned from the images alone (what relative-
+# rotation metrics measure: the camera poses would give them for free).
+CAMERA_MOTION_SUFFIX = "+tf"

@@ -1,4 +1,9 @@
-"""What a reconstruction leaves on disk: ``result.json``, ``mesh.glb``, ``overview.png``.
+"""What a reconstruction leaves on disk: ``result.json``, ``mesh.glb``, ``mesh.obj`` and
+``overview.png``.
+
+Both mesh files hold the same mesh in the object frame (metres) with its vertex colours: ``.glb``
+for viewers and RViz, ``.obj`` (colours as ``v x y z r g b``, as MeshLab and Open3D read them) for
+tools that take only OBJ, e.g. collision-object loaders.
 
 Shared by ``sparp-ros reconstruct``, the evaluation and the demo, so all of them write the same files.
 """
@@ -20,7 +25,8 @@ AXIS_COLORS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))   # x red, y green, z blue
 
 
 def write_outputs(recon: Reconstruction, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
-    """Write result.json, mesh.glb (when there is a mesh) and overview.png into ``out_dir``."""
+    """Write result.json, mesh.glb and mesh.obj (when there is a mesh) and overview.png into
+    ``out_dir``; returns the paths by kind (``result``, ``overview``, ``mesh``, ``mesh_obj``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"result": out / "result.json", "overview": out / "overview.png"}
@@ -29,8 +35,11 @@ def write_outputs(recon: Reconstruction, out_dir: str | Path, extra: dict | None
         result.update(extra)
     if recon.mesh is not None:
         paths["mesh"] = out / "mesh.glb"
+        paths["mesh_obj"] = out / "mesh.obj"
         recon.mesh.export(paths["mesh"])
+        recon.mesh.export(paths["mesh_obj"])
         result["mesh"]["file"] = paths["mesh"].name
+        result["mesh"]["obj_file"] = paths["mesh_obj"].name
     paths["result"].write_text(json.dumps(result, indent=1, default=_json_default))
     cv2.imwrite(str(paths["overview"]), cv2.cvtColor(overview_image(recon), cv2.COLOR_RGB2BGR))
     return paths

@@ -15,10 +15,11 @@ import numpy as np
 
 from .capture import Capture, Frame
 from .conventions import invert_rigid
-from .geometry.azimuth import rot_z, search_azimuth, view_geometry
-from .geometry.mesh import MeshError, fuse_points, poisson_mesh
+from .geometry.azimuth import joint_azimuths, rot_z, view_geometry
+from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
+                            fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
-from .geometry.scale import ScaleEstimate, scale_from_depth
+from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_depth
 from .model.backend import REFERENCE_FRAME, BackendError, CellView, NocsBackend, make_backend
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
@@ -48,6 +49,8 @@ class PipelineConfig:
     size_prior_m: float = 0.2         # bounding-box diagonal assumed without depth
     mesh: bool = True
     azimuth_hypotheses: int = 3      # per-view mode: azimuths kept per view (mixture of experts)
+    align_with_camera_motion: bool = True  # per-view mode: views with T_world_camera (TF) are
+                                           # aligned by the camera motion instead of the search
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     seed: int = 0
@@ -93,11 +96,13 @@ class SparpPipeline:
                 f"view {i}: {r.message}" for i, r in enumerate(pnp)))
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
-            R_ref_view, azimuths = self._align(cells, preds, pnp)
+            R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
             pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
-        # 5. Metric scale: depth (Umeyama) where present, else the size prior.
+            if azimuths and azimuths[0].get("source") == "camera_motion":
+                pnp = _agree_with_camera_motion(pnp, frames)
+        # 5. Metric scale: depth (Umeyama), else camera motion (TF poses), else the size prior.
         with _timed(timings, "scale"):
-            scale = self._scale(cells, preds, pnp)
+            scale = self._scale(cells, preds, pnp, frames)
         # 6. Metric poses, confidence.
         views = [ViewPose(T_camera_object=_metric(r.T_camera_unit, scale.scale) if r.ok else None,
                           ok=r.ok, inlier_ratio=r.inlier_ratio,
@@ -175,7 +180,11 @@ class SparpPipeline:
         depth = None if frame.depth is None else crop_image(frame.depth, box, size, nearest=True)
         return cell, depth
 
-    def _scale(self, cells, preds, pnp: list[PnPResult]) -> ScaleEstimate:
+    def _scale(self, cells, preds, pnp: list[PnPResult],
+               frames: list[Frame] | None = None) -> ScaleEstimate:
+        """Depth where any view has it; else the camera motion between views with a
+        ``T_world_camera`` (triangulated object centre); else the size prior (``message`` says
+        why camera motion was not used when it was tried)."""
         src, dst = [], []
         for (cell, depth), pred, r in zip(cells, preds, pnp):
             if depth is None or not r.ok:
@@ -185,36 +194,64 @@ class SparpPipeline:
             src.append(X)
             dst.append(cell.camera.unproject(uv, depth[valid]))
         est = scale_from_depth(src, dst) if src else None
-        if est is None:
-            est = ScaleEstimate(scale=self.config.size_prior_m, source="prior", uncertainty=float("nan"))
-        return est
+        if est is not None:
+            return est
+        message = ""
+        if frames is not None:
+            motion = scale_from_camera_motion(
+                [r.T_camera_unit if r.ok else None for r in pnp],
+                [f.T_world_camera for f in frames])
+            if motion is not None and motion.ok:
+                return motion
+            if motion is not None:
+                message = f"{motion.message}; size prior used"
+                log.warning("scale: %s", message)
+        return ScaleEstimate(scale=self.config.size_prior_m, source="prior",
+                             uncertainty=float("nan"), message=message)
 
-    def _align(self, cells, preds, pnp: list[PnPResult]
-               ) -> tuple[list[np.ndarray], list[list[dict]]]:
-        """Rotations taking each view's NOCS frame into the reference view's frame, and the
-        azimuth hypotheses behind them (identity / none when all NOCS share view 0's frame)."""
+    def _align(self, cells, preds, pnp: list[PnPResult], frames: list[Frame]
+               ) -> tuple[list[np.ndarray], list[dict]]:
+        """Rotations taking each view's NOCS frame into the reference view's frame, and the joint
+        azimuth hypotheses behind them, best first (identity / none when all NOCS share view 0's
+        frame). Views without a pose keep the identity.
+
+        When every posed view has its camera pose (``T_world_camera``, from TF on a robot) the
+        azimuths follow from the camera motion, which is exact where the search can only guess
+        (symmetric objects, noisy NOCS); else the joint visibility search chooses them."""
         n = len(preds)
         if all(p.frame == REFERENCE_FRAME for p in preds):
-            return [np.eye(3)] * n, [[] for _ in range(n)]
+            return [np.eye(3)] * n, []
         ref = next(i for i, r in enumerate(pnp) if r.ok)
+        posed = [i for i, r in enumerate(pnp) if r.ok]
+        if self.config.align_with_camera_motion and len(posed) > 1 and all(
+                frames[i].T_world_camera is not None for i in posed):
+            R_world = {i: frames[i].T_world_camera[:3, :3] @ pnp[i].T_camera_unit[:3, :3]
+                       for i in posed}
+            rotations = [np.eye(3)] * n
+            azimuths = {}
+            for i in posed:
+                M = R_world[ref].T @ R_world[i]          # ≈ Rz(azimuth): the yaw part of it
+                a = float(np.arctan2(M[1, 0] - M[0, 1], M[0, 0] + M[1, 1]))
+                rotations[i] = rot_z(a)
+                azimuths[str(i)] = float(np.degrees(a))
+            return rotations, [{"azimuths_deg": azimuths, "score": None, "source": "camera_motion"}]
         geoms = {}
         for i, ((cell, _), p, r) in enumerate(zip(cells, preds, pnp)):
             if r.ok:
                 uv, X = correspondences(p.nocs, p.mask)
                 geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
-        rotations, hypotheses = [np.eye(3)] * n, [[] for _ in range(n)]
-        for i in geoms:
-            if i == ref:
-                continue
-            hyps = search_azimuth(geoms[i], geoms[ref], top_k=self.config.azimuth_hypotheses,
-                                  seed=self.config.seed)
-            rotations[i] = rot_z(hyps[0].azimuth)
-            hypotheses[i] = [{"azimuth_deg": float(np.degrees(h.azimuth)), "score": h.score}
-                             for h in hyps]
+        order = [ref] + [i for i in sorted(geoms) if i != ref]
+        joint = joint_azimuths([geoms[i] for i in order], top_k=self.config.azimuth_hypotheses,
+                               seed=self.config.seed)
+        rotations = [np.eye(3)] * n
+        for i, a in zip(order, joint[0].azimuths):
+            rotations[i] = rot_z(a)
+        hypotheses = [{"azimuths_deg": {str(i): float(np.degrees(a)) for i, a in zip(order, h.azimuths)},
+                       "score": h.score, "source": "visibility_search"} for h in joint]
         return rotations, hypotheses
 
     def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
-        points, colors, centers = [], [], []
+        points, colors, centers, views = [], [], [], []
         for (cell, _), pred, r, R in zip(cells, preds, pnp, R_ref_view):
             if not r.ok:
                 continue
@@ -222,9 +259,16 @@ class SparpPipeline:
             points.append(X @ R.T)
             colors.append(cell.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
             centers.append(invert_rigid(r.T_camera_unit)[:3, 3])
+            views.append(ColorView(cell.image, cell.camera, r.T_camera_unit, surface_depth(
+                points[-1], uv, r.T_camera_unit, *cell.image.shape[:2])))
         fused = fuse_points(points, colors, centers, seed=self.config.seed)
         mesh = poisson_mesh(fused, depth=self.config.poisson_depth,
                             face_budget=self.config.mesh_face_budget)
+        # colours: average of the views that see each vertex (nearest point's where none does)
+        rgb, _ = color_vertices_from_views(mesh.vertices, mesh.vertex_normals, views,
+                                           COLOR_DEPTH_TOLERANCE,
+                                           fallback=mesh.visual.vertex_colors[:, :3])
+        mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         mesh.vertices = mesh.vertices * scale
         return mesh
 
@@ -236,6 +280,23 @@ def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:
     T_view_ref = np.eye(4)
     T_view_ref[:3, :3] = R_ref_view.T
     return replace(r, T_camera_unit=r.T_camera_unit @ T_view_ref)
+
+
+def _agree_with_camera_motion(pnp: list[PnPResult], frames: list[Frame]) -> list[PnPResult]:
+    """With every camera's pose known (TF), the object's orientation in the world is one rotation:
+    take the chordal mean of the views' estimates and give each view that rotation seen from its
+    camera. Relative rotations then match the camera motion exactly, and each view's orientation
+    error (tilt from its own NOCS) is averaged over the views. Translations stay per view."""
+    posed = [i for i, r in enumerate(pnp) if r.ok]
+    R_world = [frames[i].T_world_camera[:3, :3] @ pnp[i].T_camera_unit[:3, :3] for i in posed]
+    U, _, Vt = np.linalg.svd(np.sum(R_world, axis=0))
+    R_mean = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    out = list(pnp)
+    for i in posed:
+        T = pnp[i].T_camera_unit.copy()
+        T[:3, :3] = frames[i].T_world_camera[:3, :3].T @ R_mean
+        out[i] = replace(pnp[i], T_camera_unit=T)
+    return out
 
 
 def _metric(T_camera_unit: np.ndarray, scale: float) -> np.ndarray:

@@ -29,7 +29,7 @@ class ViewPose:
 class Reconstruction:
     views: list[ViewPose]
     scale: float                    # metres per NOCS unit (= the bounding-box diagonal)
-    scale_source: str               # "depth" | "prior"
+    scale_source: str               # "depth" | "camera_motion" | "prior"
     confidence: float               # in [0, 1]
     backend: str
     mesh: Any = None                # trimesh.Trimesh in the object frame, metres, vertex colours

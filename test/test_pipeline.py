@@ -50,6 +50,37 @@ def test_without_depth_the_size_prior_is_used_and_said(captures):
     assert recon.scale_source == "prior" and recon.scale == 0.3
 
 
+@pytest.mark.parametrize("name", OBJECTS[:2])
+def test_without_depth_the_camera_motion_gives_the_scale(captures, name):
+    """No depth, but every frame has its metric camera pose (as from TF): the object centre
+    triangulated from the views fixes the scale, and the metric poses follow."""
+    capture = captures[name]
+    assert all(f.T_world_camera is not None for f in capture.frames)   # the renderer writes them
+    frames = [Frame(f.image, f.camera, None, f.mask, f.nocs, T_world_camera=f.T_world_camera)
+              for f in capture.frames]
+    recon = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(frames)
+    _, diagonal = _gt_T_camera_object(capture, 0)
+    assert recon.scale_source == "camera_motion"
+    assert abs(recon.scale / diagonal - 1) < 0.03, recon.scale / diagonal
+    assert 0 <= recon.extra["scale_uncertainty"] < 0.05
+    T_gt, _ = _gt_T_camera_object(capture, 1)
+    t_err = np.linalg.norm(recon.views[1].T_camera_object[:3, 3] - T_gt[:3, 3])
+    assert t_err < 0.03 * np.linalg.norm(T_gt[:3, 3])
+
+
+def test_camera_poses_without_motion_fall_back_to_the_prior(captures, caplog):
+    """Every frame claims the same camera pose (a robot that did not move): the scale is not
+    observable from motion; the prior is used and the log says why."""
+    T = captures[OBJECTS[0]].frames[0].T_world_camera
+    frames = [Frame(f.image, f.camera, None, f.mask, f.nocs, T_world_camera=T)
+              for f in captures[OBJECTS[0]].frames]
+    with caplog.at_level("WARNING", logger="sparp_ros.pipeline"):
+        recon = SparpPipeline(PipelineConfig(backend="oracle", mesh=False,
+                                             size_prior_m=0.3))(frames)
+    assert recon.scale_source == "prior" and recon.scale == 0.3
+    assert "camera motion" in caplog.text and "size prior used" in caplog.text
+
+
 def test_mesh_is_built_in_metres(captures):
     capture = captures[OBJECTS[1]]
     recon = SparpPipeline(PipelineConfig(backend="oracle"))(capture.frames)
@@ -57,6 +88,10 @@ def test_mesh_is_built_in_metres(captures):
     _, diagonal = _gt_T_camera_object(capture, 0)
     extent = np.linalg.norm(recon.mesh.bounds[1] - recon.mesh.bounds[0])
     assert 0.8 * diagonal < extent < 1.1 * diagonal
+    # colours projected from the views: the object's colours, not the background's or a default
+    object_rgb = np.concatenate([f.image[f.mask] for f in capture.frames]).mean(0)
+    vertex_rgb = recon.mesh.visual.vertex_colors[:, :3].mean(0)
+    assert np.abs(vertex_rgb - object_rgb).max() < 20, (vertex_rgb, object_rgb)
 
 
 def test_bad_input_gives_clear_errors(captures):
@@ -82,11 +117,35 @@ def test_per_view_frames_are_aligned_by_the_azimuth_search(captures, name):
     same relative poses as shared-frame NOCS, for asymmetric objects."""
     from sparp_ros.evaluation.metrics import relative_rotation_errors
     capture = captures[name]
-    recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False))(capture.frames)
+    recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+                                         align_with_camera_motion=False))(capture.frames)
     errors = relative_rotation_errors([v.T_camera_object for v in recon.views], capture.gt.T_camera_object)
-    assert max(errors) < 2.0, errors
+    # The joint search trades ~1-2° on some pairs for consistency over all pairs (eval of the 25
+    # shared objects: 0.6° median, Acc@30 0.85 vs 0.56° / 0.82 for the search against view 0 only).
+    assert max(errors) < 3.5, errors
     assert recon.extra["nocs_frame"] == "per_view"
-    assert all(len(h) == 3 for h in recon.extra["azimuth_hypotheses"][1:])
+    hyps = recon.extra["azimuth_hypotheses"]          # joint hypotheses, best first
+    assert len(hyps) == 3 and hyps[0]["score"] <= hyps[-1]["score"]
+    assert set(hyps[0]["azimuths_deg"]) == {"0", "1", "2", "3"}
+    assert hyps[0]["source"] == "visibility_search"
+
+
+def test_camera_motion_aligns_per_view_frames_where_the_search_cannot(objects_dir):
+    """A pill bottle is nearly symmetric about its axis: the visibility search cannot tell the
+    views' azimuths apart, but with each camera's pose (TF on a robot) the per-view frames are
+    aligned exactly and the relative rotations follow the camera motion."""
+    from sparp_ros.evaluation.metrics import relative_rotation_errors
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Folic_Acid.glb", views=4, seed=9)
+    gt = capture.gt.T_camera_object
+    search = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+                                          align_with_camera_motion=False))(capture.frames)
+    tf = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False))(capture.frames)
+    err_search = relative_rotation_errors([v.T_camera_object for v in search.views], gt)
+    err_tf = relative_rotation_errors([v.T_camera_object for v in tf.views], gt)
+    assert tf.extra["azimuth_hypotheses"][0]["source"] == "camera_motion"
+    assert max(err_tf) < 0.5, err_tf
+    assert max(err_search) > 10.0, err_search     # what the images alone give for this object
 
 
 def test_noise_nocs_is_a_failure_not_a_pose(captures):

@@ -103,20 +103,24 @@ def write_report(metrics: dict[str, Any], per_capture: dict[str, Any], out: Path
         f"({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}).",
         "",
         "Relative rotation errors over all view pairs i<j of every capture (a missing pose = 180°); "
-        "translation: median error of the relative translation in metres (metric captures with "
-        "depth); chamfer: relative to the true bounding-box diagonal; F-score at 5 % of it; "
+        "translation: median error of the relative translation in metres; scale err.: median over "
+        "captures of the relative error of the metric scale (both only on metric captures with "
+        "depth or camera poses; a failed capture counts as infinite); chamfer: relative to the "
+        "true bounding-box diagonal; F-score at 5 %, F@2 % and F@1 % at 2 % and 1 % of it; "
         "time: mean wall time per capture.",
         "",
-        "| method | median rot. err. (°) | Acc@15° | Acc@30° | transl. err. (m) | chamfer | "
-        "F-score | captures | failures | time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | median rot. err. (°) | Acc@15° | Acc@30° | transl. err. (m) | scale err. | "
+        "chamfer | F-score | F@2 % | F@1 % | captures | failures | time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, m in metrics.items():
         lines.append(
             f"| {method} | {_fmt(m['median_rotation_error_deg'])} | {_fmt(m['acc15'])} | "
             f"{_fmt(m['acc30'])} | {_fmt(m['translation_error_m'], '.4f')} | "
-            f"{_fmt(m['chamfer'], '.3f')} | {_fmt(m['fscore'], '.3f')} | {m['captures']} | "
-            f"{m['failures']} | {_fmt(m['time_s'], '.2f')} |")
+            f"{_fmt(m.get('scale_error'), '.2%')} | "
+            f"{_fmt(m['chamfer'], '.3f')} | {_fmt(m['fscore'], '.3f')} | "
+            f"{_fmt(m.get('fscore@0.02'), '.3f')} | {_fmt(m.get('fscore@0.01'), '.3f')} | "
+            f"{m['captures']} | {m['failures']} | {_fmt(m['time_s'], '.2f')} |")
     stages = _stage_timings(per_capture)
     if stages:
         lines += ["", "## Mean time per stage (s)", ""]

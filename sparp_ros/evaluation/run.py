@@ -30,8 +30,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..capture import Capture, load_capture
-from .metrics import (mesh_metrics, relative_rotation_errors, relative_translation_angle_errors,
-                      relative_translation_errors, summarize_rotation)
+from ..conventions import CAMERA_MOTION_SUFFIX
+from .metrics import (FINE_FSCORE_FRACTIONS, fscore_key, mesh_metrics, relative_rotation_errors,
+                      relative_translation_angle_errors, relative_translation_errors, scale_error,
+                      summarize_rotation)
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -68,22 +70,39 @@ def _has_depth(capture: Capture) -> bool:
     return any(f.depth is not None and np.any(f.depth > 0) for f in capture.frames)
 
 
+def _has_camera_motion(capture: Capture) -> bool:
+    """At least two frames with a camera pose (TF), from which the pipeline can take the scale."""
+    return sum(f.T_world_camera is not None for f in capture.frames) >= 2
+
+
+def _scale_applies(capture: Capture) -> bool:
+    """Metric ground truth and a metric source for the method (depth or camera motion): only then
+    are translations and the scale compared (a size prior's scale says nothing about the method)."""
+    return bool(capture.gt.metric) and (_has_depth(capture) or _has_camera_motion(capture))
+
+
 def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
-    """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record."""
+    """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record.
+    ``backend`` may end in ``+tf`` (see ``CAMERA_MOTION_SUFFIX``)."""
     n = len(capture.frames)
-    metric = bool(capture.gt.metric) and _has_depth(capture)
+    metric = _scale_applies(capture)
     t0 = time.perf_counter()
     try:
         # imported here: the pipeline is optional for metric-only use and heavy to import
         from ..pipeline import reconstruct_capture
-        recon = reconstruct_capture(capture, backend=backend, device=device)
+        name, _, suffix = backend.partition(CAMERA_MOTION_SUFFIX)
+        if suffix:
+            raise ValueError(f"unknown method {backend!r}: the suffix is {CAMERA_MOTION_SUFFIX!r} alone")
+        recon = reconstruct_capture(capture, backend=name, device=device,
+                                    align_with_camera_motion=backend.endswith(CAMERA_MOTION_SUFFIX))
     except Exception as exc:  # noqa: BLE001 -- a method failing a capture is a result, not a crash
         elapsed = time.perf_counter() - t0
         log.warning("%s failed on %s: %s", backend, capture.root, exc)
         log.debug("%s", traceback.format_exc())
         rec = _pose_record([None] * n, capture, metric)
         rec.update(failed=True, message=f"{type(exc).__name__}: {exc}", time_s=elapsed,
-                   timings={}, mesh=None, scale_source=None)
+                   timings={}, mesh=None, scale_source=None,
+                   scale={"scale_error": None, "method": "failed"} if metric else None)
         return rec
     elapsed = time.perf_counter() - t0
     T_est = [v.T_camera_object if v.ok and v.T_camera_object is not None else None
@@ -92,7 +111,8 @@ def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
         rec = _pose_record([None] * n, capture, metric)
         rec.update(failed=True, message=f"returned {len(T_est)} views for {n} frames",
                    time_s=elapsed, timings=dict(recon.timings), mesh=None,
-                   scale_source=recon.scale_source)
+                   scale_source=recon.scale_source,
+                   scale={"scale_error": None, "method": "failed"} if metric else None)
         return rec
     rec = _pose_record(T_est, capture, metric)
     try:
@@ -105,7 +125,8 @@ def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
     rec.update(failed=rec["registered"] < min(2, n),
                message="; ".join(filter(None, [*messages, mesh_message])),
                time_s=elapsed, timings={k: float(v) for k, v in recon.timings.items()},
-               mesh=mesh, scale_source=recon.scale_source, confidence=float(recon.confidence))
+               mesh=mesh, scale_source=recon.scale_source, confidence=float(recon.confidence),
+               scale=scale_error(recon, capture) if metric else None)
     return rec
 
 
@@ -121,21 +142,31 @@ def _run_baseline(capture: Capture, baseline: str, workdir: Path | None) -> dict
     elapsed = time.perf_counter() - t0
     rec = _pose_record(list(result), capture, metric=False)
     rec.update(failed=rec["registered"] < min(2, n), message=result.reason, time_s=elapsed,
-               timings=dict(result.timings), mesh=None, scale_source=None)
+               timings=dict(result.timings), mesh=None, scale_source=None, scale=None)
     return rec
 
 
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``metrics.json`` entry of one method from its per-capture records (pairs pooled)."""
+    """The ``metrics.json`` entry of one method from its per-capture records (pairs pooled).
+
+    Rotation: median, ``acc15``, ``acc30`` over all pairs; ``translation_error_m``: median over
+    pairs; ``chamfer``, ``fscore`` (5 %), ``fscore@0.01``, ``fscore@0.02``: means over captures
+    with mesh metrics; ``scale_error``: median over captures of ``|s / s_true - 1|``
+    (``metrics.scale_error``); translation and scale only where the capture is metric and has
+    depth or camera poses."""
     rot = [e for r in records for e in r["rotation_errors_deg"]]
     summary: dict[str, Any] = dict(summarize_rotation(rot))
     trans = [math.inf if e is None else e for r in records
              if r.get("translation_errors_m") is not None for e in r["translation_errors_m"]]
     summary["translation_error_m"] = _finite_or_none(float(np.median(trans))) if trans else None
-    chamfers = [r["mesh"]["chamfer"] for r in records if r.get("mesh")]
-    fscores = [r["mesh"]["fscore"] for r in records if r.get("mesh")]
-    summary["chamfer"] = float(np.mean(chamfers)) if chamfers else None
-    summary["fscore"] = float(np.mean(fscores)) if fscores else None
+    meshes = [r["mesh"] for r in records if r.get("mesh")]
+    for key in ("chamfer", "fscore", *map(fscore_key, FINE_FSCORE_FRACTIONS)):
+        values = [m[key] for m in meshes if m.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values else None
+    # a method that failed a capture where the scale applies is charged an infinite error
+    scales = [math.inf if r["scale"]["scale_error"] is None else r["scale"]["scale_error"]
+              for r in records if r.get("scale")]
+    summary["scale_error"] = _finite_or_none(float(np.median(scales))) if scales else None
     summary["captures"] = len(records)
     summary["failures"] = int(sum(bool(r["failed"]) for r in records))
     summary["time_s"] = float(np.mean([r["time_s"] for r in records])) if records else None
@@ -227,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="capture folders, or folders whose sub-folders are captures")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--backends", nargs="*", default=["oracle"],
-                        help="pipeline backends to evaluate (default: oracle)")
+                        help="pipeline backends to evaluate (default: oracle); append +tf "
+                             "(e.g. model+tf) to let the views be aligned by the capture's camera "
+                             "poses, as on a robot with TF")
     parser.add_argument("--baseline", default="pycolmap",
                         help="classical baseline: pycolmap or none (default: pycolmap)")
     parser.add_argument("--device", default="cpu")

@@ -10,9 +10,11 @@ import trimesh
 from sparp_ros.capture import Capture, Frame, GroundTruth
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.conventions import invert_rigid
-from sparp_ros.evaluation.metrics import (chamfer_fscore, mesh_metrics, relative_rotation_errors,
+from sparp_ros.evaluation.metrics import (chamfer_fscore, fscores, mesh_metrics,
+                                          relative_rotation_errors,
                                           relative_translation_angle_errors,
-                                          relative_translation_errors, summarize_rotation)
+                                          relative_translation_errors, scale_error,
+                                          summarize_rotation)
 from sparp_ros.reconstruction import Reconstruction, ViewPose
 
 
@@ -166,3 +168,62 @@ def test_mesh_metrics_skip_when_not_applicable(tmp_path):
     recon.mesh = box
     cap.gt.mesh = None
     assert mesh_metrics(recon, cap) is None                 # no true mesh
+
+
+def test_fscores_at_several_thresholds():
+    grid = np.stack(np.meshgrid(*[np.arange(5.0)] * 3), -1).reshape(-1, 3)
+    assert fscores(grid, grid, [0.01, 0.02]) == [1.0, 1.0]
+    assert fscores(grid + [0.015, 0, 0], grid, [0.01, 0.02, 0.05]) == [0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="positive"):
+        fscores(grid, grid, [0.0])
+
+
+def _sphere_capture(tmp_path) -> tuple[Capture, float]:
+    """A sphere of radius 0.1 m seen by one camera, and its bounding-box diagonal."""
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.1)
+    sphere.export(tmp_path / "sphere.ply")
+    T_c_mesh = np.eye(4)
+    T_c_mesh[:3, 3] = [0.02, -0.01, 0.7]
+    cam = PinholeCamera(8, 8, np.array([[10.0, 0, 4], [0, 10, 4], [0, 0, 1]]))
+    cap = Capture([Frame(np.zeros((8, 8, 3), np.uint8), cam)],
+                  GroundTruth([T_c_mesh], metric=True, mesh=str(tmp_path / "sphere.ply")), tmp_path)
+    return cap, float(np.linalg.norm(np.ptp(sphere.vertices, axis=0)))
+
+
+def test_fine_fscores_of_a_perfect_and_an_offset_mesh(tmp_path):
+    cap, diagonal = _sphere_capture(tmp_path)
+    T = cap.gt.T_camera_object[0]
+    perfect = trimesh.creation.icosphere(subdivisions=5, radius=0.1)
+    m = mesh_metrics(Reconstruction([ViewPose(T, True)], 0.35, "depth", 1.0, "test",
+                                    mesh=perfect), cap)
+    # independent surface samples of the same mesh: only the sampling spacing separates them
+    assert m["fscore@0.01"] > 0.99 and m["fscore@0.02"] > 0.999 and m["fscore"] == 1.0
+    # every point 1.5 % of the diagonal off the truth (a concentric sphere): out at 1 %, in at 2 %
+    offset = trimesh.creation.icosphere(subdivisions=5, radius=0.1 + 0.015 * diagonal)
+    m = mesh_metrics(Reconstruction([ViewPose(T, True)], 0.35, "depth", 1.0, "test",
+                                    mesh=offset), cap)
+    assert m["fscore@0.01"] < 0.01 and m["fscore@0.02"] > 0.99 and m["fscore"] == 1.0
+    assert m["chamfer"] == pytest.approx(0.015, rel=0.1)
+
+
+def test_scale_error_from_the_true_diagonal_or_the_baselines(gt_poses):
+    recon = Reconstruction([ViewPose(T.copy(), True) for T in gt_poses], scale=0.33,
+                           scale_source="depth", confidence=1.0, backend="test")
+    cap = Capture([], GroundTruth(gt_poses, metric=True, extra={"canonical": {"diagonal": 0.3}}))
+    s = scale_error(recon, cap)
+    assert s["method"] == "diagonal" and s["scale_error"] == pytest.approx(0.1)
+    # without a stated diagonal: baselines |t_ci_cj|; a 3 % larger world (any object frame) is 3 %
+    cap.gt.extra = {}
+    T_o_o2 = np.eye(4)
+    T_o_o2[:3, :3] = _rot([1, 2, 3], 50.0)
+    T_o_o2[:3, 3] = [0.1, 0.0, -0.2]
+    for v, T in zip(recon.views, gt_poses):
+        v.T_camera_object = T @ T_o_o2
+        v.T_camera_object[:3, 3] *= 1.03
+    s = scale_error(recon, cap)
+    assert s["method"] == "baselines" and s["pairs"] == 10
+    assert s["scale_error"] == pytest.approx(0.03)
+    recon.views[2] = ViewPose(None, False)                      # a missing view drops its pairs
+    assert scale_error(recon, cap)["pairs"] == 6
+    cap.gt.metric = False
+    assert scale_error(recon, cap) is None

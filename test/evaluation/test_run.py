@@ -16,7 +16,8 @@ from sparp_ros.evaluation import run_eval
 from sparp_ros.reconstruction import Reconstruction, ViewPose
 
 METRIC_KEYS = {"median_rotation_error_deg", "acc15", "acc30", "translation_error_m", "chamfer",
-               "fscore", "captures", "failures", "time_s"}
+               "fscore", "fscore@0.01", "fscore@0.02", "scale_error", "captures", "failures",
+               "time_s"}
 
 
 def _look_from(azimuth_deg: float, distance: float = 0.6) -> np.ndarray:
@@ -50,7 +51,10 @@ def fake_pipeline(monkeypatch):
     T_mesh_object[:3, 3] = [0.01, 0.02, 0.03]
     box = trimesh.creation.box(extents=[0.1, 0.1, 0.1])
 
-    def reconstruct_capture(capture, backend="oracle", device="cpu"):
+    calls = []
+
+    def reconstruct_capture(capture, backend="oracle", device="cpu", **config):
+        calls.append((backend, config))
         if backend == "broken":
             raise RuntimeError("cannot handle this capture")
         views = []
@@ -69,6 +73,7 @@ def fake_pipeline(monkeypatch):
 
     module = types.ModuleType("sparp_ros.pipeline")
     module.reconstruct_capture = reconstruct_capture
+    module.calls = calls
     monkeypatch.setitem(sys.modules, "sparp_ros.pipeline", module)
     import sparp_ros
     monkeypatch.setattr(sparp_ros, "pipeline", module, raising=False)
@@ -97,11 +102,17 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     assert exact["median_rotation_error_deg"] == pytest.approx(0.5, abs=1e-4)
     assert exact["acc15"] == 1.0 and exact["fscore"] > 0.99 and exact["chamfer"] < 0.01
     assert exact["translation_error_m"] is not None and exact["translation_error_m"] < 0.01
+    assert exact["fscore@0.01"] > 0.99 and exact["fscore@0.02"] > 0.99
+    # no true diagonal in these gt.json: the scale is checked on the baselines, exact but for
+    # view 1's 0.5° turn about the object, which moves its camera by < 0.1 % of the baseline
+    assert exact["scale_error"] < 1e-3
     assert broken["failures"] == 2 and broken["median_rotation_error_deg"] == 180.0
-    assert broken["acc30"] == 0.0 and broken["chamfer"] is None
+    assert broken["acc30"] == 0.0 and broken["chamfer"] is None and broken["fscore@0.01"] is None
     assert broken["translation_error_m"] is None       # every pair infinitely wrong
+    assert broken["scale_error"] is None                # every capture failed: infinite
     # noise images: SfM cannot register anything, reported as failures with no translation
     assert colmap["failures"] == 2 and colmap["translation_error_m"] is None
+    assert colmap["scale_error"] is None                # SfM has no metric scale
 
     per = json.loads((out / "per_capture.json").read_text())
     assert len(per["captures"]) == 2 and per["errors"][0]["capture"].endswith("not_a_capture")
@@ -111,6 +122,9 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     assert "cannot handle" in per["captures"][0]["methods"]["broken"]["message"]
     report = (out / "report.md").read_text()
     assert "sparp-ros eval test" in report and "| exact |" in report and "| pycolmap |" in report
+    assert "| scale err. |" in report and "| F@1 % |" in report
+    exact_row = next(line for line in report.splitlines() if line.startswith("| exact |"))
+    assert f"| {100 * exact['scale_error']:.2f}% |" in exact_row
     assert (out / "rotation_errors.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "[1/3] cap0" in printed and "[3/3] not_a_capture" in printed
@@ -119,6 +133,19 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
 def test_run_eval_rejects_unknown_baseline(tmp_path):
     with pytest.raises(ValueError, match="baseline must be one of"):
         run_eval([], tmp_path, backends=[], baseline="orb-slam")
+
+
+def test_camera_poses_align_views_only_for_tf_methods(tmp_path, fake_pipeline):
+    """Relative rotations measure the images: a plain method must not get the capture's camera
+    poses for alignment; ``<backend>+tf`` (robot with TF) must."""
+    mesh_path = tmp_path / "box.ply"
+    trimesh.creation.box(extents=[0.1, 0.1, 0.1]).export(mesh_path)
+    _write_capture(tmp_path / "cap", 3, 0, mesh_path)
+    metrics = run_eval([tmp_path / "cap"], tmp_path / "out", backends=["exact", "exact+tf"],
+                       baseline=None, command="test")
+    assert set(metrics) == {"exact", "exact+tf"}
+    assert fake_pipeline.calls == [("exact", {"align_with_camera_motion": False}),
+                                   ("exact", {"align_with_camera_motion": True})]
 
 
 def test_run_eval_with_the_real_oracle_pipeline(objects_dir, tmp_path):
@@ -134,3 +161,5 @@ def test_run_eval_with_the_real_oracle_pipeline(objects_dir, tmp_path):
     assert oracle["median_rotation_error_deg"] < 0.5
     assert oracle["translation_error_m"] < 0.005
     assert oracle["chamfer"] < 0.03 and oracle["fscore"] > 0.9
+    assert oracle["scale_error"] < 0.02                 # depth (Umeyama) vs the true diagonal
+    assert oracle["fscore@0.01"] <= oracle["fscore@0.02"] <= oracle["fscore"]
