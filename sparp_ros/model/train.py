@@ -78,6 +78,7 @@ class TrainArgs:
     threads: int = 2
     reference_grad: bool = True
     gradient_checkpointing: bool = False
+    min_timestep: int = 0
     vae: str | None = None
     init_unet: str | None = None
     denoiser_overrides: dict[str, Any] = field(default_factory=dict)
@@ -385,6 +386,9 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
         model.unet.enable_gradient_checkpointing()
     vae = SparpDiffusionPipeline.from_config(cfg, denoiser=model).vae if cfg.latent else None
     noise_scheduler = make_scheduler("ddim", cfg.scheduler)
+    if not 0 <= args.min_timestep < noise_scheduler.config.num_train_timesteps:
+        raise TrainError(f"--min-timestep must be in [0, {noise_scheduler.config.num_train_timesteps}), "
+                         f"got {args.min_timestep}")
 
     step, epoch, state = 0, 0, None
     if args.resume and (run / "latest.json").exists():
@@ -459,7 +463,8 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
                 (b["target"].shape[0], cfg.denoiser["target_channels"],
                  *(s // cfg.denoiser["latent_factor"] for s in b["target"].shape[-2:]))
             noise = torch.randn(shape, generator=gen).to(accelerator.device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (shape[0],), generator=gen)
+            t = torch.randint(args.min_timestep, noise_scheduler.config.num_train_timesteps, (shape[0],),
+                              generator=gen)
             for g in optimizer.param_groups:
                 g["lr"] = lr * min(1.0, (step + 1) / max(tcfg.warmup_steps, 1))
             with accelerator.autocast():
@@ -541,6 +546,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-reference-grad", action="store_true",
                    help="run the reference write pass without gradients (cheaper)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--min-timestep", type=int, default=0,
+                   help="train only on timesteps >= this: focuses a model sampled in 1-2 steps (x0 "
+                        "prediction from nearly pure noise) on that regime")
     p.add_argument("--vae", default=None, metavar="DIR", help="local AutoencoderKL folder (latent configs)")
     p.add_argument("--init-unet", default=None, metavar="DIR",
                    help="initialise the UNet from a local diffusers UNet folder (e.g. SD-2.1's unet/)")
@@ -579,7 +587,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, mixed_precision=args.mixed_precision, workers=args.workers,
         threads=args.threads, reference_grad=not args.no_reference_grad,
         gradient_checkpointing=args.gradient_checkpointing, vae=args.vae, init_unet=args.init_unet,
-        denoiser_overrides=overrides)
+        denoiser_overrides=overrides, min_timestep=args.min_timestep)
     try:
         train(targs)
     except (TrainError, ModelLoadError, DatasetError) as e:

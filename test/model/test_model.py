@@ -297,6 +297,30 @@ def test_short_training_lowers_the_loss_and_resumes(tmp_path):
     assert any(r.get("val") == {"score": 1.0} and r["step"] == 42 for r in rows)
 
 
+def test_min_timestep_is_checked_and_used(tmp_path, monkeypatch):
+    """``--min-timestep`` trains a 1-step model on the high-noise regime only: out-of-range values
+    are refused, and every sampled timestep respects it."""
+    from sparp_ros.model import train as train_mod
+    cfg = small_config()
+    data = ListDataset(8)
+    bad = TrainArgs(config="tiny", out=str(tmp_path / "bad"), domains=("nocs_self",), steps=1,
+                    batch_size=4, threads=1, min_timestep=1000)
+    with pytest.raises(train_mod.TrainError, match="min-timestep"):
+        train(bad, dataset=data, model_config=cfg, progress=lambda s: None)
+    seen = []
+    real_loss = train_mod.diffusion_loss
+
+    def spy(model, sched, b, noise, t, *a, **k):
+        seen.append(t.clone())
+        return real_loss(model, sched, b, noise, t, *a, **k)
+    monkeypatch.setattr(train_mod, "diffusion_loss", spy)
+    args = TrainArgs(config="tiny", out=str(tmp_path / "run"), domains=("nocs_self",), steps=3,
+                     batch_size=4, threads=1, save_every=1000, min_timestep=900)
+    train(args, dataset=data, model_config=cfg, progress=lambda s: None)
+    t = torch.cat(seen)
+    assert len(seen) == 3 and int(t.min()) >= 900 and int(t.max()) < 1000
+
+
 def test_latent_path_with_a_local_vae(tmp_path):
     """The sd21 code path (VAE latents, v-prediction, DPM-Solver++) on a tiny local VAE."""
     from diffusers import AutoencoderKL
