@@ -12,6 +12,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", ["launch/sparp.launch.py"]),
         ("share/" + package_name + "/config", ["config/sparp.yaml"]),
+        ("share/" + package_name + "/rviz", ["rviz/sparp.rviz"]),
     ],
     install_requires=["numpy", "opencv-python-headless", "scipy", "trimesh"],
     zip_safe=True,

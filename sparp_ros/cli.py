@@ -5,7 +5,8 @@
     sparp-ros eval CAPTURE... --out REPORT [--backend oracle] [--baseline pycolmap|none]
     sparp-ros bag BAG --image-topic T --camera-info-topic T [--depth-topic T] [--mask-topic T]
                   --out CAPTURE [--max-views N]       keyframes of a rosbag2 (.db3/.mcap) (bag.py)
-    sparp-ros node [--params-file config/sparp.yaml]      the ROS 2 node without `ros2 launch`
+    sparp-ros node [--params-file config/sparp.yaml] [--lifecycle [--autostart]]
+                                                          the ROS 2 node without `ros2 launch`
     sparp-ros play CAPTURE                                publish a capture as camera topics
     sparp-ros demo                                        render, play, trigger, report (make demo)
     sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (model/dataset.py)
@@ -91,10 +92,10 @@ def _bag(args: argparse.Namespace) -> int:
 
 def _node(args: argparse.Namespace, rest: list[str]) -> int:
     from .node import main as node_main
-    argv = list(rest)
+    argv = ["--lifecycle"] * args.lifecycle + ["--autostart"] * args.autostart
     if args.params_file:
-        argv = ["--ros-args", "--params-file", args.params_file] + argv
-    return node_main(argv) or 0
+        argv += ["--ros-args", "--params-file", args.params_file]
+    return node_main(["sparp-ros"] + argv + list(rest)) or 0
 
 
 def _play(args: argparse.Namespace, rest: list[str]) -> int:
@@ -165,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("node", help="run the ROS 2 node (wheels-only installs)")
     n.add_argument("--params-file")
+    n.add_argument("--lifecycle", action="store_true",
+                   help="the managed node: starts unconfigured, driven by ~/change_state")
+    n.add_argument("--autostart", action="store_true",
+                   help="with --lifecycle: configure and activate at start-up")
     sub.add_parser("play", help="publish a capture as ROS 2 camera topics").add_argument("capture")
     sub.add_parser("demo", help="the end-to-end demo over ROS 2 (make demo)")
     # These two own their options (see `sparp-ros dataset --help`, `sparp-ros train --help`).

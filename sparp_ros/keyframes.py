@@ -154,6 +154,15 @@ class KeyframeBuffer:
         with self._lock:
             self._kept.clear()
 
+    def reconfigure(self, config: KeyframeConfig) -> int:
+        """Use ``config`` from the next offer on (a node's parameters changed at run time); the
+        oldest keyframes beyond its ``max_keyframes`` are dropped. Returns how many were."""
+        with self._lock:
+            self.config = config
+            excess = max(0, len(self._kept) - config.max_keyframes)
+            del self._kept[:excess]
+            return excess
+
 
 # -- pairing messages of one instant ---------------------------------------------------------------
 @dataclass

@@ -7,16 +7,29 @@ Subscriptions (relative names, remap them; sensor-data QoS):
   image_transport's ``compressed`` transport publishes beside the remapped ``image``),
   ``camera_info`` (CameraInfo), ``depth`` (16UC1 mm or 32FC1 m; when ``use_depth``), ``mask``
   (mono8, object > 127; when ``use_mask``), ``oracle_nocs`` (16UC3 ground-truth NOCS; only with
-  the ``oracle*`` backends, a test instrument fed by the capture player).
+  the ``oracle*`` backends, a test instrument fed by the capture player); with ``world_frame``,
+  ``/tf`` and ``/tf_static`` (tf2_msgs/TFMessage, ``tf_listener``): each frame's camera pose
+  ``T_world_camera`` is looked up at its image stamp (metric scale from the camera motion).
 A message that cannot be read (bad encoding, step, size, truncated data, uncalibrated or
 unsupported CameraInfo) is dropped with a warning (at most one per part every WARN_THROTTLE_S) and
-counted in ``dropped``; a CameraInfo for a binned/decimated image (same aspect ratio) is scaled to
-the image; a distorted camera's frames are undistorted to the same K before they are buffered.
+counted in ``dropped`` (per part; ``frame`` for an instant that cannot be built, ``unpaired`` for
+one whose parts never all arrived); a CameraInfo for a binned/decimated image (same aspect ratio)
+is scaled to the image; a distorted camera's frames are undistorted to the same K before they are
+buffered.
 Services: ``~/reconstruct`` and ``~/reset`` (std_srvs/Trigger).
 Publications on success (in the camera frame of the most recent keyframe, at its stamp):
   ``/sparp/object_pose`` (PoseStamped), TF ``<camera> → <object_id>``, ``/sparp/mesh_marker``
   (Marker TRIANGLE_LIST), ``/sparp/mesh`` (shape_msgs/Mesh, object frame),
   ``/sparp/reconstruction`` (sparp_ros_msgs/ObjectReconstruction).
+Always (every ``diagnostics_period_s``, in every lifecycle state): ``/diagnostics``
+  (diagnostic_msgs/DiagnosticArray; levels and keys in ``health``).
+
+Two variants, one core (``SparpNodeCore``), whose lifetime steps are those of a managed node:
+``_configure`` loads the model and makes the keyframe buffer and the output publishers,
+``_activate`` subscribes and offers the services, ``_deactivate`` stops taking frames,
+``_cleanup`` frees the model. ``SparpNode`` (the default) runs configure and activate in its
+constructor; ``lifecycle_node.SparpLifecycleNode`` (``sparp-ros node --lifecycle``) runs them on
+``~/change_state``. Parameters change at run time where that is safe (``node_params``).
 
 Threading (STYLE 7): subscription callbacks only convert messages and push complete, sharp, new
 frames into a bounded keyframe buffer. ``~/reconstruct`` runs the pipeline in its own reentrant
@@ -26,6 +39,8 @@ request is answered "busy" instead of queueing. Errors in the input or the pipel
 """
 from __future__ import annotations
 
+import argparse
+import gc
 import sys
 import threading
 import time
@@ -37,9 +52,10 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from shape_msgs.msg import Mesh
@@ -49,50 +65,16 @@ from visualization_msgs.msg import Marker
 from . import ros_io
 from .camera import CameraError
 from .capture import CaptureError, Frame
+from .health import HealthMonitor, HealthSnapshot
 from .keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
+from .node_params import DEFAULTS, NODE_NAME, PARAMETERS, check_value, refusal  # noqa: F401
 
-NODE_NAME = "sparp_node"
 ORACLE_PREFIX = "oracle"
 """Backends named oracle* take the ground-truth NOCS of each frame (the ``oracle_nocs`` topic)."""
 WARN_THROTTLE_S = 5.0
 EXECUTOR_THREADS = 4
 """Subscriptions, the reconstruction, and a busy/reset answer can all run at once."""
-
-# Every parameter: (default, description). config/sparp.yaml repeats them with comments; a test
-# keeps the two equal.
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "backend": ("oracle", "NOCS backend: 'oracle' or 'oracle_per_view' (ground truth from "
-                          "oracle_nocs, test instruments) or 'model'"),
-    "device": ("cpu", "torch device of the model backend: cpu, cuda, cuda:1"),
-    "weights": ("", "model weights folder; empty = the weights shipped in the package"),
-    "model_domain": ("nocs_self", "model backend: 'nocs_self' (per-view NOCS + azimuth search) or "
-                                  "'nocs_ref' (SpaRP's tiled cross-view NOCS)"),
-    "num_hypotheses": (1, "model backend: NOCS samples per view (mixture of experts; the one "
-                          "whose pose explains most of its NOCS is kept)"),
-    "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
-    "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
-    "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
-    "max_keyframes": (6, "keyframes kept, 1..6; the oldest is dropped when a new one comes"),
-    "min_image_change": (0.04, "mean |difference| of a 32x32 grey thumbnail (0..1) to every "
-                               "kept keyframe for a frame to count as a new view"),
-    "min_sharpness": (1e-4, "variance of the Laplacian (grey 0..1 at 320 px width) below "
-                            "which a frame is too blurry to keep"),
-    "use_depth": (True, "wait for a depth image per frame (metric scale from depth)"),
-    "use_mask": (True, "wait for an object mask per frame"),
-    "reliable_inputs": (False, "subscribe with reliable QoS instead of sensor-data (best-effort); "
-                                "for the capture player and bag playback, where a lost frame is a "
-                                "lost view (does not match best-effort publishers)"),
-    "sync_slop_s": (0.005, "stamps closer than this are the same capture instant (seconds)"),
-    "sync_timeout_s": (1.0, "an instant still missing a part after this is dropped (seconds)"),
-    "object_id": ("sparp_object", "TF child frame and object_id of the result"),
-    "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
-    "compressed_input": (False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
-                                "<image>/compressed (image_transport naming) instead of the raw "
-                                "image"),
-    "max_image_side": (ros_io.MAX_IMAGE_SIDE, "images larger than this (pixels per side) are "
-                                              "dropped as corrupt"),
-}
-DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
+KEYFRAME_PARAMETERS = ("max_keyframes", "min_image_change", "min_sharpness")
 
 RESULT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
@@ -103,56 +85,159 @@ on a loaded machine, which for a player's few frames means a lost view."""
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
 """The QoS tf2_ros's TransformBroadcaster uses on /tf."""
+DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+"""diagnostic_updater's QoS on /diagnostics."""
 
 
-class SparpNode(Node):
-    """See the module docstring. ``kwargs`` go to ``rclpy.node.Node`` (context, namespace,
-    parameter_overrides), which is how tests run several nodes in one process."""
+class SparpNodeCore:
+    """Everything the node does, shared by ``SparpNode`` and ``SparpLifecycleNode`` (a mixin
+    over ``rclpy.node.Node``; see the module docstring). ``node_state`` is 'unconfigured',
+    'inactive' or 'active'."""
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(NODE_NAME, **kwargs)
+    managed = False
+    """True for the lifecycle node: it may change input and model parameters between states."""
+
+    # -- lifetime steps --------------------------------------------------------------------------
+    def _init_core(self) -> None:
+        """Parameters (checked), state, diagnostics and the parameter callbacks: what exists in
+        every lifecycle state."""
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in DEFAULTS}
-        self.params = p
-        self.object_id: str = p["object_id"]
+        self.params = {name: self.get_parameter(name).value for name in DEFAULTS}
+        for name, value in self.params.items():
+            if (bad := check_value(name, value)) is not None:
+                raise ValueError(f"parameter {bad}")
+        self.node_state = "unconfigured"
+        self.pipeline = None
+        self.buffer: KeyframeBuffer | None = None
+        self.assembler: FrameAssembler | None = None
+        self.load_error = ""
         self.last_reconstruction = None
         self._busy = threading.Lock()
         self._camera_info_seen = False
         self._images_seen = 0
-        # Messages (per part) and assembled frames ("frame") dropped as unusable; the last reason.
+        # Messages (per part) and frames ("frame", "unpaired") dropped as unusable; the last reason.
         self.dropped: Counter[str] = Counter()
         self._last_drop = ""
         self._warned_at: dict[str, float] = {}
         self._undistorting: set[str] = set()
+        self._last_image_at: float | None = None
+        self._active_since = time.monotonic()
+        self._last_latency_s: float | None = None
+        self._last_result = ""
+        self._subscriptions_by_part: dict[str, Any] = {}
+        self.tf_buffer = None               # with world_frame: camera poses from /tf (activation)
+        self.tf_failures = 0                # frames kept without a camera pose (failed lookups)
+        self._sparp_services: list[Any] = []
+        self._outputs: list[Any] = []
+        self.pose_pub = self.marker_pub = self.mesh_pub = self.recon_pub = self.tf = None
 
-        # 1. The pipeline, built now so a bad backend fails at start-up (STYLE 8).
-        from .pipeline import PipelineConfig, SparpPipeline
+        self._health = HealthMonitor(float(self.params["diagnostics_frame_timeout_s"]))
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._diagnostics_timer = self._create_diagnostics_timer()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self.pipeline = SparpPipeline(PipelineConfig(
-            backend=p["backend"], device=p["device"], weights=p["weights"] or None,
-            model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
-            cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"])))
+    def _configure(self) -> None:
+        """Load the model (STYLE 8), make the keyframe buffer and the output publishers.
+        Raises ``PipelineError`` with the reason when the model cannot be loaded (missing,
+        corrupt or pickle-based weights, unknown backend or device); ``load_error`` keeps it."""
+        from .pipeline import PipelineError, SparpPipeline
+
+        p = self.params
+        try:
+            self.pipeline = SparpPipeline(self._pipeline_config())
+        except Exception as exc:  # noqa: BLE001 - torch/CUDA errors too: the reason is the answer
+            self.load_error = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+            self.pipeline = None
+            raise PipelineError(self.load_error) from exc
+        self.load_error = ""
         self.get_logger().info(f"pipeline ready: backend={p['backend']} device={p['device']} "
                                f"cell_size={self.pipeline.cell_size}")
-        oracle = p["backend"].startswith(ORACLE_PREFIX)
-        if oracle:
+        if p["backend"].startswith(ORACLE_PREFIX):
             self.get_logger().warning(f"backend '{p['backend']}' reads ground-truth NOCS from "
                                       "'oracle_nocs' (a test instrument); it cannot run on a "
                                       "real camera")
+        self.buffer = KeyframeBuffer(self._keyframe_config())
+        self._create_outputs()
+        self.node_state = "inactive"
 
-        # 2. Keyframes and stamp pairing.
-        self.buffer = KeyframeBuffer(KeyframeConfig(
-            max_keyframes=int(p["max_keyframes"]), min_image_change=float(p["min_image_change"]),
-            min_sharpness=float(p["min_sharpness"])))
+    def _activate(self) -> None:
+        """Pair the inputs by stamp, subscribe, offer the services: frames are taken from now on."""
+        p = self.params
         parts = ["image", "camera_info"]
         parts += ["depth"] if p["use_depth"] else []
         parts += ["mask"] if p["use_mask"] else []
-        parts += ["oracle_nocs"] if oracle else []
+        parts += ["oracle_nocs"] if p["backend"].startswith(ORACLE_PREFIX) else []
         self.assembler = FrameAssembler(tuple(parts), slop_s=float(p["sync_slop_s"]),
                                         timeout_s=float(p["sync_timeout_s"]))
+        self._create_inputs(parts)
+        # Services: reconstruct in its own reentrant group (busy answers while it runs),
+        # reset in another so it is never stuck behind a reconstruction.
+        self._sparp_services = [
+            self.create_service(Trigger, "~/reconstruct", self._on_reconstruct,
+                                callback_group=ReentrantCallbackGroup()),
+            self.create_service(Trigger, "~/reset", self._on_reset,
+                                callback_group=MutuallyExclusiveCallbackGroup())]
+        self._active_since, self._last_image_at = time.monotonic(), None
+        self.node_state = "active"
+        topics = ", ".join(s.topic_name for s in self._subscriptions_by_part.values())
+        self.get_logger().info(f"waiting for {', '.join(parts)} on {topics}")
 
-        # 3. Subscriptions: one mutually exclusive group, so conversions never interleave.
+    def _deactivate(self) -> None:
+        """Stop taking frames and requests; a running reconstruction finishes (and publishes)
+        first. The keyframes are kept."""
+        for entity in self._subscriptions_by_part.values():
+            self.destroy_subscription(entity)
+        for entity in self._sparp_services:
+            self.destroy_service(entity)
+        self._subscriptions_by_part, self._sparp_services = {}, []
+        with self._busy:
+            pass
+        if self.assembler is not None:
+            self.assembler.clear()
+        self.node_state = "inactive"
+
+    def _cleanup(self) -> None:
+        """Destroy the output publishers, drop the keyframes and free the model (and its GPU
+        memory)."""
+        for pub in self._outputs:
+            self._destroy_output_publisher(pub)
+        self._outputs = []
+        self.pose_pub = self.marker_pub = self.mesh_pub = self.recon_pub = self.tf = None
+        if self.buffer is not None:
+            self.buffer.clear()
+        self.buffer = self.assembler = None
+        self.pipeline = None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.node_state = "unconfigured"
+
+    # -- set-up helpers ------------------------------------------------------------------------
+    def _pipeline_config(self):
+        """The pipeline's configuration from the current parameters (at configuration, and again
+        before each reconstruction so live parameters apply)."""
+        from .pipeline import PipelineConfig
+
+        p = self.params
+        return PipelineConfig(
+            backend=p["backend"], device=p["device"], weights=p["weights"] or None,
+            model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
+            cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]))
+
+    def _keyframe_config(self) -> KeyframeConfig:
+        p = self.params
+        return KeyframeConfig(max_keyframes=int(p["max_keyframes"]),
+                              min_image_change=float(p["min_image_change"]),
+                              min_sharpness=float(p["min_sharpness"]))
+
+    def _create_inputs(self, parts: list[str]) -> None:
+        """One subscription per part, in one mutually exclusive group (conversions never
+        interleave)."""
+        p = self.params
         inputs = MutuallyExclusiveCallbackGroup()
         input_qos = RELIABLE_INPUT_QOS if p["reliable_inputs"] else qos_profile_sensor_data
         side = int(p["max_image_side"])
@@ -166,30 +251,48 @@ class SparpNode(Node):
             # T is remapped (a remap of `image` must move the compressed topic too).
             converters["image"] = (CompressedImage, self.resolve_topic_name("image") + "/compressed",
                                    partial(ros_io.compressed_image_to_rgb, max_side=side))
-        self._subscriptions_by_part = {}
         for part in parts:
             msg_type, topic, convert = converters[part]
             self._subscriptions_by_part[part] = self.create_subscription(
                 msg_type, topic, self._make_callback(part, convert), input_qos,
                 callback_group=inputs)
+        if p["world_frame"]:
+            self._create_tf_listener()
 
-        # 4. Outputs.
-        self.pose_pub = self.create_publisher(PoseStamped, "/sparp/object_pose", RESULT_QOS)
-        self.marker_pub = self.create_publisher(Marker, "/sparp/mesh_marker", RESULT_QOS)
-        self.mesh_pub = self.create_publisher(Mesh, "/sparp/mesh", RESULT_QOS)
+    def _create_tf_listener(self) -> None:
+        """With ``world_frame``: /tf and /tf_static (tf2's QoS, remappable) into a fresh
+        ``TransformBuffer``; the two subscriptions are inputs like the others (made on activation,
+        destroyed on deactivation)."""
+        from .tf_buffer import TransformBuffer
+        from .tf_listener import TransformListener
+
+        buffer = TransformBuffer()
+        try:
+            listener = TransformListener(self, buffer)
+        except ImportError:
+            self.get_logger().warning("world_frame is set but tf2_msgs is not importable (run "
+                                      "scripts/build_interfaces.sh): no camera poses from TF")
+            self.tf_buffer = None
+            return
+        self.tf_buffer = buffer
+        self._subscriptions_by_part.update(tf=listener.tf_sub, tf_static=listener.tf_static_sub)
+
+    def _create_outputs(self) -> None:
+        self.pose_pub = self._create_output_publisher(PoseStamped, "/sparp/object_pose", RESULT_QOS)
+        self.marker_pub = self._create_output_publisher(Marker, "/sparp/mesh_marker", RESULT_QOS)
+        self.mesh_pub = self._create_output_publisher(Mesh, "/sparp/mesh", RESULT_QOS)
         self.recon_pub = self._create_reconstruction_publisher()
         self.tf = self._create_tf_sender()
 
-        # 5. Services: reconstruct in its own reentrant group (busy answers while it runs),
-        # reset in another so it is never stuck behind a reconstruction.
-        self.create_service(Trigger, "~/reconstruct", self._on_reconstruct,
-                            callback_group=ReentrantCallbackGroup())
-        self.create_service(Trigger, "~/reset", self._on_reset,
-                            callback_group=MutuallyExclusiveCallbackGroup())
-        topics = ", ".join(s.topic_name for s in self._subscriptions_by_part.values())
-        self.get_logger().info(f"waiting for {', '.join(parts)} on {topics}")
+    def _create_output_publisher(self, msg_type, topic: str, qos: QoSProfile):
+        """A result publisher (the lifecycle node makes lifecycle publishers)."""
+        pub = self.create_publisher(msg_type, topic, qos)
+        self._outputs.append(pub)
+        return pub
 
-    # -- set-up helpers ------------------------------------------------------------------------
+    def _destroy_output_publisher(self, pub) -> None:
+        self.destroy_publisher(pub)
+
     def _create_reconstruction_publisher(self):
         try:
             from sparp_ros_msgs.msg import ObjectReconstruction
@@ -197,13 +300,14 @@ class SparpNode(Node):
             self.get_logger().warning("sparp_ros_msgs is not built (run scripts/build_interfaces.sh): "
                                       "/sparp/reconstruction is not published")
             return None
-        return self.create_publisher(ObjectReconstruction, "/sparp/reconstruction", RESULT_QOS)
+        return self._create_output_publisher(ObjectReconstruction, "/sparp/reconstruction", RESULT_QOS)
 
     def _create_tf_sender(self):
         """tf2_ros's broadcaster on a ROS install; with the wheels, TFMessage on /tf directly."""
         try:
             from tf2_ros import TransformBroadcaster
             broadcaster = TransformBroadcaster(self)
+            self._outputs.append(broadcaster.pub_tf)
             return broadcaster.sendTransform
         except ImportError:
             pass
@@ -213,9 +317,14 @@ class SparpNode(Node):
             self.get_logger().warning("neither tf2_ros nor tf2_msgs is importable: no TF published "
                                       "(run scripts/build_interfaces.sh)")
             return None
-        pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
+        pub = self._create_output_publisher(TFMessage, "/tf", TF_QOS)
         return lambda transform: pub.publish(TFMessage(transforms=[transform]))
 
+    @property
+    def object_id(self) -> str:
+        return self.params["object_id"]
+
+    # -- subscriptions: convert and push ---------------------------------------------------------
     def _make_callback(self, part: str, convert):
         def callback(msg) -> None:
             try:
@@ -240,6 +349,7 @@ class SparpNode(Node):
     def _on_part(self, part: str, msg: Any, convert) -> None:
         if part == "image":
             self._images_seen += 1
+            self._last_image_at = time.monotonic()
         try:
             value = convert(msg)
         except (ros_io.ImageConversionError, CameraError) as exc:
@@ -247,34 +357,71 @@ class SparpNode(Node):
             return
         if part == "camera_info":
             self._camera_info_seen = True
+        assembler = self.assembler
+        if assembler is None:               # cleaned up while this message was converted
+            return
         stamp = ros_io.stamp_to_seconds(msg.header.stamp)
-        result = self.assembler.add(part, stamp, (value, msg.header))
+        result = assembler.add(part, stamp, (value, msg.header))
         for s, missing in result.dropped:
-            self.get_logger().warning(f"frame at t={s:.3f} dropped: no {', '.join(missing)} with a "
-                                      f"matching stamp (sync_slop_s={self.assembler.slop_s})",
-                                      throttle_duration_sec=WARN_THROTTLE_S)
+            self._drop("unpaired", f"t={s:.3f}: no {', '.join(missing)} with a matching stamp "
+                                   f"(sync_slop_s={assembler.slop_s})")
         for parts in result.complete:
             self._push_frame(parts)
 
-    def _push_frame(self, parts: dict[str, Any]) -> None:
+    def _build_frame(self, parts: dict[str, Any]) -> Frame:
+        """One capture instant's converted parts -> the ``Frame`` offered to the keyframe buffer:
+        intrinsics fitted to the (binned) image, then undistorted. Every field of a keyframe is
+        filled here, the camera pose ``T_world_camera`` from TF too (``_camera_pose``). Raises
+        ``CaptureError`` / ``CameraError`` for an instant that cannot make a frame."""
         image, header = parts["image"]
         camera, _ = parts["camera_info"]
-        try:
-            frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
-                          depth=parts["depth"][0] if "depth" in parts else None,
-                          mask=parts["mask"][0] if "mask" in parts else None,
-                          nocs=parts["oracle_nocs"][0] if "oracle_nocs" in parts else None,
-                          stamp=parts["stamp"]).undistorted()
-        except (CaptureError, CameraError) as exc:
-            self._drop("frame", f"t={parts['stamp']:.3f}: {exc}")
-            return
+        frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
+                      depth=parts["depth"][0] if "depth" in parts else None,
+                      mask=parts["mask"][0] if "mask" in parts else None,
+                      nocs=parts["oracle_nocs"][0] if "oracle_nocs" in parts else None,
+                      stamp=parts["stamp"],
+                      T_world_camera=self._camera_pose(header.frame_id or camera.frame_id,
+                                                       header.stamp)).undistorted()
         if camera.has_distortion and camera.frame_id not in self._undistorting:
             self._undistorting.add(camera.frame_id)
             self.get_logger().info(f"camera {camera.frame_id} has {camera.distortion_model or 'OpenCV'} "
                                    "distortion: its frames are undistorted to the same K")
-        decision = self.buffer.offer(frame, meta=header.stamp)
+        return frame
+
+    def _camera_pose(self, frame_id: str, stamp) -> Any:
+        """``T_<world_frame>_<frame_id>`` (4x4) at the image ``stamp`` from TF, waiting up to
+        ``tf_timeout_s`` for it to arrive; None without ``world_frame`` or when the lookup fails
+        (a warning at most every WARN_THROTTLE_S; the pipeline then uses depth or the prior)."""
+        from .tf_buffer import TransformError
+
+        world, tf_buffer = self.params["world_frame"], self.tf_buffer
+        if not world or tf_buffer is None:
+            return None
+        t = ros_io.stamp_to_seconds(stamp)
+        try:
+            return tf_buffer.wait_for(world, frame_id, t, float(self.params["tf_timeout_s"]))
+        except TransformError as exc:
+            self.tf_failures += 1
+            now = time.monotonic()
+            if now - self._warned_at.get("tf", -WARN_THROTTLE_S) >= WARN_THROTTLE_S:
+                self._warned_at["tf"] = now
+                self.get_logger().warning(
+                    f"no camera pose {world} <- {frame_id} at t={t:.3f} from TF ({self.tf_failures}"
+                    f" so far; the frame is kept without one): {exc}")
+            return None
+
+    def _push_frame(self, parts: dict[str, Any]) -> None:
+        try:
+            frame = self._build_frame(parts)
+        except (CaptureError, CameraError) as exc:
+            self._drop("frame", f"t={parts['stamp']:.3f}: {exc}")
+            return
+        buffer = self.buffer
+        if buffer is None:                  # cleaned up while this instant was being assembled
+            return
+        decision = buffer.offer(frame, meta=parts["image"][1].stamp)
         if decision.accepted:
-            self.get_logger().info(f"keyframe {len(self.buffer)}/{self.buffer.config.max_keyframes} "
+            self.get_logger().info(f"keyframe {len(buffer)}/{buffer.config.max_keyframes} "
                                    f"at t={parts['stamp']:.3f} (sharpness {decision.sharpness:.2e}"
                                    + (", dropped the oldest" if decision.dropped_oldest else "") + ")")
         else:
@@ -295,6 +442,7 @@ class SparpNode(Node):
             return response
         try:
             response.success, response.message = self._reconstruct()
+            self._last_result = ("ok: " if response.success else "failed: ") + response.message
         finally:
             self._busy.release()
         # rclpy ties a severity to each logging call site, so one call per severity.
@@ -308,12 +456,12 @@ class SparpNode(Node):
         """Run the pipeline on the current keyframes and publish; (success, message)."""
         from .pipeline import PipelineError
 
-        items = self.buffer.items()
+        items = self.buffer.items() if self.buffer is not None else []
         if not items:
             dropped = (f"; {sum(self.dropped.values())} dropped as unusable, last {self._last_drop}"
                        if self.dropped else "")
             if not self._camera_info_seen:
-                topic = self._subscriptions_by_part["camera_info"].topic_name
+                topic = self.resolve_topic_name("camera_info")
                 what = "no usable CameraInfo" if self.dropped["camera_info"] else "no CameraInfo"
                 return False, (f"{what} received on {topic}: no keyframes can be built "
                                f"({self._images_seen} images received{dropped})")
@@ -322,6 +470,7 @@ class SparpNode(Node):
                            + f"{dropped})")
         frames = [f for f, _ in items]
         self.get_logger().info(f"reconstructing from {len(frames)} keyframes")
+        self.pipeline.config = self._pipeline_config()      # live parameters (size prior, mesh)
         t0 = time.perf_counter()
         try:
             recon = self.pipeline(frames)
@@ -330,7 +479,9 @@ class SparpNode(Node):
         except Exception as exc:  # noqa: BLE001 - the node must survive any pipeline failure
             self.get_logger().error(f"pipeline failed: {type(exc).__name__}: {exc}")
             return False, f"pipeline failed: {type(exc).__name__}: {exc}"
-        elapsed = time.perf_counter() - t0
+        finally:
+            self._last_latency_s = time.perf_counter() - t0
+        elapsed = self._last_latency_s
         self.get_logger().info("pipeline stages (s): "
                                + " ".join(f"{k}={v:.2f}" for k, v in recon.timings.items()))
         self.last_reconstruction = recon
@@ -387,6 +538,80 @@ class SparpNode(Node):
                 f"backend {recon.backend}; {elapsed:.2f} s")
 
 
+    # -- parameters at run time ------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Accept or refuse a change, with the reason (``node_params.refusal``); applies nothing."""
+        for param in params:
+            reason = refusal(param.name, param.value, self.node_state, self.managed)
+            if reason is not None:
+                self.get_logger().warning(f"refused {param.name}={param.value!r}: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        """Apply accepted changes: live ones now; input and model ones (accepted only while the
+        lifecycle node is inactive / unconfigured) at its next activation / configuration."""
+        names = [p.name for p in params if p.name in PARAMETERS]
+        for param in params:
+            if param.name in PARAMETERS:
+                self.params[param.name] = param.value
+        if not names:
+            return
+        buffer, assembler = self.buffer, self.assembler
+        if buffer is not None and any(n in KEYFRAME_PARAMETERS for n in names):
+            if dropped := buffer.reconfigure(self._keyframe_config()):
+                self.get_logger().info(f"max_keyframes={self.params['max_keyframes']}: dropped the "
+                                       f"{dropped} oldest keyframes")
+        if assembler is not None:
+            assembler.slop_s = float(self.params["sync_slop_s"])
+            assembler.timeout_s = float(self.params["sync_timeout_s"])
+        self._health.frame_timeout_s = float(self.params["diagnostics_frame_timeout_s"])
+        if "diagnostics_period_s" in names:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self._create_diagnostics_timer()
+        self.get_logger().info("parameters set: " + ", ".join(f"{n}={self.params[n]!r}" for n in names))
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _create_diagnostics_timer(self):
+        return self.create_timer(float(self.params["diagnostics_period_s"]), self._publish_diagnostics,
+                                 callback_group=self._diagnostics_group)
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """What ``/diagnostics`` reports (see ``health``)."""
+        now = time.monotonic()
+        buffer, assembler, last_image = self.buffer, self.assembler, self._last_image_at
+        dropped = {part: 0 for part in (assembler.parts if assembler is not None else ())}
+        dropped.update(self.dropped)
+        return HealthSnapshot(
+            state=self.node_state, backend=self.params["backend"], device=self.params["device"],
+            model_loaded=self.pipeline is not None, load_error=self.load_error,
+            busy=self._busy.locked(), keyframes=len(buffer) if buffer is not None else 0,
+            max_keyframes=int(self.params["max_keyframes"]), images_received=self._images_seen,
+            dropped=dropped, last_drop=self._last_drop,
+            seconds_since_image=None if last_image is None else now - last_image,
+            seconds_active=now - self._active_since, last_latency_s=self._last_latency_s,
+            last_result=self._last_result)
+
+    def _publish_diagnostics(self) -> None:
+        health = self._health.assess(self.health_snapshot())
+        self._diagnostics_pub.publish(ros_io.health_to_diagnostics(
+            health, f"{self.get_fully_qualified_name()}: object reconstruction",
+            hardware_id=self.params["device"], stamp=self.get_clock().now().to_msg()))
+
+
+class SparpNode(SparpNodeCore, Node):
+    """The plain node: configured and active from construction to destruction (a model that
+    cannot be loaded raises ``PipelineError`` here). ``kwargs`` go to ``rclpy.node.Node``
+    (context, namespace, parameter_overrides), which is how tests run several nodes in one
+    process."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_core()
+        self._configure()
+        self._activate()
+
+
 def _ros_argv(argv: list[str]) -> list[str]:
     """``--params-file FILE`` before any ``--ros-args`` becomes ``--ros-args --params-file FILE``,
     so ``sparp-ros node --params-file config/sparp.yaml`` works without ``ros2 run``."""
@@ -404,13 +629,42 @@ def _ros_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _node_options(args: list[str]) -> argparse.Namespace:
+    """The node's own command-line flags (those outside ``--ros-args``)."""
+    from rclpy.utilities import remove_ros_args
+
+    parser = argparse.ArgumentParser(prog=NODE_NAME, add_help=False)
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="run the managed (lifecycle) node, which starts unconfigured")
+    parser.add_argument("--autostart", action="store_true",
+                        help="with --lifecycle: configure and activate at start-up")
+    return parser.parse_known_args(remove_ros_args(args))[0]
+
+
+def make_node(lifecycle: bool = False, autostart: bool = False, **kwargs: Any) -> Node:
+    """The plain node, or the lifecycle node (configured and activated now with ``autostart``;
+    if configuring fails it stays unconfigured and says why on /diagnostics)."""
+    if not lifecycle:
+        return SparpNode(**kwargs)
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from .lifecycle_node import SparpLifecycleNode
+
+    node = SparpLifecycleNode(**kwargs)
+    if autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+    return node
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or an external shutdown (like the rclpy examples)."""
+    """Run the node until Ctrl-C or an external shutdown (like the rclpy examples).
+    ``--lifecycle`` runs the managed node (``--autostart``: configured and activated at once)."""
     args = _ros_argv(list(sys.argv if argv is None else argv))
+    options = _node_options(args)
     rclpy.init(args=args)
     node = None
     try:
-        node = SparpNode()
+        node = make_node(options.lifecycle, options.autostart)
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         executor.spin()

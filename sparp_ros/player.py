@@ -1,11 +1,14 @@
 """Publish a capture folder as camera topics, so the node can be run on recorded or rendered data.
 
-Per frame, all with the same stamp and the capture's camera ``frame_id``:
-``camera_info`` (CameraInfo), ``depth`` (16UC1 mm), ``mask`` (mono8), ``oracle_nocs`` (16UC3, the
-ground-truth NOCS for the oracle backend, only when the capture has it) and, last, ``image``
+Per frame, all with the same stamp and the capture's camera ``frame_id``: first, when the frame
+has a ``T_world_camera`` (the renderer writes them; a robot's would come from TF), that pose on
+``/tf`` (``tf2_msgs/TFMessage``, ``frame_id=<world frame>``, ``child_frame_id=<camera frame>``);
+then ``camera_info`` (CameraInfo), ``depth`` (16UC1 mm), ``mask`` (mono8), ``oracle_nocs`` (16UC3,
+the ground-truth NOCS for the oracle backend, only when the capture has it) and, last, ``image``
 (rgb8) — the image last so that a receiver that pairs by stamp has everything when it arrives.
 
-    python -m sparp_ros.player CAPTURE [--rate HZ] [--repeat N] [--no-oracle-nocs] [--ros-args ...]
+    python -m sparp_ros.player CAPTURE [--rate HZ] [--repeat N] [--no-oracle-nocs] [--no-depth]
+                               [--no-tf] [--world-frame FRAME] [--ros-args ...]
 """
 from __future__ import annotations
 
@@ -32,15 +35,29 @@ PLAYER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 DEFAULT_RATE_HZ = 2.0
 DISCOVERY_SETTLE_S = 0.5
 """A publisher sees a match slightly before the subscriber does; wait this long after it."""
+WORLD_FRAME = "world"
+"""The TF parent of the capture's camera poses (the renderer's world is the mesh frame)."""
+TF_TOPIC = "/tf"
 
 
 class CapturePlayer:
     """Publishers for one capture's topics on ``node``."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, tf: bool = True):
+        """``tf``: also publish the capture's camera poses on /tf (needs a ``tf2_msgs``)."""
         self.node = node
         self.pubs = {t: node.create_publisher(CameraInfo if t == "camera_info" else Image, t, PLAYER_QOS)
                      for t in TOPICS}
+        self._tf_message = None
+        if tf:
+            try:
+                from tf2_msgs.msg import TFMessage
+            except ImportError:
+                node.get_logger().warning("tf2_msgs is not importable (run "
+                                          "scripts/build_interfaces.sh): camera poses not on /tf")
+            else:
+                self._tf_message = TFMessage
+                self.pubs["tf"] = node.create_publisher(TFMessage, TF_TOPIC, PLAYER_QOS)
 
     def wait_for_subscribers(self, timeout_s: float, optional: tuple[str, ...] = (),
                              optional_grace_s: float = 2.0) -> bool:
@@ -69,16 +86,23 @@ class CapturePlayer:
         return all(self.pubs[t].get_subscription_count() > 0 for t in topics)
 
     def publish_capture(self, capture: Capture, rate_hz: float = DEFAULT_RATE_HZ,
-                        oracle_nocs: bool = True) -> list[tuple[int, Time]]:
-        """Publish every frame once at ``rate_hz``; returns (frame index, stamp) per frame."""
+                        oracle_nocs: bool = True, depth: bool = True,
+                        world_frame: str = WORLD_FRAME) -> list[tuple[int, Time]]:
+        """Publish every frame once at ``rate_hz``; returns (frame index, stamp) per frame.
+        ``depth=False`` leaves the depth topic out; the camera poses go to /tf as
+        ``T_<world_frame>_<camera frame>`` when the player was made with ``tf``."""
         period = 1.0 / rate_hz if rate_hz > 0 else 0.0
         published = []
         for i, f in enumerate(capture.frames):
             t0 = time.monotonic()
             stamp = self.node.get_clock().now().to_msg()
             frame_id = f.camera.frame_id
+            if "tf" in self.pubs and f.T_world_camera is not None:
+                self.pubs["tf"].publish(self._tf_message(transforms=[
+                    ros_io.matrix_to_transform_stamped(f.T_world_camera, world_frame, frame_id,
+                                                       stamp)]))
             self.pubs["camera_info"].publish(ros_io.camera_to_camera_info(f.camera, stamp))
-            if f.depth is not None:
+            if depth and f.depth is not None:
                 self.pubs["depth"].publish(ros_io.depth_to_image(f.depth, frame_id, stamp))
             if f.mask is not None:
                 self.pubs["mask"].publish(ros_io.mask_to_image(f.mask, frame_id, stamp))
@@ -94,27 +118,33 @@ class CapturePlayer:
 
 
 def play(capture_dir: str | Path, node: Node | None = None, rate_hz: float = DEFAULT_RATE_HZ,
-         repeat: int = 1, oracle_nocs: bool = True,
-         wait_for_subscribers_s: float = 10.0) -> list[tuple[int, Time]]:
+         repeat: int = 1, oracle_nocs: bool = True, wait_for_subscribers_s: float = 10.0,
+         depth: bool = True, tf: bool = True,
+         world_frame: str = WORLD_FRAME) -> list[tuple[int, Time]]:
     """Publish the capture at ``capture_dir`` ``repeat`` times (0 = forever); returns
     (frame index, stamp) of every frame published. Without ``node``, a ``sparp_player`` node is
     made in the default context (rclpy must be initialised). Publishing needs no spinning, so
-    this may run beside an executor that spins ``node``."""
+    this may run beside an executor that spins ``node``. ``depth=False``: no depth topic;
+    ``tf``: the frames' ``T_world_camera`` on /tf under ``world_frame`` (when the capture has
+    them)."""
     capture = load_capture(capture_dir, with_nocs=oracle_nocs)
     own = node is None
     node = node or rclpy.create_node("sparp_player")
     try:
-        player = CapturePlayer(node)
         f0 = capture.frames[0]
-        optional = tuple(t for t, present in (("depth", f0.depth), ("mask", f0.mask),
-                                              ("oracle_nocs", f0.nocs if oracle_nocs else None))
+        player = CapturePlayer(node, tf=tf and f0.T_world_camera is not None)
+        optional = tuple(t for t, present in (("depth", f0.depth if depth else None),
+                                              ("mask", f0.mask),
+                                              ("oracle_nocs", f0.nocs if oracle_nocs else None),
+                                              ("tf", f0.T_world_camera if "tf" in player.pubs
+                                               else None))
                          if present is not None)
         if not player.wait_for_subscribers(wait_for_subscribers_s, optional):
             node.get_logger().warning(f"no subscriber on image/camera_info after "
                                       f"{wait_for_subscribers_s:.0f} s; publishing anyway")
         published, n = [], 0
         while (repeat == 0 or n < repeat) and rclpy.ok(context=node.context):
-            published += player.publish_capture(capture, rate_hz, oracle_nocs)
+            published += player.publish_capture(capture, rate_hz, oracle_nocs, depth, world_frame)
             n += 1
         player.flush()
         return published
@@ -133,11 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="times to play it, 0 = forever")
     parser.add_argument("--no-oracle-nocs", action="store_true",
                         help="do not publish the ground-truth NOCS (oracle_nocs)")
+    parser.add_argument("--no-depth", action="store_true", help="do not publish depth")
+    parser.add_argument("--no-tf", action="store_true",
+                        help="do not publish the capture's camera poses on /tf")
+    parser.add_argument("--world-frame", default=WORLD_FRAME,
+                        help="TF parent frame of the camera poses (default: %(default)s)")
     args = parser.parse_args(args_ros)
     rclpy.init(args=["player"] + argv)
     try:
         published = play(args.capture, rate_hz=args.rate, repeat=args.repeat,
-                         oracle_nocs=not args.no_oracle_nocs)
+                         oracle_nocs=not args.no_oracle_nocs, depth=not args.no_depth,
+                         tf=not args.no_tf, world_frame=args.world_frame)
         print(f"published {len(published)} frames from {args.capture}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from shape_msgs.msg import Mesh, MeshTriangle
@@ -31,6 +32,7 @@ from visualization_msgs.msg import Marker
 
 from .camera import CameraError, PinholeCamera
 from .conventions import decode_nocs_png, encode_nocs_png
+from .health import Health
 from .image_codec import (DEPTH_ENCODINGS, ENCODINGS, MAX_IMAGE_SIDE, MM_PER_M,  # noqa: F401
                           RGB_ENCODINGS, ImageConversionError, compressed_to_rgb, raw_to_depth,
                           raw_to_mask, raw_to_numpy, raw_to_rgb)
@@ -214,6 +216,27 @@ def transform_to_matrix(msg: TransformStamped) -> np.ndarray:
     return pose_to_matrix(Pose(position=Point(x=t.x, y=t.y, z=t.z), orientation=q))
 
 
+def matrix_to_transform_stamped(T_parent_child: np.ndarray, parent: str, child: str,
+                                stamp: Time | float | None = None) -> TransformStamped:
+    """``T_<parent>_<child>`` as a TF transform: ``frame_id=parent``, ``child_frame_id=child``."""
+    pose = matrix_to_pose(T_parent_child)
+    p = pose.position
+    msg = TransformStamped(header=_header(parent, stamp), child_frame_id=child)
+    msg.transform.translation = Vector3(x=p.x, y=p.y, z=p.z)
+    msg.transform.rotation = pose.orientation
+    return msg
+
+
+def add_transform_stamped(buffer: Any, msg: TransformStamped, static: bool = False) -> bool:
+    """Put one ``TransformStamped`` (``T_<frame_id>_<child_frame_id>``) into a
+    ``tf_buffer.TransformBuffer``; False when the buffer ignored it as too old. Raises ValueError
+    for a transform the buffer refuses (non-finite, zero quaternion, empty frame id, a loop)."""
+    t, q = msg.transform.translation, msg.transform.rotation
+    return buffer.set_transform(msg.header.frame_id, msg.child_frame_id,
+                                stamp_to_seconds(msg.header.stamp), (t.x, t.y, t.z),
+                                (q.x, q.y, q.z, q.w), static=static)
+
+
 def published_view(recon: Reconstruction) -> int:
     """The view whose pose is published: the most recent keyframe with a pose (its camera is
     where the robot is now). Raises ValueError when no view has a pose."""
@@ -339,3 +362,13 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
     msg.timing_stages = [str(k) for k in recon.timings]
     msg.timing_seconds = [float(v) for v in recon.timings.values()]
     return msg
+
+
+# -- diagnostics -----------------------------------------------------------------------------------
+def health_to_diagnostics(health: Health, name: str, hardware_id: str,
+                          stamp: Time | None = None) -> DiagnosticArray:
+    """One ``DiagnosticStatus`` (level, message, key/values of ``health``) in a DiagnosticArray."""
+    status = DiagnosticStatus(level=bytes([health.level]), name=name, message=health.message,
+                              hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=v) for k, v in health.values])
+    return DiagnosticArray(header=Header(stamp=stamp or Time()), status=[status])

@@ -66,6 +66,20 @@ def test_buffer_is_bounded_and_drops_the_oldest():
     assert len(buf) == 0
 
 
+def test_reconfigure_applies_new_thresholds_and_trims_to_the_new_bound():
+    """A node's parameters changed at run time: a smaller bound drops the oldest at once, and the
+    new thresholds decide the next offer."""
+    buf = KeyframeBuffer()
+    frames = [_frame(_scene(0, seed=s)) for s in range(4)]
+    for i, f in enumerate(frames):
+        assert buf.offer(f, meta=i).accepted
+    assert buf.reconfigure(KeyframeConfig(max_keyframes=2, min_image_change=1.0)) == 2
+    assert [m for _, m in buf.items()] == [2, 3]
+    d = buf.offer(_frame(_scene(0, seed=9)))
+    assert not d.accepted and "too similar" in d.reason      # no image differs by 1.0
+    assert buf.reconfigure(KeyframeConfig(max_keyframes=6)) == 0 and len(buf) == 2
+
+
 def test_camera_motion_from_tf_counts_as_a_new_view():
     buf = KeyframeBuffer(KeyframeConfig(min_rotation_deg=10.0))
     image = _scene(0)

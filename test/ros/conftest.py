@@ -98,3 +98,59 @@ def wait_for_fixture() -> Callable[..., None]:
 @pytest.fixture(name="call_trigger", scope="session")
 def call_trigger_fixture():
     return call_trigger
+
+
+FRAME_PARTS = ("image", "camera_info", "oracle_nocs")
+"""The parts a node with ``use_depth:=false use_mask:=false`` and an oracle backend waits for."""
+
+
+def publish_frame(node, pubs, seed: int = 0, parts: tuple[str, ...] = FRAME_PARTS,
+                  image=None) -> None:
+    """Publish one synthetic 64x48 frame (``parts``, one stamp from ``node``'s clock) on the
+    publishers ``pubs[part]``, after they have matched a subscription; ``image`` replaces the
+    random rgb8 image."""
+    import numpy as np
+
+    from sparp_ros import ros_io
+    from sparp_ros.camera import PinholeCamera
+
+    wait_for(lambda: all(pubs[p].get_subscription_count() > 0 for p in parts), 10.0, "discovery")
+    camera = PinholeCamera(width=64, height=48, K=[[60, 0, 31.5], [0, 60, 23.5], [0, 0, 1]],
+                           frame_id="cam")
+    rng = np.random.default_rng(seed)
+    stamp = node.get_clock().now().to_msg()
+    mask = np.ones((48, 64), bool)
+    msgs = {"camera_info": ros_io.camera_to_camera_info(camera, stamp),
+            "oracle_nocs": ros_io.nocs_to_image(rng.random((48, 64, 3)).astype(np.float32), mask,
+                                                "cam", stamp),
+            "depth": ros_io.depth_to_image(np.full((48, 64), 0.5, np.float32), "cam", stamp),
+            "mask": ros_io.mask_to_image(mask, "cam", stamp),
+            "image": image or ros_io.numpy_to_image(rng.integers(0, 256, (48, 64, 3), np.uint8),
+                                                    "rgb8", "cam", stamp)}
+    msgs["image"].header.stamp = stamp
+    for part in parts:
+        pubs[part].publish(msgs[part])
+
+
+def set_parameters(client, timeout_s: float = 10.0, **values):
+    """Set parameters through a node's ``set_parameters`` service (rcl_interfaces/SetParameters,
+    one result per parameter, in order); returns the list of SetParametersResult."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    wait_for(client.service_is_ready, 10.0, f"service {client.srv_name}")
+    request = SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    wait_for(future.done, timeout_s, f"the response of {client.srv_name}")
+    return list(future.result().results)
+
+
+@pytest.fixture(name="publish_frame", scope="session")
+def publish_frame_fixture():
+    return publish_frame
+
+
+@pytest.fixture(name="set_parameters", scope="session")
+def set_parameters_fixture():
+    return set_parameters

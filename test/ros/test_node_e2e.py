@@ -58,6 +58,8 @@ class Collector:
 
     def _store(self, key):
         def callback(msg):
+            if key == "tf" and not any(t.child_frame_id == "sparp_object" for t in msg.transforms):
+                return          # the player's camera poses share /tf with the node's output
             self.msgs[key] = msg
             self.events[key].set()
         return callback

@@ -1,0 +1,92 @@
+"""The node's health for ``/diagnostics`` (ROS-free: a snapshot in, a level, message and key/value
+list out; ``ros_io.health_to_diagnostics`` makes the message).
+
+Levels (diagnostic_msgs/DiagnosticStatus):
+
+* ERROR: the model failed to load at the last configuration (the managed node stays
+  unconfigured; the message is the reason);
+* WARN (only while active): messages or frames were dropped since the last report (drops rising;
+  the last reason is named), or no image has arrived for ``frame_timeout_s`` (since activation
+  when none has);
+* OK otherwise; an unconfigured or inactive node is OK and says it is not taking frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OK, WARN, ERROR = 0, 1, 2
+"""diagnostic_msgs/DiagnosticStatus levels."""
+
+
+@dataclass
+class HealthSnapshot:
+    """What the node knows about itself at one instant."""
+
+    state: str                              # unconfigured | inactive | active
+    backend: str
+    device: str
+    model_loaded: bool
+    load_error: str = ""                   # why the last configuration failed; "" = it did not
+    busy: bool = False                      # a reconstruction is running
+    keyframes: int = 0
+    max_keyframes: int = 0
+    images_received: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)   # per input part, "frame", "unpaired"
+    last_drop: str = ""
+    seconds_since_image: float | None = None   # None: no image since activation
+    seconds_active: float = 0.0
+    last_latency_s: float | None = None        # wall time of the last pipeline run
+    last_result: str = ""                      # its answer
+
+
+@dataclass
+class Health:
+    level: int
+    message: str
+    values: list[tuple[str, str]]
+
+
+class HealthMonitor:
+    """Turns snapshots into ``Health``; remembers the drop count of the previous report, so a
+    WARN for drops lasts one report after the drops stop."""
+
+    def __init__(self, frame_timeout_s: float = 5.0):
+        self.frame_timeout_s = frame_timeout_s
+        self._dropped_before = 0
+
+    def assess(self, s: HealthSnapshot) -> Health:
+        dropped = sum(s.dropped.values())
+        new_drops, self._dropped_before = dropped - self._dropped_before, dropped
+        level, message = OK, f"{s.state}: not taking frames"
+        if s.load_error and s.state == "unconfigured":
+            level, message = ERROR, f"model failed to load: {s.load_error}"
+        elif s.state == "active":
+            warnings = []
+            if new_drops > 0:
+                warnings.append(f"{new_drops} dropped since the last report (last: {s.last_drop})")
+            quiet = s.seconds_active if s.seconds_since_image is None else s.seconds_since_image
+            if quiet >= self.frame_timeout_s:
+                warnings.append(f"no image for {quiet:.1f} s" if s.seconds_since_image is not None
+                                else f"no image since activation {quiet:.1f} s ago")
+            level = WARN if warnings else OK
+            message = "; ".join(warnings) or (f"taking frames: {s.keyframes}/{s.max_keyframes} "
+                                              "keyframes" + (", reconstructing" if s.busy else ""))
+        return Health(level, message, _values(s, dropped))
+
+
+def _values(s: HealthSnapshot, dropped: int) -> list[tuple[str, str]]:
+    def num(x: float | None) -> str:
+        return "" if x is None else f"{x:.3f}"
+
+    values = [("state", s.state), ("backend", s.backend), ("device", s.device),
+              ("model_loaded", str(s.model_loaded).lower()), ("busy", str(s.busy).lower()),
+              ("keyframes", str(s.keyframes)), ("max_keyframes", str(s.max_keyframes)),
+              ("images_received", str(s.images_received)), ("dropped_total", str(dropped))]
+    values += [(f"dropped.{part}", str(n)) for part, n in sorted(s.dropped.items())]
+    values += [("last_drop_reason", s.last_drop),
+               ("seconds_since_last_image", num(s.seconds_since_image)),
+               ("last_reconstruction_latency_s", num(s.last_latency_s)),
+               ("last_reconstruction", s.last_result)]
+    if s.load_error:
+        values.append(("load_error", s.load_error))
+    return values

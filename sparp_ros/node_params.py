@@ -1,0 +1,113 @@
+"""The node's parameters: defaults, descriptions, and which of them may change while it runs
+(ROS-free, so the rules are tested without DDS).
+
+Three kinds, by what a change would touch:
+
+* **live** (``LIVE``): read where they are used (keyframe selection, stamp pairing, the next
+  reconstruction, diagnostics) and applied at once;
+* **input** (``INPUT``): shape the subscriptions (which topics, their types and QoS); the managed
+  (lifecycle) node takes them while it is not active, at the next activation;
+* **model** (``MODEL``): the model loaded at configuration; the managed node takes them while it is
+  unconfigured (clean it up first), at the next configuration.
+
+The plain node is configured and active for its whole life, so it refuses input and model changes
+with a reason; values out of range are refused in every state (``check_value``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .image_codec import MAX_IMAGE_SIDE
+from .keyframes import MAX_KEYFRAMES
+
+NODE_NAME = "sparp_node"
+
+# Every parameter: (default, description). config/sparp.yaml repeats them with comments; a test
+# keeps the two equal.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "backend": ("oracle", "NOCS backend: 'oracle' or 'oracle_per_view' (ground truth from "
+                          "oracle_nocs, test instruments) or 'model'"),
+    "device": ("cpu", "torch device of the model backend: cpu, cuda, cuda:1"),
+    "weights": ("", "model weights folder; empty = the weights shipped in the package"),
+    "model_domain": ("nocs_self", "model backend: 'nocs_self' (per-view NOCS + azimuth search) or "
+                                  "'nocs_ref' (SpaRP's tiled cross-view NOCS)"),
+    "num_hypotheses": (1, "model backend: NOCS samples per view (mixture of experts; the one "
+                          "whose pose explains most of its NOCS is kept)"),
+    "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
+    "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
+    "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
+    "max_keyframes": (MAX_KEYFRAMES, "keyframes kept, 1..6; the oldest is dropped when a new one "
+                                     "comes"),
+    "min_image_change": (0.04, "mean |difference| of a 32x32 grey thumbnail (0..1) to every "
+                               "kept keyframe for a frame to count as a new view"),
+    "min_sharpness": (1e-4, "variance of the Laplacian (grey 0..1 at 320 px width) below "
+                            "which a frame is too blurry to keep"),
+    "use_depth": (True, "wait for a depth image per frame (metric scale from depth)"),
+    "use_mask": (True, "wait for an object mask per frame"),
+    "reliable_inputs": (False, "subscribe with reliable QoS instead of sensor-data (best-effort); "
+                                "for the capture player and bag playback, where a lost frame is a "
+                                "lost view (does not match best-effort publishers)"),
+    "sync_slop_s": (0.005, "stamps closer than this are the same capture instant (seconds)"),
+    "sync_timeout_s": (1.0, "an instant still missing a part after this is dropped (seconds)"),
+    "world_frame": ("", "TF frame in which each keyframe's camera pose T_world_camera is looked "
+                        "up on /tf at the image stamp (e.g. 'base_link', 'world'): metric scale "
+                        "from the camera motion without depth; empty = TF not used"),
+    "tf_timeout_s": (0.1, "with world_frame: how long a frame waits for its camera pose on /tf "
+                          "(seconds); after that it is kept without one"),
+    "object_id": ("sparp_object", "TF child frame and object_id of the result"),
+    "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
+    "compressed_input": (False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
+                                "<image>/compressed (image_transport naming) instead of the raw "
+                                "image"),
+    "max_image_side": (MAX_IMAGE_SIDE, "images larger than this (pixels per side) are dropped as "
+                                       "corrupt"),
+    "diagnostics_period_s": (1.0, "period of the diagnostic_msgs/DiagnosticArray on /diagnostics "
+                                  "(seconds)"),
+    "diagnostics_frame_timeout_s": (5.0, "diagnostics warn when an active node has received no "
+                                         "image for this long (seconds)"),
+}
+DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
+
+MODEL = frozenset({"backend", "device", "weights", "model_domain", "num_hypotheses"})
+INPUT = frozenset({"use_depth", "use_mask", "reliable_inputs", "compressed_input", "max_image_side",
+                   "world_frame"})
+LIVE = frozenset(PARAMETERS) - MODEL - INPUT
+
+_POSITIVE = ("cell_size", "size_prior_m", "sync_timeout_s", "max_image_side", "num_hypotheses",
+             "diagnostics_period_s", "diagnostics_frame_timeout_s")
+_NON_NEGATIVE = ("min_image_change", "min_sharpness", "sync_slop_s", "tf_timeout_s")
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid value of parameter ``name``; None when it is (or when the
+    parameter is not ours)."""
+    if name == "max_keyframes" and not 1 <= value <= MAX_KEYFRAMES:
+        return f"max_keyframes must be in 1..{MAX_KEYFRAMES}, got {value}"
+    if name in _POSITIVE and not value > 0:
+        return f"{name} must be > 0, got {value}"
+    if name in _NON_NEGATIVE and not value >= 0:
+        return f"{name} must be >= 0, got {value}"
+    return None
+
+
+def refusal(name: str, value: Any, state: str, managed: bool) -> str | None:
+    """Why setting ``name`` to ``value`` now is refused; None when it is accepted.
+
+    ``state`` is the node's lifecycle state ('unconfigured', 'inactive' or 'active'; the plain
+    node is always 'active'); ``managed`` says whether the node is the lifecycle node."""
+    if name not in PARAMETERS:
+        return None                        # e.g. use_sim_time: not ours to judge
+    bad = check_value(name, value)
+    if bad:
+        return bad
+    if name in MODEL and state != "unconfigured":
+        return (f"{name} is read when the model is loaded: deactivate and clean up the node "
+                "first (lifecycle), then configure again" if managed else
+                f"{name} is read when the model is loaded, at start-up: restart the node, or run "
+                "the lifecycle node (--lifecycle) and clean it up first")
+    if name in INPUT and state == "active":
+        return (f"{name} changes the subscriptions: deactivate the node first (lifecycle); it "
+                "takes effect at the next activation" if managed else
+                f"{name} changes the subscriptions, made at start-up: restart the node, or run the "
+                "lifecycle node (--lifecycle) and deactivate it first")
+    return None

@@ -1,0 +1,83 @@
+"""Fill a ``tf_buffer.TransformBuffer`` from ``/tf`` and ``/tf_static`` (tf2_ros's
+``TransformListener`` for installs without tf2_ros: the PyPI wheels have none).
+
+``tf2_ros.TransformListener`` is not used even where it is importable: its buffer answers in
+messages, while the node and the pipeline want 4x4 ``T_target_source`` matrices, so one buffer
+class serves both cases. The message type is ``tf2_msgs/TFMessage``: the real package on a ROS
+install, else ours from ``interfaces/tf2_msgs`` (``scripts/build_interfaces.sh``).
+
+QoS as tf2_ros's listener: ``/tf`` reliable, volatile, depth 100; ``/tf_static`` reliable,
+transient local, depth 100 (so static transforms sent before we started still arrive). The topic
+names are absolute like tf2's and remap like any topic (``--ros-args -r /tf:=/robot1/tf``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from . import ros_io
+from .tf_buffer import TransformBuffer
+
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
+TF_LISTENER_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                           history=HistoryPolicy.KEEP_LAST)
+WARN_THROTTLE_S = 5.0
+
+
+class TransformListener:
+    """Subscribes ``/tf`` and ``/tf_static`` on ``node`` and adds every transform to ``buffer``.
+
+    The callbacks run in their own reentrant group, so a callback of the node that waits for a
+    transform (``TransformBuffer.wait_for``) does not block their delivery under a
+    MultiThreadedExecutor. A transform the buffer refuses is counted in ``rejected`` and logged
+    (at most once every WARN_THROTTLE_S); the rest of its message is still used. Raises
+    ImportError when no ``tf2_msgs`` is importable."""
+
+    def __init__(self, node: Node, buffer: TransformBuffer, tf_topic: str = TF_TOPIC,
+                 tf_static_topic: str = TF_STATIC_TOPIC):
+        from tf2_msgs.msg import TFMessage
+
+        self.node, self.buffer = node, buffer
+        self.received = 0
+        self.rejected = 0
+        self._warned_at = -WARN_THROTTLE_S
+        self._count_lock = threading.Lock()         # the callbacks may run in parallel
+        group = ReentrantCallbackGroup()
+        self.tf_sub = node.create_subscription(
+            TFMessage, tf_topic, lambda msg: self._on_message(msg, False), TF_LISTENER_QOS,
+            callback_group=group)
+        self.tf_static_sub = node.create_subscription(
+            TFMessage, tf_static_topic, lambda msg: self._on_message(msg, True), TF_STATIC_QOS,
+            callback_group=group)
+
+    def _on_message(self, msg, static: bool) -> None:
+        for transform in msg.transforms:
+            try:
+                ros_io.add_transform_stamped(self.buffer, transform, static)
+            except ValueError as exc:
+                self._reject(exc, static)
+                continue
+            with self._count_lock:
+                self.received += 1
+
+    def _reject(self, error: ValueError, static: bool) -> None:
+        with self._count_lock:
+            self.rejected += 1
+            count, now = self.rejected, time.monotonic()
+            if now - self._warned_at < WARN_THROTTLE_S:
+                return
+            self._warned_at = now
+        topic = (self.tf_static_sub if static else self.tf_sub).topic_name
+        self.node.get_logger().warning(f"ignoring a transform on {topic} ({count} so far): {error}")
+
+    def destroy(self) -> None:
+        self.node.destroy_subscription(self.tf_sub)
+        self.node.destroy_subscription(self.tf_static_sub)
