@@ -502,10 +502,13 @@ class SparpNodeCore:
             self.tf(ros_io.reconstruction_to_transform_stamped(recon, frame_id, stamp,
                                                               self.object_id, view))
         if recon.mesh is not None:
-            self.marker_pub.publish(ros_io.mesh_to_marker(recon.mesh, T, frame_id, stamp))
+            written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None
+            if written is not None and self.params["mesh_marker"] == "mesh_resource":
+                marker = ros_io.mesh_resource_marker(written.resolve().as_uri(), T, frame_id, stamp)
+            else:
+                marker = ros_io.mesh_to_marker(recon.mesh, T, frame_id, stamp)
+            self.marker_pub.publish(marker)
             self.mesh_pub.publish(ros_io.mesh_to_shape_msg(recon.mesh))
-            if self.params["mesh_output_dir"]:
-                self._write_mesh(recon)
         if self.recon_pub is not None:
             self.recon_pub.publish(ros_io.reconstruction_to_msg(
                 recon, frame_id, stamp, self.object_id, view=view,
@@ -515,16 +518,19 @@ class SparpNodeCore:
                                "reconstruction")
         return view
 
-    def _write_mesh(self, recon) -> None:
+    def _write_mesh(self, recon):
+        """Write ``<object_id>.glb`` to mesh_output_dir; its path, or None when it cannot."""
         from pathlib import Path
 
-        out = Path(self.params["mesh_output_dir"]).expanduser()
+        path = Path(self.params["mesh_output_dir"]).expanduser() / f"{self.object_id}.glb"
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            recon.mesh.export(out / f"{self.object_id}.glb")
-            self.get_logger().info(f"wrote {out / (self.object_id + '.glb')}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            recon.mesh.export(path)
         except OSError as exc:
-            self.get_logger().warning(f"cannot write the mesh to {out}: {exc}")
+            self.get_logger().warning(f"cannot write the mesh to {path.parent}: {exc}")
+            return None
+        self.get_logger().info(f"wrote {path}")
+        return path
 
     def _summary(self, recon, items, view: int, elapsed: float) -> str:
         T = recon.views[view].T_camera_object

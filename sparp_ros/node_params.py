@@ -56,6 +56,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                           "(seconds); after that it is kept without one"),
     "object_id": ("sparp_object", "TF child frame and object_id of the result"),
     "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
+    "mesh_marker": ("triangle_list", "how the mesh marker carries the mesh: 'triangle_list' (the "
+                                     "triangles in the message) or 'mesh_resource' (a "
+                                     "MESH_RESOURCE marker pointing at the file written to "
+                                     "mesh_output_dir: small messages, RViz loads the file)"),
     "compressed_input": (False, "subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
                                 "<image>/compressed (image_transport naming) instead of the raw "
                                 "image"),
@@ -66,6 +70,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "diagnostics_frame_timeout_s": (5.0, "diagnostics warn when an active node has received no "
                                          "image for this long (seconds)"),
 }
+MESH_MARKERS = ("triangle_list", "mesh_resource")
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
 
 MODEL = frozenset({"backend", "device", "weights", "model_domain", "num_hypotheses"})
@@ -81,6 +86,8 @@ _NON_NEGATIVE = ("min_image_change", "min_sharpness", "sync_slop_s", "tf_timeout
 def check_value(name: str, value: Any) -> str | None:
     """Why ``value`` is not a valid value of parameter ``name``; None when it is (or when the
     parameter is not ours)."""
+    if name == "mesh_marker" and value not in MESH_MARKERS:
+        return f"mesh_marker must be one of {MESH_MARKERS}, got {value!r}"
     if name == "max_keyframes" and not 1 <= value <= MAX_KEYFRAMES:
         return f"max_keyframes must be in 1..{MAX_KEYFRAMES}, got {value}"
     if name in _POSITIVE and not value > 0:

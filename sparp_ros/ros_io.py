@@ -324,6 +324,18 @@ def mesh_to_marker(mesh: Any, T_frame_object: np.ndarray, frame_id: str,
     return marker
 
 
+def mesh_resource_marker(uri: str, T_frame_object: np.ndarray, frame_id: str,
+                         stamp: Time | float | None = None, ns: str = "sparp",
+                         marker_id: int = 0) -> Marker:
+    """A MESH_RESOURCE marker: RViz loads the mesh file at ``uri`` (``file://…``) with its own
+    colours, so the message stays small whatever the face count."""
+    return Marker(header=_header(frame_id, stamp), ns=ns, id=int(marker_id),
+                  type=Marker.MESH_RESOURCE, action=Marker.ADD, pose=matrix_to_pose(T_frame_object),
+                  scale=Vector3(x=1.0, y=1.0, z=1.0),
+                  color=ColorRGBA(r=0.0, g=0.0, b=0.0, a=0.0),   # 0 alpha: use the file's colours
+                  mesh_resource=uri, mesh_use_embedded_materials=True)
+
+
 def delete_all_marker(frame_id: str = "", ns: str = "sparp") -> Marker:
     """A marker that clears our previous markers (on reset)."""
     return Marker(header=_header(frame_id, None), ns=ns, action=Marker.DELETEALL)

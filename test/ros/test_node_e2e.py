@@ -171,6 +171,33 @@ def test_tf_marker_mesh_and_message_agree_with_the_pose(result):
     assert "sparp_object" in response.message and "depth" in response.message
 
 
+def test_mesh_resource_marker_points_at_the_written_mesh(result, system, call_trigger, tmp_path):
+    """mesh_marker=mesh_resource (set at run time): the marker carries no triangles, only the URI
+    of the .glb written to mesh_output_dir, which loads back as the published mesh."""
+    import trimesh
+    from rclpy.parameter import Parameter
+    node, _, client = system
+    client.events["marker"].clear()
+    out = node.set_parameters([Parameter("mesh_output_dir", value=str(tmp_path)),
+                               Parameter("mesh_marker", value="mesh_resource")])
+    assert all(r.successful for r in out), [r.reason for r in out]
+    try:
+        response = call_trigger(client.reconstruct, PIPELINE_TIMEOUT_S)
+        assert response.success, response.message
+        assert client.events["marker"].wait(10.0)
+        marker: Marker = client.msgs["marker"]
+        assert marker.type == Marker.MESH_RESOURCE and not marker.points
+        assert marker.mesh_resource == (tmp_path / "sparp_object.glb").resolve().as_uri()
+        assert marker.mesh_use_embedded_materials
+        loaded = trimesh.load(tmp_path / "sparp_object.glb", force="mesh")
+        assert len(loaded.faces) == len(client.msgs["mesh"].triangles)
+        bad = node.set_parameters([Parameter("mesh_marker", value="points")])
+        assert not bad[0].successful and "mesh_marker must be one of" in bad[0].reason
+    finally:
+        node.set_parameters([Parameter("mesh_output_dir", value=""),
+                             Parameter("mesh_marker", value="triangle_list")])
+
+
 def test_busy_then_reset(result, system, call_trigger, wait_for):
     """Two requests at once: one runs, the other is answered busy. Then reset empties the
     buffer and a trigger says there is nothing to reconstruct."""
