@@ -35,6 +35,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                           "whose pose explains most of its NOCS is kept)"),
     "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
     "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
+    "refine": (False, "refine every view's pose by robust ICP of its depth against the fused "
+                      "surface (guarded: kept only when the fit improves within bounds)"),
+    "align_with_camera_motion": (True, "per-view model: align the views by their camera poses "
+                                       "(TF, world_frame) when every view has one, instead of the "
+                                       "visibility search"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
     "max_keyframes": (MAX_KEYFRAMES, "keyframes kept, 1..6; the oldest is dropped when a new one "
                                      "comes"),

@@ -19,6 +19,7 @@ from .geometry.azimuth import joint_azimuths, rot_z, view_geometry
 from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
+from .geometry.refine import RefineError, RefineParams, refine_poses
 from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_depth
 from .model.backend import REFERENCE_FRAME, BackendError, CellView, NocsBackend, make_backend
 from .reconstruction import Reconstruction, ViewPose
@@ -53,6 +54,13 @@ class PipelineConfig:
                                            # aligned by the camera motion instead of the search
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
+    refine: bool = False              # refine each view's pose by ICP of its depth on the fused
+                                      # surface (views without depth keep their pose)
+    refine_iterations: int = 30
+    refine_max_correspondence: float = 0.05  # ICP gate, fraction of the object size
+    refine_max_rotation_deg: float = 10.0    # a larger change is refused (PnP pose kept)
+    refine_max_translation: float = 0.2      # ditto, fraction of the object size
+    refine_joint_passes: int = 0             # extra passes against the other views' depth
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -103,6 +111,11 @@ class SparpPipeline:
         # 5. Metric scale: depth (Umeyama), else camera motion (TF poses), else the size prior.
         with _timed(timings, "scale"):
             scale = self._scale(cells, preds, pnp, frames)
+        # 5b. Optional: refine every pose against the reconstruction (depth ICP, guarded).
+        refinement = None
+        if cfg.refine:
+            with _timed(timings, "refine"):
+                pnp, refinement = self._refine(preds, pnp, R_ref_view, scale.scale, frames)
         # 6. Metric poses, confidence.
         views = [ViewPose(T_camera_object=_metric(r.T_camera_unit, scale.scale) if r.ok else None,
                           ok=r.ok, inlier_ratio=r.inlier_ratio,
@@ -127,7 +140,7 @@ class SparpPipeline:
             crops=[c.image for c, _ in cells],
             extra={"scale_uncertainty": scale.uncertainty, "mesh_message": mesh_message,
                    "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
-                   "nocs_hypothesis_scores": nocs_scores,
+                   "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
     # -- steps ----------------------------------------------------------------------------------
@@ -249,6 +262,40 @@ class SparpPipeline:
         hypotheses = [{"azimuths_deg": {str(i): float(np.degrees(a)) for i, a in zip(order, h.azimuths)},
                        "score": h.score, "source": "visibility_search"} for h in joint]
         return rotations, hypotheses
+
+    def _refine(self, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float,
+                frames: list[Frame]) -> tuple[list[PnPResult], list[dict]]:
+        """Each posed view's depth (full resolution, inside its mask) aligned with the fused
+        canonical points (``geometry.refine``); poses go back to unit scale for the later steps."""
+        cfg = self.config
+        depth, surface, poses = [], [], []
+        for f, p, r, R in zip(frames, preds, pnp, R_ref_view):
+            valid = None if f.depth is None or f.mask is None else f.mask & (f.depth > 0)
+            if valid is None or not valid.any():
+                depth.append(None)
+            else:
+                v, u = np.nonzero(valid)
+                depth.append(f.camera.unproject(np.stack([u, v], 1).astype(float), f.depth[valid]))
+            surface.append(correspondences(p.nocs, p.mask)[1] @ R.T * scale if r.ok else None)
+            poses.append(_metric(r.T_camera_unit, scale) if r.ok else None)
+        try:
+            params = RefineParams(iterations=cfg.refine_iterations,
+                                  max_correspondence=cfg.refine_max_correspondence,
+                                  max_rotation_deg=cfg.refine_max_rotation_deg,
+                                  max_translation=cfg.refine_max_translation,
+                                  joint_passes=cfg.refine_joint_passes, seed=cfg.seed)
+        except RefineError as exc:
+            raise PipelineError(f"refine: {exc}") from exc
+        results = refine_poses(depth, poses, surface, scale, params)
+        out = []
+        for i, (r, res) in enumerate(zip(pnp, results)):
+            if res.applied:
+                out.append(replace(r, T_camera_unit=_metric(res.T_camera_object, 1.0 / scale)))
+            else:
+                out.append(r)
+                if r.ok:
+                    log.info("view %d: %s", i, res.message)
+        return out, [res.to_dict() for res in results]
 
     def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, views = [], [], [], []
