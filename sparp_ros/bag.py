@@ -2,7 +2,8 @@
 node picks them.
 
     sparp-ros bag BAG --image-topic T --camera-info-topic T [--depth-topic T] [--mask-topic T]
-                      [--oracle-nocs-topic T] --out CAPTURE [--max-views N] ...
+                      [--oracle-nocs-topic T] [--world-frame F | --no-tf] --out CAPTURE
+                      [--max-views N] ...
 
 The bag is read with ``rosbags`` (pure Python: no rclpy, no DDS, no ROS install). Messages are
 deserialised with its Kilted type store and then handled as the node handles live topics:
@@ -14,7 +15,17 @@ deserialised with its Kilted type store and then handled as the node handles liv
    :class:`~sparp_ros.keyframes.FrameAssembler` (same slop; its timeout runs on bag time);
 3. each complete instant gets the latest ``CameraInfo`` stamped at or before it (plus the slop), so
    a calibration published at a lower rate or logged just after its image still applies;
-4. the frame is made as the node makes it (intrinsics fitted to a binned image, then undistorted)
+4. when the bag has ``/tf`` or ``/tf_static`` (``tf2_msgs/TFMessage``; other names with
+   ``BagTopics.tf`` / ``tf_static``), every transform goes into a
+   :class:`~sparp_ros.tf_buffer.TransformBuffer` in log-time order with the images, and each
+   frame's camera pose ``T_world_camera`` is looked up at its image stamp, as the node's
+   ``world_frame`` does: ``world`` is ``world_frame`` or, when none is given, the root of the
+   camera frame's TF tree (e.g. ``map``, ``world``), chosen at the first frame and kept. As the
+   node waits ``tf_timeout_s`` for a transform, a frame waits up to ``TF_WAIT_S`` of bag time
+   for TF logged after it; a frame whose pose cannot be looked up is kept without one (counted
+   in ``BagResult.tf_failures``). The keyframes then carry camera poses, so a bag without depth
+   gets its metric scale from the camera motion;
+5. the frame is made as the node makes it (intrinsics fitted to a binned image, then undistorted)
    and offered to the node's :class:`~sparp_ros.keyframes.KeyframeBuffer`.
 
 The capture therefore holds the keyframes the node would hold at the end of the bag (the buffer
@@ -26,13 +37,14 @@ rclpy); they are imported when a bag is converted.
 
 Errors: :class:`BagError` (a :class:`~sparp_ros.capture.CaptureError`) for a missing or unreadable
 bag, a topic that is not in the bag (the message lists those that are) or has the wrong type, no
-``CameraInfo`` at or before any image, and a bag that yields no keyframe (the message says why).
+``CameraInfo`` at or before any image, a ``world_frame`` given for a bag without TF, and a bag
+that yields no keyframe (the message says why).
 """
 from __future__ import annotations
 
 import bisect
 import logging
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +57,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+TF_WAIT_S = 0.5
+"""Bag time a frame waits for its camera pose on /tf (the node's ``tf_timeout_s`` is 0.1 s of wall
+time; a bag can afford more: TF from joint states is often logged a little after the image)."""
 SYNC_SLOP_S = 0.005
 """The node's ``sync_slop_s`` default: stamps closer than this are one capture instant."""
 SYNC_TIMEOUT_S = 1.0
@@ -65,6 +81,8 @@ class BagTopics:
     depth: str | None = None
     mask: str | None = None
     oracle_nocs: str | None = None
+    tf: str | None = "/tf"                  # used when the bag has it; None = never
+    tf_static: str | None = "/tf_static"
 
     def image_parts(self) -> dict[str, str]:
         """{part: topic} of the Image topics, in the node's part order."""
@@ -88,6 +106,11 @@ class BagResult:
     rejected: Counter = field(default_factory=Counter)      # keyframe-buffer reason -> frames
     pending: int = 0                        # instants still incomplete at the end of the bag
     first_error: str | None = None
+    world_frame: str | None = None          # TF: the frame of the camera poses; None = no TF used
+    tf_transforms: int = 0                  # TF: transforms read into the buffer
+    tf_rejected: int = 0                    # TF: transforms the buffer refused (non-finite, ...)
+    tf_poses: int = 0                       # TF: frames offered with a camera pose
+    tf_failures: int = 0                    # TF: frames offered without one (lookup failed)
 
 
 def _typestore():
@@ -155,10 +178,12 @@ def _read(reader: Any, typestore: Any, conns: list[Any]) -> Iterator[tuple[Any, 
 
 
 def bag_to_capture(bag: str | Path, topics: BagTopics, out: str | Path | None = None,
-                   keyframes: KeyframeConfig | None = None,
-                   slop_s: float = SYNC_SLOP_S) -> BagResult:
+                   keyframes: KeyframeConfig | None = None, slop_s: float = SYNC_SLOP_S,
+                   world_frame: str | None = None, use_tf: bool = True) -> BagResult:
     """Pick the keyframes of ``bag`` as the node would and return them as a capture, written to
-    ``out`` when given. Raises BagError (see the module docstring)."""
+    ``out`` when given. With ``use_tf`` and TF in the bag, each frame gets its camera pose
+    ``T_<world_frame>_<camera>`` (``world_frame`` None: the root of the camera's TF tree).
+    Raises BagError (see the module docstring)."""
     # 1. Open the bag and find the topics.
     path = Path(bag)
     reader = _open(path)
@@ -172,6 +197,7 @@ def bag_to_capture(bag: str | Path, topics: BagTopics, out: str | Path | None = 
             for conn in _connections(reader, path, topic, IMAGE_TYPE, option):
                 part_of[conn.id] = part
         image_conns = [c for c in reader.connections if c.id in part_of]
+        tf_conns = _tf_connections(reader, path, topics, world_frame) if use_tf else {}
         convert = _converters()
         errors = _conversion_errors()
         result = BagResult(capture=Capture(frames=[]))
@@ -191,29 +217,51 @@ def bag_to_capture(bag: str | Path, topics: BagTopics, out: str | Path | None = 
         cameras.sort(key=lambda c: c[0])
         camera_stamps = [s for s, _ in cameras]
 
-        # 3. Pair, convert and offer every instant, as the node does.
+        # 3. Pair, convert and offer every instant, as the node does (TF in the same order).
         now = [0.0]
         assembler = FrameAssembler(tuple(topics.image_parts()), slop_s=slop_s,
                                    timeout_s=SYNC_TIMEOUT_S, clock=lambda: now[0])
         buffer = KeyframeBuffer(keyframes)
-        for conn, t, msg in _read(reader, typestore, image_conns):
-            part = part_of[conn.id]
+        poses = None
+        if tf_conns:
+            def frame_of(parts: dict[str, Any]) -> str:     # the image's, else its camera's
+                i = bisect.bisect_right(camera_stamps, parts["stamp"] + slop_s)
+                return parts["image"][1] or (cameras[i - 1][1].frame_id if i else "")
+            poses = _CameraPoses(world_frame, result, frame_of)
+
+        def offer(parts: dict[str, Any], pose: Any = None) -> None:
+            _offer(parts, pose, cameras, camera_stamps, slop_s, buffer, result)
+
+        for conn, t, msg in _read(reader, typestore, image_conns + list(tf_conns.values())):
             now[0] = t
-            result.images += part == "image"
-            try:
-                value = convert[part](msg)
-            except errors as exc:
-                result.unconverted[part] += 1
-                result.first_error = result.first_error or f"{part}: {exc}"
-                continue
-            assembled = assembler.add(part, _stamp(msg), value)
-            for _, missing in assembled.dropped:
-                if "image" in missing:
-                    result.orphans += 1
-                else:
-                    result.incomplete.update(missing)
-            for parts in assembled.complete:
-                _offer(parts, cameras, camera_stamps, slop_s, buffer, result)
+            if conn.id in tf_conns:
+                poses.add(msg, static=conn.topic == topics.tf_static)
+            else:
+                part = part_of[conn.id]
+                result.images += part == "image"
+                try:
+                    value = convert[part](msg)
+                except errors as exc:
+                    result.unconverted[part] += 1
+                    result.first_error = result.first_error or f"{part}: {exc}"
+                    continue
+                if part == "image":                 # the node looks its pose up by this frame
+                    value = (value, msg.header.frame_id)
+                assembled = assembler.add(part, _stamp(msg), value)
+                for _, missing in assembled.dropped:
+                    if "image" in missing:
+                        result.orphans += 1
+                    else:
+                        result.incomplete.update(missing)
+                for parts in assembled.complete:
+                    if poses is None:
+                        offer(parts)
+                    else:
+                        poses.hold(parts, t)
+            if poses is not None:
+                poses.release(t, offer)
+        if poses is not None:
+            poses.release(None, offer)
         result.pending = assembler.pending()
     finally:
         reader.close()
@@ -235,8 +283,84 @@ def bag_to_capture(bag: str | Path, topics: BagTopics, out: str | Path | None = 
     return result
 
 
-def _offer(parts: dict[str, Any], cameras: list[tuple[float, Any]], camera_stamps: list[float],
-           slop_s: float, buffer: KeyframeBuffer, result: BagResult) -> None:
+def _tf_connections(reader: Any, path: Path, topics: BagTopics,
+                    world_frame: str | None) -> dict[int, Any]:
+    """{connection id: connection} of the bag's TF topics (those it has); BagError for a TF topic
+    of another type, or a ``world_frame`` asked for when the bag has no TF."""
+    names = [t for t in (topics.tf, topics.tf_static) if t]
+    conns = [c for c in reader.connections if c.topic in names]
+    wrong = sorted({f"{c.topic} ({c.msgtype})" for c in conns if c.msgtype != TF_TYPE})
+    if wrong:
+        raise BagError(f"TF topic {', '.join(wrong)} in bag {path}: expected {TF_TYPE}")
+    if world_frame and not conns:
+        raise BagError(f"--world-frame {world_frame!r} needs TF, but bag {path} has no "
+                       f"{' or '.join(names) or 'TF topic'}")
+    return {c.id: c for c in conns}
+
+
+class _CameraPoses:
+    """The TF half of the node's ``_camera_pose`` for a bag: a TransformBuffer filled in log
+    order, and the complete instants held (in order) until their camera pose can be looked up
+    or ``TF_WAIT_S`` of bag time has passed since they completed."""
+
+    def __init__(self, world_frame: str | None, result: BagResult, frame_of):
+        from .tf_buffer import TransformBuffer
+
+        self.buffer = TransformBuffer()
+        self.world = world_frame.strip("/") if world_frame else None
+        self.result = result
+        self.frame_of = frame_of
+        self.held: deque[tuple[dict[str, Any], float]] = deque()
+
+    def add(self, msg: Any, static: bool) -> None:
+        from . import ros_io
+
+        for transform in msg.transforms:
+            try:
+                ros_io.add_transform_stamped(self.buffer, transform, static)
+                self.result.tf_transforms += 1
+            except ValueError as exc:
+                self.result.tf_rejected += 1
+                log.warning("ignoring a transform at t=%.3f: %s", _stamp(transform), exc)
+
+    def hold(self, parts: dict[str, Any], t: float) -> None:
+        self.held.append((parts, t + TF_WAIT_S))
+
+    def release(self, t: float | None, offer) -> None:
+        """Offer the held instants whose pose is known or whose wait is over (every one when
+        ``t`` is None: the end of the bag)."""
+        from .tf_buffer import ExtrapolationError, TransformError
+
+        while self.held:
+            parts, deadline = self.held[0]
+            frame_id = self.frame_of(parts)
+            try:
+                pose = self._lookup(frame_id, parts["stamp"])
+            except TransformError as exc:
+                waiting = not (isinstance(exc, ExtrapolationError) and not exc.future)
+                if waiting and t is not None and t < deadline:
+                    return
+                self.result.tf_failures += 1
+                if self.result.tf_failures == 1:
+                    log.warning("no camera pose for %r at t=%.3f from TF (the frame is kept "
+                                "without one): %s", frame_id, parts["stamp"], exc)
+                pose = None
+            self.held.popleft()
+            self.result.tf_poses += pose is not None
+            offer(parts, pose)
+
+    def _lookup(self, frame_id: str, stamp: float) -> Any:
+        if self.world is None:
+            self.world = self.buffer.root(frame_id)
+            log.info("camera poses in TF frame %r (the root of %r's tree; --world-frame to choose)",
+                     self.world, frame_id)
+        self.result.world_frame = self.world
+        return self.buffer.lookup(self.world, frame_id, stamp)
+
+
+def _offer(parts: dict[str, Any], pose: Any, cameras: list[tuple[float, Any]],
+           camera_stamps: list[float], slop_s: float, buffer: KeyframeBuffer,
+           result: BagResult) -> None:
     stamp = parts["stamp"]
     i = bisect.bisect_right(camera_stamps, stamp + slop_s)
     if i == 0:
@@ -244,11 +368,12 @@ def _offer(parts: dict[str, Any], cameras: list[tuple[float, Any]], camera_stamp
         return
     camera = cameras[i - 1][1]
     result.instants += 1
-    image = parts["image"]
-    try:    # as SparpNode._push_frame: intrinsics fitted to a binned image, then undistorted
+    image = parts["image"][0]
+    try:    # as SparpNode._build_frame: intrinsics fitted to a binned image, then undistorted
         frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
                       depth=parts.get("depth"), mask=parts.get("mask"),
-                      nocs=parts.get("oracle_nocs"), stamp=stamp).undistorted()
+                      nocs=parts.get("oracle_nocs"), stamp=stamp,
+                      T_world_camera=pose).undistorted()
     except (CaptureError, CameraError) as exc:
         result.rejected[str(exc)] += 1
         result.first_error = result.first_error or f"frame: {exc}"

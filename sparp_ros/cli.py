@@ -4,7 +4,9 @@
     sparp-ros reconstruct CAPTURE --out OUT [--backend oracle|model] [--device cpu|cuda]
     sparp-ros eval CAPTURE... --out REPORT [--backend oracle] [--baseline pycolmap|none]
     sparp-ros bag BAG --image-topic T --camera-info-topic T [--depth-topic T] [--mask-topic T]
-                  --out CAPTURE [--max-views N]       keyframes of a rosbag2 (.db3/.mcap) (bag.py)
+                  [--world-frame F | --no-tf] --out CAPTURE [--max-views N]
+                                                          keyframes of a rosbag2 (.db3/.mcap), with
+                                                          camera poses from its /tf (bag.py)
     sparp-ros node [--params-file config/sparp.yaml] [--lifecycle [--autostart]]
                                                           the ROS 2 node without `ros2 launch`
     sparp-ros play CAPTURE                                publish a capture as camera topics
@@ -76,17 +78,23 @@ def _bag(args: argparse.Namespace) -> int:
     from .keyframes import KeyframeConfig
     topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic,
                        depth=args.depth_topic, mask=args.mask_topic,
-                       oracle_nocs=args.oracle_nocs_topic)
+                       oracle_nocs=args.oracle_nocs_topic, tf=args.tf_topic,
+                       tf_static=args.tf_static_topic)
     try:     # BagError is a CaptureError, i.e. a ValueError, as are bad KeyframeConfig values
         options = {"max_keyframes": args.max_views, "min_image_change": args.min_image_change,
                    "min_sharpness": args.min_sharpness}
         config = KeyframeConfig(**{k: v for k, v in options.items() if v is not None})
-        result = bag_to_capture(args.bag, topics, args.out, config, slop_s=args.sync_slop)
+        result = bag_to_capture(args.bag, topics, args.out, config, slop_s=args.sync_slop,
+                                world_frame=args.world_frame, use_tf=not args.no_tf)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {result.keyframes} keyframes to {args.out} ({result.images} images, "
           f"{result.instants} complete frames in {args.bag})")
+    if result.world_frame:
+        posed = sum(f.T_world_camera is not None for f in result.capture.frames)
+        print(f"camera poses from TF in frame '{result.world_frame}': {posed}/{result.keyframes} "
+              f"keyframes ({result.tf_failures} frames had none)")
     return 0
 
 
@@ -163,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-image-change", type=float, help="as the node's parameter (default 0.04)")
     b.add_argument("--min-sharpness", type=float, help="as the node's parameter (default 1e-4)")
     b.add_argument("--sync-slop", type=float, default=0.005, help="seconds, as the node's")
+    b.add_argument("--world-frame",
+                   help="TF frame of the keyframes' camera poses, as the node's world_frame "
+                        "(default: the root of the camera's TF tree); TF is read when the bag "
+                        "has it")
+    b.add_argument("--no-tf", action="store_true", help="ignore the bag's TF (no camera poses)")
+    b.add_argument("--tf-topic", default="/tf", help="tf2_msgs/TFMessage (default %(default)s)")
+    b.add_argument("--tf-static-topic", default="/tf_static", help="(default %(default)s)")
 
     n = sub.add_parser("node", help="run the ROS 2 node (wheels-only installs)")
     n.add_argument("--params-file")

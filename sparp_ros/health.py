@@ -9,10 +9,22 @@ Levels (diagnostic_msgs/DiagnosticStatus):
   the last reason is named), or no image has arrived for ``frame_timeout_s`` (since activation
   when none has);
 * OK otherwise; an unconfigured or inactive node is OK and says it is not taking frames.
+
+Input timing (:class:`InputTiming`, filled by the node's subscription callbacks): the image
+latency (callback start on the node's clock minus the image's header stamp: transport, queueing
+in the executor, and the sender's own delay) and the time spent in every input callback
+(conversion, pairing, keyframe offer), as p50 / p99 / max in milliseconds over the last
+``TIMING_WINDOW`` messages.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+
+import numpy as np
+
+TIMING_WINDOW = 10_000
+"""Messages the timing percentiles cover (5.5 min of a 30 Hz camera; 80 kB per series)."""
 
 OK, WARN, ERROR = 0, 1, 2
 """diagnostic_msgs/DiagnosticStatus levels."""
@@ -37,6 +49,48 @@ class HealthSnapshot:
     seconds_active: float = 0.0
     last_latency_s: float | None = None        # wall time of the last pipeline run
     last_result: str = ""                      # its answer
+    timing: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    """``InputTiming.summary()``: series -> (count, p50, p99, max), milliseconds."""
+
+
+class _Window:
+    """The last ``size`` values of a series (a ring buffer) and the total count."""
+
+    def __init__(self, size: int):
+        self.values = np.zeros(size, np.float64)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.values[self.count % len(self.values)] = value
+        self.count += 1
+
+    def summary(self) -> tuple[int, float, float, float]:
+        """(count, p50, p99, max) of the window, in the values' unit times 1000."""
+        window = self.values[:min(self.count, len(self.values))] * 1e3
+        p50, p99 = np.percentile(window, (50, 99))
+        return self.count, float(p50), float(p99), float(window.max())
+
+
+class InputTiming:
+    """Timing of the node's input callbacks, for /diagnostics (thread-safe, constant memory):
+    ``image_latency`` (seconds from the header stamp to the start of the image callback) and
+    ``callback`` (seconds spent in any input callback)."""
+
+    SERIES = ("image_latency", "callback")
+
+    def __init__(self, window: int = TIMING_WINDOW):
+        self._series = {name: _Window(window) for name in self.SERIES}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self._series[name].add(seconds)
+
+    def summary(self) -> dict[str, tuple[int, float, float, float]]:
+        """series -> (count, p50_ms, p99_ms, max_ms) over the window; series with no data left
+        out."""
+        with self._lock:
+            return {name: w.summary() for name, w in self._series.items() if w.count}
 
 
 @dataclass
@@ -87,6 +141,9 @@ def _values(s: HealthSnapshot, dropped: int) -> list[tuple[str, str]]:
                ("seconds_since_last_image", num(s.seconds_since_image)),
                ("last_reconstruction_latency_s", num(s.last_latency_s)),
                ("last_reconstruction", s.last_result)]
+    for name, (count, p50, p99, worst) in sorted(s.timing.items()):
+        values += [(f"{name}_count", str(count)), (f"{name}_ms.p50", f"{p50:.2f}"),
+                   (f"{name}_ms.p99", f"{p99:.2f}"), (f"{name}_ms.max", f"{worst:.2f}")]
     if s.load_error:
         values.append(("load_error", s.load_error))
     return values

@@ -65,7 +65,8 @@ from visualization_msgs.msg import Marker
 from . import ros_io
 from .camera import CameraError
 from .capture import CaptureError, Frame
-from .health import HealthMonitor, HealthSnapshot
+from .health import HealthMonitor, HealthSnapshot, InputTiming
+from .memory import release_freed_memory
 from .keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
 from .node_params import DEFAULTS, NODE_NAME, PARAMETERS, check_value, refusal  # noqa: F401
 
@@ -125,6 +126,7 @@ class SparpNodeCore:
         self._active_since = time.monotonic()
         self._last_latency_s: float | None = None
         self._last_result = ""
+        self.input_timing = InputTiming()    # image latency and callback time, on /diagnostics
         self._subscriptions_by_part: dict[str, Any] = {}
         self.tf_buffer = None               # with world_frame: camera poses from /tf (activation)
         self.tf_failures = 0                # frames kept without a camera pose (failed lookups)
@@ -226,7 +228,8 @@ class SparpNodeCore:
         return PipelineConfig(
             backend=p["backend"], device=p["device"], weights=p["weights"] or None,
             model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
-            cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]))
+            cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
+            refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]))
 
     def _keyframe_config(self) -> KeyframeConfig:
         p = self.params
@@ -327,11 +330,17 @@ class SparpNodeCore:
     # -- subscriptions: convert and push ---------------------------------------------------------
     def _make_callback(self, part: str, convert):
         def callback(msg) -> None:
+            t0 = time.perf_counter()
+            if part == "image":
+                self.input_timing.add("image_latency", self.get_clock().now().nanoseconds * 1e-9
+                                      - ros_io.stamp_to_seconds(msg.header.stamp))
             try:
                 self._on_part(part, msg, convert)
             except Exception as exc:  # noqa: BLE001 - an exception here would stop the executor
                 self.get_logger().error(f"{part} callback failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=WARN_THROTTLE_S)
+            finally:
+                self.input_timing.add("callback", time.perf_counter() - t0)
         return callback
 
     # -- subscriptions: convert and push ---------------------------------------------------------
@@ -444,6 +453,7 @@ class SparpNodeCore:
             response.success, response.message = self._reconstruct()
             self._last_result = ("ok: " if response.success else "failed: ") + response.message
         finally:
+            release_freed_memory()      # glibc arenas keep freed memory: RSS crept ~1 GiB/h
             self._busy.release()
         # rclpy ties a severity to each logging call site, so one call per severity.
         if response.success:
@@ -596,7 +606,7 @@ class SparpNodeCore:
             dropped=dropped, last_drop=self._last_drop,
             seconds_since_image=None if last_image is None else now - last_image,
             seconds_active=now - self._active_since, last_latency_s=self._last_latency_s,
-            last_result=self._last_result)
+            last_result=self._last_result, timing=self.input_timing.summary())
 
     def _publish_diagnostics(self) -> None:
         health = self._health.assess(self.health_snapshot())

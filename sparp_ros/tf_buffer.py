@@ -234,6 +234,17 @@ class TransformBuffer:
         with self._changed:
             return self._frames()
 
+    def root(self, frame: str) -> str:
+        """The top of ``frame``'s tree (the frame itself when it has no parent), e.g. ``map`` or
+        ``world``: a fixed frame for camera poses when none is configured. Raises
+        :class:`FrameNotFoundError` for a frame the buffer has never heard of."""
+        frame = str(frame).strip("/")
+        with self._changed:
+            if frame not in self._frames():
+                raise FrameNotFoundError(f"frame {frame!r} does not exist; known frames: "
+                                         f"{sorted(self._frames())}")
+            return self._path_up(frame)[-1]
+
     def lookup(self, target: str, source: str, time: float | None = None,
                tolerance_s: float = 0.0) -> np.ndarray:
         """``T_target_source`` (4x4) at ``time`` (seconds; None = the latest time at which every

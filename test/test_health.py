@@ -51,3 +51,21 @@ def test_every_key_is_reported():
     assert values["last_reconstruction_latency_s"] == "1.235" and values["last_reconstruction"] == "ok: pose"
     assert {"state", "backend", "device", "busy", "keyframes", "max_keyframes", "images_received",
             "seconds_since_last_image"} <= set(values)
+
+
+def test_input_timing_percentiles_over_a_bounded_window():
+    from sparp_ros.health import InputTiming
+
+    timing = InputTiming(window=100)
+    assert timing.summary() == {}
+    for ms in range(1, 201):                      # 1..200 ms; the window keeps 101..200
+        timing.add("callback", ms / 1000)
+    timing.add("image_latency", 0.012)
+    summary = timing.summary()
+    count, p50, p99, worst = summary["callback"]
+    assert count == 200 and worst == 200.0
+    assert p50 == 150.5 and 198.0 <= p99 <= 200.0
+    assert summary["image_latency"] == (1, 12.0, 12.0, 12.0)
+    values = dict(HealthMonitor().assess(_snapshot(timing=summary)).values)
+    assert values["callback_count"] == "200" and values["callback_ms.p50"] == "150.50"
+    assert values["image_latency_ms.max"] == "12.00" and "image_latency_ms.p99" in values

@@ -174,6 +174,11 @@ def test_unknown_frame_and_disconnected_trees():
     assert not buf.can_transform("base", "robot2")
     assert buf.can_transform("base", "world")
     np.testing.assert_allclose(buf.lookup("base", "base", 3.0), np.eye(4))
+    add(buf, "base", "camera", 1.0, random_T())
+    assert (buf.root("/camera"), buf.root("base"), buf.root("world"), buf.root("robot2")) == \
+        ("world", "world", "world", "map")
+    with pytest.raises(FrameNotFoundError, match="'nowhere' does not exist"):
+        buf.root("nowhere")
 
 
 def test_extrapolation_past_and_future_with_tolerance():

@@ -73,16 +73,22 @@ def _frame_messages(frame: Frame, stamp: float, encoding: str) -> dict[str, obje
             "image": _image(image, encoding, stamp, fid)}
 
 
+MSG_TYPES = {"camera_info": "sensor_msgs/msg/CameraInfo", "tf": "tf2_msgs/msg/TFMessage",
+             "tf_static": "tf2_msgs/msg/TFMessage"}
+
+
 def write_bag(path: Path, storage: str, instants: list[tuple[float, dict[str, object]]],
               topics: BagTopics = TOPICS) -> Path:
-    """A rosbag2 at ``path`` with ``instants`` [(stamp, {part: message})], logged at their stamps."""
+    """A rosbag2 at ``path`` with ``instants`` [(log time, {part: message})]; ``tf`` and
+    ``tf_static`` parts go to /tf and /tf_static."""
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
-    topic_of = {"camera_info": topics.camera_info, **topics.image_parts()}
+    topic_of = {"camera_info": topics.camera_info, **topics.image_parts(), "tf": "/tf",
+                "tf_static": "/tf_static"}
+    used = {part for _, msgs in instants for part in msgs}
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {part: writer.add_connection(
-                     topic, "sensor_msgs/msg/CameraInfo" if part == "camera_info"
-                     else "sensor_msgs/msg/Image", typestore=TS)
-                 for part, topic in topic_of.items()}
+                     topic, MSG_TYPES.get(part, "sensor_msgs/msg/Image"), typestore=TS)
+                 for part, topic in topic_of.items() if part in used or part == "camera_info"}
         for stamp, msgs in instants:
             for part, msg in msgs.items():
                 writer.write(conns[part], int(round(stamp * 1e9)),
@@ -274,3 +280,104 @@ def test_zero_keyframes_says_why(capture, tmp_path):
     bag = write_bag(tmp_path / "bad", "mcap", [(T0, msgs)])
     with pytest.raises(BagError, match="1 image messages could not be converted .*truncated"):
         bag_to_capture(bag, TOPICS)
+
+
+# -- camera poses from the bag's TF ----------------------------------------------------------------
+TF_OBJECT = "Vans_Cereal_Honey_Nut_Crunch_11_oz_box"    # as test_node_tf: the prior is ~40 % off
+TF_VIEWS = 4
+TF_LAG_S = 0.05                 # each camera pose is logged this long after its image
+MAX_SCALE_ERROR = 0.03          # of the true bounding-box diagonal
+NO_DEPTH = BagTopics(image=TOPICS.image, camera_info=TOPICS.camera_info, mask=TOPICS.mask,
+                     oracle_nocs=TOPICS.oracle_nocs)
+
+
+def _tf(T: np.ndarray, parent: str, child: str, stamp: float):
+    from scipy.spatial.transform import Rotation
+
+    types = TS.types
+    x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
+    transform = types["geometry_msgs/msg/Transform"](
+        translation=types["geometry_msgs/msg/Vector3"](x=T[0, 3], y=T[1, 3], z=T[2, 3]),
+        rotation=types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w))
+    return types["tf2_msgs/msg/TFMessage"](transforms=[types["geometry_msgs/msg/TransformStamped"](
+        header=_header(stamp, parent), child_frame_id=child, transform=transform)])
+
+
+@pytest.fixture(scope="module")
+def tf_capture(objects_dir, tmp_path_factory):
+    from sparp_ros.render import render_capture
+
+    return render_capture(objects_dir / f"{TF_OBJECT}.glb", tmp_path_factory.mktemp("tf_capture"),
+                          views=TF_VIEWS, seed=11)
+
+
+def _tf_stream(capture) -> list[tuple[float, dict[str, object]]]:
+    """A robot arm's bag without depth: /tf_static world -> base once at the start; per view the
+    image (mask, NOCS, CameraInfo) and, logged TF_LAG_S later, /tf base -> camera at the image
+    stamp, and the same pose again REPEAT_DT later (the arm holds still, then moves on)."""
+    from sparp_ros.conventions import invert_rigid
+
+    T_world_base = np.eye(4)
+    T_world_base[:3, :3] = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    T_world_base[:3, 3] = [0.3, -0.2, 0.75]
+    camera = capture.frames[0].camera.frame_id
+    stream = [(T0 - 1.0, {"tf_static": _tf(T_world_base, "world", "base", T0 - 1.0)})]
+    for i, f in enumerate(capture.frames):
+        t = T0 + i * PERIOD
+        msgs = _frame_messages(f, t, "rgb8")
+        del msgs["depth"]
+        T_base_camera = invert_rigid(T_world_base) @ f.T_world_camera
+        stream += [(t, msgs), (t + TF_LAG_S, {"tf": _tf(T_base_camera, "base", camera, t)}),
+                   (t + REPEAT_DT, {"tf": _tf(T_base_camera, "base", camera, t + REPEAT_DT)})]
+    return stream
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_tf_gives_keyframes_their_camera_poses_and_metric_scale(tf_capture, storage, tmp_path,
+                                                                    capsys):
+    """TF read from the bag like the node's world_frame: every keyframe's T_world_camera is the
+    truth (through a static and a dynamic transform, logged after the image), so a bag without
+    depth reconstructs with scale_source camera_motion; --no-tf leaves the size prior."""
+    import json
+
+    from sparp_ros.pipeline import reconstruct_capture
+
+    bag = write_bag(tmp_path / "bag", storage, _tf_stream(tf_capture), NO_DEPTH)
+    out = tmp_path / "cap"
+    args = ["bag", str(bag), "--image-topic", NO_DEPTH.image, "--camera-info-topic",
+            NO_DEPTH.camera_info, "--mask-topic", NO_DEPTH.mask, "--oracle-nocs-topic",
+            NO_DEPTH.oracle_nocs, "--world-frame", "world", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert (f"camera poses from TF in frame 'world': {TF_VIEWS}/{TF_VIEWS} keyframes"
+            in capsys.readouterr().out)
+    entries = json.loads((out / "cameras.json").read_text())["frames"]
+    assert len(entries) == TF_VIEWS
+    for entry, truth in zip(entries, tf_capture.frames):
+        np.testing.assert_allclose(entry["T_world_camera"], truth.T_world_camera, atol=1e-6)
+
+    recon = reconstruct_capture(load_capture(out), backend="oracle", mesh=False)
+    truth = tf_capture.gt.extra["canonical"]["diagonal"]
+    assert recon.scale_source == "camera_motion"
+    assert abs(recon.scale / truth - 1) < MAX_SCALE_ERROR, (recon.scale, truth)
+
+    # Without --world-frame the root of the camera's tree ("world") is used; --no-tf: no poses.
+    auto = bag_to_capture(bag, NO_DEPTH)
+    assert auto.world_frame == "world" and auto.tf_failures == 0
+    assert auto.tf_transforms == 1 + 2 * TF_VIEWS and auto.tf_poses == TF_VIEWS
+    for got, truth in zip(auto.capture.frames, tf_capture.frames):
+        np.testing.assert_allclose(got.T_world_camera, truth.T_world_camera, atol=1e-6)
+    plain = bag_to_capture(bag, NO_DEPTH, use_tf=False)
+    assert plain.world_frame is None and all(f.T_world_camera is None for f in plain.capture.frames)
+    assert reconstruct_capture(plain.capture, backend="oracle", mesh=False).scale_source == "prior"
+
+
+def test_bag_tf_lookup_failures_keep_the_frames_and_a_bag_without_tf_refuses_world_frame(
+        tf_capture, capture, tmp_path):
+    bag = write_bag(tmp_path / "bag", "mcap", _tf_stream(tf_capture), NO_DEPTH)
+    result = bag_to_capture(bag, NO_DEPTH, world_frame="map")    # not in the bag's tree
+    assert result.keyframes == TF_VIEWS and result.tf_failures == result.instants > 0
+    assert all(f.T_world_camera is None for f in result.capture.frames)
+    plain = write_bag(tmp_path / "plain", "mcap", _stream(capture, "rgb8"))
+    with pytest.raises(BagError, match="--world-frame 'world' needs TF, but bag .* has no /tf"):
+        bag_to_capture(plain, TOPICS, world_frame="world")
+    assert bag_to_capture(plain, TOPICS).world_frame is None     # no TF: none asked, none used

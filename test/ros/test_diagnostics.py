@@ -105,6 +105,11 @@ def test_status_reports_buffer_drops_and_latency(watched, wait_for, publish_fram
     publish_frame(node, listener.pubs, seed=1)
     ok = listener.next_status(lambda s, v: v["keyframes"] == "1", wait_for, "keyframes=1")
     assert ok.level == DiagnosticStatus.OK and ok.message == "taking frames: 1/6 keyframes", ok
+    # Input timing: the image latency (stamp to callback) and the time in the input callbacks.
+    timing = _values(ok)
+    assert timing["image_latency_count"] == "1" and int(timing["callback_count"]) >= 3
+    assert 0 <= float(timing["image_latency_ms.p50"]) < 10_000
+    assert 0 < float(timing["callback_ms.p50"]) <= float(timing["callback_ms.max"])
 
     # A corrupt image: WARN naming the input and the reason, for one report; then OK again.
     publish_frame(node, listener.pubs, seed=2, image=_truncated_image())
