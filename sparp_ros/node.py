@@ -505,12 +505,16 @@ class SparpNodeCore:
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:
         """Publish every output for the most recent keyframe with a pose; returns its index."""
         view = ros_io.published_view(recon)
-        frame_id, stamp = items[view][0].camera.frame_id, items[view][1]
+        frame, stamp = items[view]
+        frame_id, T_fixed_camera = self._output_frame(frame)
         T = recon.views[view].T_camera_object
-        self.pose_pub.publish(ros_io.reconstruction_to_pose_stamped(recon, frame_id, stamp, view))
+        if T_fixed_camera is not None:
+            T = T_fixed_camera @ T
+        self.pose_pub.publish(ros_io.reconstruction_to_pose_stamped(recon, frame_id, stamp, view,
+                                                                    T_fixed_camera))
         if self.tf is not None:
             self.tf(ros_io.reconstruction_to_transform_stamped(recon, frame_id, stamp,
-                                                              self.object_id, view))
+                                                              self.object_id, view, T_fixed_camera))
         if recon.mesh is not None:
             written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None
             if written is not None and self.params["mesh_marker"] == "mesh_resource":
@@ -527,6 +531,21 @@ class SparpNodeCore:
         self.get_logger().info(f"published pose, TF {frame_id} -> {self.object_id}, marker, mesh, "
                                "reconstruction")
         return view
+
+    def _output_frame(self, frame: Frame) -> tuple[str, Any]:
+        """Where the pose, TF and marker are published: the published view's camera frame, or
+        with ``publish_in_world_frame`` the fixed ``world_frame`` (REP-105 ``map``/``odom``/
+        ``base_link`` style) through that keyframe's camera pose from TF. Without that pose the
+        camera frame is used, with a warning."""
+        if not self.params["publish_in_world_frame"]:
+            return frame.camera.frame_id, None
+        if frame.T_world_camera is None:
+            self.get_logger().warning(
+                f"publish_in_world_frame: the published keyframe has no camera pose from TF "
+                f"(world_frame={self.params['world_frame']!r}); publishing in "
+                f"{frame.camera.frame_id!r}")
+            return frame.camera.frame_id, None
+        return self.params["world_frame"], frame.T_world_camera
 
     def _write_mesh(self, recon):
         """Write ``<object_id>.glb`` to mesh_output_dir; its path, or None when it cannot."""

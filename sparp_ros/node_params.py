@@ -61,6 +61,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                           "(seconds); after that it is kept without one"),
     "object_id": ("sparp_object", "TF child frame and object_id of the result"),
     "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
+    "publish_in_world_frame": (False, "publish the pose, TF and marker in world_frame (through "
+                                      "the keyframe's camera pose from TF) instead of the camera "
+                                      "frame"),
     "mesh_marker": ("triangle_list", "how the mesh marker carries the mesh: 'triangle_list' (the "
                                      "triangles in the message) or 'mesh_resource' (a "
                                      "MESH_RESOURCE marker pointing at the file written to "

@@ -248,22 +248,28 @@ def published_view(recon: Reconstruction) -> int:
 
 def reconstruction_to_pose_stamped(recon: Reconstruction, frame_id: str,
                                    stamp: Time | float | None = None,
-                                   view: int | None = None) -> PoseStamped:
+                                   view: int | None = None,
+                                   T_frame_camera: np.ndarray | None = None) -> PoseStamped:
     """``T_<frame_id>_object`` of ``view`` (default: the most recent view with a pose) as a
-    PoseStamped in that view's camera frame ``frame_id``."""
+    PoseStamped: in that view's camera frame ``frame_id``, or, given ``T_frame_camera`` (that
+    camera's pose in a fixed frame, from TF), in the fixed frame ``frame_id``."""
     i = published_view(recon) if view is None else view
     T = recon.views[i].T_camera_object
     if T is None:
         raise ValueError(f"view {i} has no pose ({recon.views[i].message})")
+    if T_frame_camera is not None:
+        T = np.asarray(T_frame_camera, float) @ T
     return PoseStamped(header=_header(frame_id, stamp), pose=matrix_to_pose(T))
 
 
 def reconstruction_to_transform_stamped(recon: Reconstruction, frame_id: str,
                                         stamp: Time | float | None = None,
                                         child_frame_id: str = OBJECT_FRAME,
-                                        view: int | None = None) -> TransformStamped:
-    """The same pose as a TF transform: ``frame_id`` = camera, ``child_frame_id`` = object."""
-    pose = reconstruction_to_pose_stamped(recon, frame_id, stamp, view).pose
+                                        view: int | None = None,
+                                        T_frame_camera: np.ndarray | None = None) -> TransformStamped:
+    """The same pose as a TF transform: ``frame_id`` = camera (or the fixed frame, given
+    ``T_frame_camera``), ``child_frame_id`` = object."""
+    pose = reconstruction_to_pose_stamped(recon, frame_id, stamp, view, T_frame_camera).pose
     p, q = pose.position, pose.orientation
     msg = TransformStamped(header=_header(frame_id, stamp), child_frame_id=child_frame_id)
     msg.transform.translation = Vector3(x=p.x, y=p.y, z=p.z)

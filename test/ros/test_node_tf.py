@@ -114,3 +114,36 @@ def test_failed_lookup_keeps_the_frame_without_a_pose(result, capture):
     assert node._camera_pose(capture.frames[0].camera.frame_id, Time(sec=1)) is None
     assert time.monotonic() - t0 < timeout
     assert node.tf_failures == before + 2
+
+
+def test_pose_published_in_the_world_frame(result, capture, executor, ros_context, wait_for,
+                                           call_trigger):
+    """publish_in_world_frame: the pose and TF are in world_frame, through the published
+    keyframe's camera pose; the object's centre is then where it is in the world (the renderer's
+    world is the mesh frame), whichever view was published."""
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.parameter import Parameter
+
+    from sparp_ros.node import RESULT_QOS
+
+    *_, node = result
+    client = rclpy.create_node("sparp_tf_world_client", context=ros_context)
+    poses = []
+    client.create_subscription(PoseStamped, "/sparp/object_pose", poses.append, RESULT_QOS)
+    reconstruct = client.create_client(Trigger, "/sparp_node/reconstruct")
+    executor.add_node(client)
+    try:
+        assert node.set_parameters([Parameter("publish_in_world_frame", value=True)])[0].successful
+        response = call_trigger(reconstruct, PIPELINE_TIMEOUT_S)
+        assert response.success, response.message
+        wait_for(lambda: any(p.header.frame_id == WORLD for p in poses), 10.0, "a pose in world")
+        pose = next(p for p in poses if p.header.frame_id == WORLD)
+        center = np.asarray(capture.gt.extra["canonical"]["center"], float)
+        t_est = ros_io.pose_to_matrix(pose.pose)[:3, 3]
+        distance = np.linalg.norm(capture.frames[0].T_world_camera[:3, 3] - center)
+        assert np.linalg.norm(t_est - center) < MAX_TRANSLATION_ERROR * distance, (t_est, center)
+    finally:
+        node.set_parameters([Parameter("publish_in_world_frame", value=False)])
+        executor.remove_node(client)
+        client.destroy_node()
