@@ -231,9 +231,10 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     diagonal = float(np.linalg.norm(hi - lo))
     if diagonal <= 0:
         return None
-    chamfer, fscore, precision, recall = chamfer_fscore(pts_est, pts_gt,
-                                                        FSCORE_THRESHOLD_FRACTION * diagonal)
-    fine = fscores(pts_est, pts_gt, [f * diagonal for f in FINE_FSCORE_FRACTIONS])
+    d_ab, d_ba = _nearest_distances(pts_est, pts_gt)       # one search for every threshold
+    chamfer = 0.5 * (float(d_ab.mean()) + float(d_ba.mean()))
+    fscore, precision, recall = _fscore(d_ab, d_ba, FSCORE_THRESHOLD_FRACTION * diagonal)
+    fine = [_fscore(d_ab, d_ba, f * diagonal)[0] for f in FINE_FSCORE_FRACTIONS]
     return {"chamfer": chamfer / diagonal, "fscore": fscore,
             **{fscore_key(f): v for f, v in zip(FINE_FSCORE_FRACTIONS, fine)},
             "precision": precision, "recall": recall, "chamfer_m": chamfer,
