@@ -1,0 +1,15 @@
+import sys, json, time
+from pathlib import Path
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]; sys.path.insert(0, str(REPO))
+from sparp_ros.capture import load_capture
+from sparp_ros.pipeline import SparpPipeline, PipelineConfig
+from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation
+backend = sys.argv[1]; steps = int(sys.argv[2]) if len(sys.argv) > 2 else None
+pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend=backend, inference_steps=steps, mesh=False))
+errs = []; t = {}
+for cd in sorted((REPO / "benchmarks/out/eval25/captures").iterdir()):
+    cap = load_capture(cd)
+    r = pipe(cap.frames)
+    for k, v in r.timings.items(): t[k] = t.get(k, 0) + v / 25
+    errs += relative_rotation_errors([v.T_camera_object for v in r.views], cap.gt.T_camera_object)
+print(backend, steps, json.dumps({k: round(v, 3) for k, v in summarize_rotation(errs).items()}), {k: round(v, 3) for k, v in t.items()})

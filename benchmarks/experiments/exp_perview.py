@@ -1,0 +1,27 @@
+"""Per-view rotation error of the model's own-frame NOCS (vs oracle_per_view PnP) on eval25 captures."""
+import sys, json, time
+from pathlib import Path
+import numpy as np
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]; sys.path.insert(0, str(REPO))
+from sparp_ros.capture import load_capture
+from sparp_ros.pipeline import SparpPipeline, PipelineConfig
+from sparp_ros.conventions import rotation_angle_deg
+steps = [int(s) for s in sys.argv[1].split(",")]
+K = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+gtp = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="oracle_per_view"))
+caps = [load_capture(c) for c in sorted((REPO / "benchmarks/out/eval25/captures").iterdir())]
+gt = []
+for cap in caps:
+    cells = [gtp._crop(i, f) for i, f in enumerate(cap.frames)]
+    _, pnp, _ = gtp._pnp_select(cells, gtp._predict([c for c, _ in cells]))
+    gt.append(pnp)
+for s in steps:
+    pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", inference_steps=s, num_hypotheses=K))
+    errs = []; t0 = time.time()
+    for cap, g in zip(caps, gt):
+        cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
+        _, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
+        for r, rg in zip(pnp, g):
+            errs.append(rotation_angle_deg(r.T_camera_unit[:3, :3].T @ rg.T_camera_unit[:3, :3]) if r.ok and rg.ok else 180.0)
+    e = np.array(errs)
+    print(f"steps {s} K {K}: per-view median {np.median(e):.1f} acc15 {np.mean(e<15):.2f} acc30 {np.mean(e<30):.2f}  ({time.time()-t0:.0f}s)", flush=True)
