@@ -70,6 +70,7 @@ class SparpPipeline:
 
     def __init__(self, config: PipelineConfig | None = None, backend: NocsBackend | None = None):
         self.config = config or PipelineConfig()
+        self.device_fallback: str | None = None     # set when the accelerator ran out of memory
         try:
             self.backend = backend or make_backend(
                 self.config.backend, self.config.device, self.config.weights,
@@ -141,6 +142,7 @@ class SparpPipeline:
             extra={"scale_uncertainty": scale.uncertainty, "mesh_message": mesh_message,
                    "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
                    "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
+                   "device_fallback": self.device_fallback,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
     # -- steps ----------------------------------------------------------------------------------
@@ -150,7 +152,30 @@ class SparpPipeline:
         return int(getattr(self.backend, "cell", None) or self.config.cell_size)
 
     def _predict(self, views: list[CellView]):
-        """K lists of per-view NOCS predictions (K = 1 for single-output backends)."""
+        """K lists of per-view NOCS predictions (K = 1 for single-output backends).
+
+        Out of accelerator memory (another process took the GPU, a larger batch of hypotheses):
+        the backend is rebuilt on the CPU once and the call retried, so the robot gets a slower
+        answer instead of none; ``device_fallback`` records it and later calls stay on the CPU."""
+        try:
+            return self._predict_once(views)
+        except Exception as exc:  # noqa: BLE001 -- only out-of-memory is handled, the rest re-raised
+            if not _is_out_of_memory(exc) or self.config.device == "cpu":
+                raise
+            log.warning("%s out of memory (%s): falling back to the CPU", self.config.device, exc)
+            self.device_fallback = f"{self.config.device} out of memory, ran on cpu: {exc}"
+            self.config = replace(self.config, device="cpu")
+            try:
+                self.backend = make_backend(
+                    self.config.backend, "cpu", self.config.weights, domain=self.config.model_domain,
+                    num_samples=self.config.num_hypotheses,
+                    num_inference_steps=self.config.inference_steps, seed=self.config.seed)
+            except BackendError as exc2:
+                raise PipelineError(f"out of memory on the accelerator and no CPU backend: {exc2}") from exc
+            _release_accelerator_memory()
+            return self._predict_once(views)
+
+    def _predict_once(self, views: list[CellView]):
         if hasattr(self.backend, "predict_hypotheses"):
             return self.backend.predict_hypotheses(views)
         return [self.backend.predict(views)]
@@ -344,6 +369,28 @@ def _agree_with_camera_motion(pnp: list[PnPResult], frames: list[Frame]) -> list
         T[:3, :3] = frames[i].T_world_camera[:3, :3].T @ R_mean
         out[i] = replace(pnp[i], T_camera_unit=T)
     return out
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch's out-of-memory error on any accelerator (its class, or the message of older or
+    other backends' RuntimeErrors)."""
+    try:
+        import torch
+        if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or isinstance(
+                exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+            return True
+    except ImportError:
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _release_accelerator_memory() -> None:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def _metric(T_camera_unit: np.ndarray, scale: float) -> np.ndarray:

@@ -156,3 +156,34 @@ def test_noise_nocs_is_a_failure_not_a_pose(captures):
               for f in captures[OBJECTS[0]].frames]
     with pytest.raises(PipelineError, match="no view gave a pose.*agree"):
         SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(frames)
+
+
+def test_out_of_accelerator_memory_falls_back_to_the_cpu(captures, caplog):
+    """The backend runs out of GPU memory: the pipeline rebuilds it on the CPU, answers, says so,
+    and stays on the CPU; any other backend error is not swallowed."""
+    import torch
+
+    from sparp_ros.model.backend import OracleBackend
+
+    class OutOfMemoryBackend(OracleBackend):
+        def predict(self, views):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    frames = captures[OBJECTS[0]].frames
+    pipe = SparpPipeline(PipelineConfig(backend="oracle", device="cuda", mesh=False),
+                         backend=OutOfMemoryBackend())
+    with caplog.at_level("WARNING", logger="sparp_ros.pipeline"):
+        recon = pipe(frames)
+    assert all(v.ok for v in recon.views)
+    assert "cuda out of memory, ran on cpu" in recon.extra["device_fallback"]
+    assert pipe.config.device == "cpu" and not isinstance(pipe.backend, OutOfMemoryBackend)
+    assert "falling back to the CPU" in caplog.text
+
+    class BrokenBackend(OracleBackend):
+        def predict(self, views):
+            raise ValueError("a bug, not memory")
+
+    broken = SparpPipeline(PipelineConfig(backend="oracle", device="cuda", mesh=False),
+                           backend=BrokenBackend())
+    with pytest.raises(ValueError, match="a bug"):
+        broken(frames)
