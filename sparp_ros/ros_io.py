@@ -348,6 +348,10 @@ def delete_all_marker(frame_id: str = "", ns: str = "sparp") -> Marker:
 
 
 # -- our message -----------------------------------------------------------------------------------
+def _float_or_nan(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
 def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | float | None = None,
                           object_id: str = OBJECT_FRAME, view: int | None = None,
                           view_frame_ids: list[str] | None = None,
@@ -366,6 +370,7 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
         header=_header(frame_id, stamp), object_id=object_id,
         pose=reconstruction_to_pose_stamped(recon, frame_id, stamp, view).pose,
         scale=float(recon.scale), scale_source=str(recon.scale_source),
+        scale_uncertainty=_float_or_nan(recon.extra.get("scale_uncertainty")),
         confidence=float(recon.confidence), backend=str(recon.backend))
     if recon.mesh is not None:
         msg.mesh = mesh_to_shape_msg(recon.mesh)

@@ -168,6 +168,7 @@ def test_tf_marker_mesh_and_message_agree_with_the_pose(result):
     assert 3 * len(mesh.triangles) == len(marker.points)
     recon = msgs["recon"]
     assert len(recon.mesh.triangles) == len(mesh.triangles) and recon.backend == "oracle"
+    assert recon.scale_source == "depth" and 0 <= recon.scale_uncertainty < 0.05
     assert "sparp_object" in response.message and "depth" in response.message
 
 

@@ -85,6 +85,7 @@ def test_scale_and_translation_from_camera_motion(result, capture):
     response, recon, _, stamp_to_view, _ = result
     truth = capture.gt.extra["canonical"]["diagonal"]
     assert recon.scale_source == "camera_motion", response.message
+    assert 0 <= recon.scale_uncertainty < 0.05
     assert "camera_motion" in response.message
     scale_error = abs(recon.scale / truth - 1)
     # the published pose's translation is metric: compare with the true object centre
