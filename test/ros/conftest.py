@@ -8,6 +8,7 @@ lookups, which the node does not make).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -68,6 +69,20 @@ def executor(ros_context) -> Iterator[MultiThreadedExecutor]:
     finally:
         ex.shutdown(timeout_sec=5.0)
         thread.join(timeout=5.0)
+
+
+@contextlib.contextmanager
+def spinning(executor, *nodes):
+    """Spin ``nodes`` on the background ``executor`` inside the block; remove and destroy them
+    after it."""
+    for n in nodes:
+        executor.add_node(n)
+    try:
+        yield nodes
+    finally:
+        for n in nodes:
+            executor.remove_node(n)
+            n.destroy_node()
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, period_s: float = 0.05) -> None:
@@ -144,6 +159,11 @@ def set_parameters(client, timeout_s: float = 10.0, **values):
     future = client.call_async(request)
     wait_for(future.done, timeout_s, f"the response of {client.srv_name}")
     return list(future.result().results)
+
+
+@pytest.fixture(name="spinning", scope="session")
+def spinning_fixture():
+    return spinning
 
 
 @pytest.fixture(name="publish_frame", scope="session")

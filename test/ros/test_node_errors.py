@@ -25,7 +25,7 @@ CAMERA = PinholeCamera(width=64, height=48, K=[[60, 0, 31.5], [0, 60, 23.5], [0,
 
 
 @pytest.fixture
-def rig(request, ros_context, executor):
+def rig(request, ros_context, executor, spinning):
     """A fresh node in its own namespace (parameters from an indirect ``rig`` parametrisation),
     with publishers for its inputs and service clients."""
     import rclpy
@@ -40,14 +40,8 @@ def rig(request, ros_context, executor):
     pubs = {t: peer.create_publisher(types.get(t, Image), t, PLAYER_QOS)
             for t in ("image", "image/compressed", "camera_info", "depth", "mask", "oracle_nocs")}
     clients = {s: peer.create_client(Trigger, f"{ns}/sparp_node/{s}") for s in ("reconstruct", "reset")}
-    executor.add_node(node)
-    executor.add_node(peer)
-    try:
+    with spinning(executor, node, peer):
         yield node, pubs, clients
-    finally:
-        for n in (node, peer):
-            executor.remove_node(n)
-            n.destroy_node()
 
 
 def _publish(node, pubs, wait_for, parts=("image", "camera_info", "depth", "mask", "oracle_nocs"),

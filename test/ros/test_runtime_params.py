@@ -17,7 +17,7 @@ from sparp_ros.player import PLAYER_QOS  # noqa: E402
 
 
 @pytest.fixture
-def rig(request, ros_context, executor):
+def rig(request, ros_context, executor, spinning):
     """A plain node (oracle backend; image, camera_info, oracle_nocs inputs) in its own namespace,
     and a peer with its input publishers and service clients."""
     import rclpy
@@ -32,14 +32,8 @@ def rig(request, ros_context, executor):
             for p in ("image", "camera_info", "oracle_nocs")}
     clients = {"params": peer.create_client(SetParameters, f"{ns}/sparp_node/set_parameters"),
                "reconstruct": peer.create_client(Trigger, f"{ns}/sparp_node/reconstruct")}
-    for n in (node, peer):
-        executor.add_node(n)
-    try:
+    with spinning(executor, node, peer):
         yield node, pubs, clients
-    finally:
-        for n in (node, peer):
-            executor.remove_node(n)
-            n.destroy_node()
 
 
 def test_safe_parameters_apply_at_once(rig, wait_for, publish_frame, set_parameters, call_trigger):
