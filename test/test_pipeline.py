@@ -79,6 +79,7 @@ def test_camera_poses_without_motion_fall_back_to_the_prior(captures, caplog):
                                              size_prior_m=0.3))(frames)
     assert recon.scale_source == "prior" and recon.scale == 0.3
     assert "camera motion" in caplog.text and "size prior used" in caplog.text
+    assert "size prior used" in recon.extra["scale_message"]
 
 
 def test_mesh_is_built_in_metres(captures):
