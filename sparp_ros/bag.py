@@ -369,11 +369,9 @@ def _offer(parts: dict[str, Any], pose: Any, cameras: list[tuple[float, Any]],
     camera = cameras[i - 1][1]
     result.instants += 1
     image = parts["image"][0]
-    try:    # as SparpNode._build_frame: intrinsics fitted to a binned image, then undistorted
-        frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
-                      depth=parts.get("depth"), mask=parts.get("mask"),
-                      nocs=parts.get("oracle_nocs"), stamp=stamp,
-                      T_world_camera=pose).undistorted()
+    try:    # as SparpNode._build_frame
+        frame = Frame.from_sensor(image, camera, depth=parts.get("depth"), mask=parts.get("mask"),
+                                  nocs=parts.get("oracle_nocs"), stamp=stamp, T_world_camera=pose)
     except (CaptureError, CameraError) as exc:
         result.rejected[str(exc)] += 1
         result.first_error = result.first_error or f"frame: {exc}"

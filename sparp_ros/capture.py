@@ -51,6 +51,14 @@ class Frame:
             if arr is not None and arr.shape[:2] != (h, w):
                 raise CaptureError(f"{name} is {arr.shape[1]}x{arr.shape[0]}, image is {w}x{h}")
 
+    @classmethod
+    def from_sensor(cls, image: np.ndarray, camera: PinholeCamera, **parts: Any) -> "Frame":
+        """A frame as a camera driver delivers it: the CameraInfo's intrinsics fitted to the
+        (possibly binned) image size, then everything undistorted — what the node and the bag
+        reader both hand to the keyframe buffer. Raises ``CameraError`` / ``CaptureError``."""
+        return cls(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
+                   **parts).undistorted()
+
     def undistorted(self) -> "Frame":
         """This frame resampled to its camera without distortion (``PinholeCamera.undistort``:
         the image bilinear; depth, mask and NOCS nearest), which is what the pipeline and the

@@ -384,13 +384,13 @@ class SparpNodeCore:
         ``CaptureError`` / ``CameraError`` for an instant that cannot make a frame."""
         image, header = parts["image"]
         camera, _ = parts["camera_info"]
-        frame = Frame(image=image, camera=camera.fit_to(image.shape[1], image.shape[0]),
-                      depth=parts["depth"][0] if "depth" in parts else None,
-                      mask=parts["mask"][0] if "mask" in parts else None,
-                      nocs=parts["oracle_nocs"][0] if "oracle_nocs" in parts else None,
-                      stamp=parts["stamp"],
-                      T_world_camera=self._camera_pose(header.frame_id or camera.frame_id,
-                                                       header.stamp)).undistorted()
+        frame = Frame.from_sensor(
+            image, camera,
+            depth=parts["depth"][0] if "depth" in parts else None,
+            mask=parts["mask"][0] if "mask" in parts else None,
+            nocs=parts["oracle_nocs"][0] if "oracle_nocs" in parts else None,
+            stamp=parts["stamp"],
+            T_world_camera=self._camera_pose(header.frame_id or camera.frame_id, header.stamp))
         if camera.has_distortion and camera.frame_id not in self._undistorting:
             self._undistorting.add(camera.frame_id)
             self.get_logger().info(f"camera {camera.frame_id} has {camera.distortion_model or 'OpenCV'} "
