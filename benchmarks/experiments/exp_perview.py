@@ -5,6 +5,9 @@ import numpy as np
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]; sys.path.insert(0, str(REPO))
 from sparp_ros.capture import load_capture
 from sparp_ros.pipeline import SparpPipeline, PipelineConfig
+import os
+# WEIGHTS=folder DOMAIN=nocs_ref evaluate another model than the shipped one
+MODEL = {"weights": os.environ.get("WEIGHTS"), "model_domain": os.environ.get("DOMAIN", "nocs_self")}
 from sparp_ros.conventions import rotation_angle_deg
 steps = [int(s) for s in sys.argv[1].split(",")]
 K = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -16,7 +19,7 @@ for cap in caps:
     _, pnp, _ = gtp._pnp_select(cells, gtp._predict([c for c, _ in cells]))
     gt.append(pnp)
 for s in steps:
-    pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", inference_steps=s, num_hypotheses=K))
+    pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", inference_steps=s, num_hypotheses=K, **MODEL))
     errs = []; t0 = time.time()
     for cap, g in zip(caps, gt):
         cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]

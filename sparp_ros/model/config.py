@@ -202,4 +202,10 @@ def get_config(name: str, denoiser: dict[str, Any] | None = None, **overrides: A
         raise ValueError(f"unknown config fields {sorted(bad)}; known: {sorted(known)}")
     if "scheduler" in overrides:
         overrides["scheduler"] = {**cfg.scheduler, **overrides["scheduler"]}
+    if "cell" in overrides and not (denoiser and "sample_size" in denoiser):
+        # the denoiser's input is the 3×2 tile (÷ the VAE factor in latent space): it follows the cell
+        cell, factor = int(overrides["cell"]), cfg.denoiser.get("latent_factor", 1)
+        if cell < 8 or cell % (8 * factor):
+            raise ValueError(f"cell must be a multiple of {8 * factor} pixels, got {cell}")
+        overrides["denoiser"] = {**cfg.denoiser, "sample_size": (3 * cell // factor, 2 * cell // factor)}
     return replace(cfg, **overrides)

@@ -31,6 +31,7 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import shutil
 import sys
 import time
@@ -81,7 +82,12 @@ class TrainArgs:
     min_timestep: int = 0
     vae: str | None = None
     init_unet: str | None = None
+    cell: int | None = None
+    """Tile-cell size in pixels (default: the config's); must match the data's."""
     denoiser_overrides: dict[str, Any] = field(default_factory=dict)
+    lr_schedule: str = "constant"
+    """``constant`` after warm-up, or ``cosine`` down to 5 % by the end of ``steps`` or of
+    ``max_minutes``, whichever comes first (a time-boxed GPU run then ends at a low rate)."""
 
 
 @dataclass
@@ -278,6 +284,21 @@ class _EpochSampler(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, warmup_steps: int, schedule: str, done: float) -> float:
+    """Multiplier of the peak learning rate: linear warm-up, then constant or cosine to 5 %.
+
+    ``done`` is the fraction of the run behind us (steps or time, whichever is further)."""
+    warm = min(1.0, (step + 1) / max(warmup_steps, 1))
+    if schedule == "constant":
+        return warm
+    if schedule == "cosine":
+        return warm * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, done)))))
+    raise TrainError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
 def _loader(dataset, batch_size: int, seed: int, workers: int):
     if hasattr(dataset, "shard_of"):
         from .dataset import ShardSampler
@@ -285,7 +306,9 @@ def _loader(dataset, batch_size: int, seed: int, workers: int):
     else:
         sampler = _EpochSampler(len(dataset), seed)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                                       num_workers=workers, collate_fn=_collate)
+                                       num_workers=workers, collate_fn=_collate,
+                                       pin_memory=torch.cuda.is_available(),
+                                       persistent_workers=workers > 0)
 
 
 def _collate(items: list[dict]) -> dict:
@@ -341,7 +364,8 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
         raise TrainError(f"--domains must be a non-empty subset of {DOMAINS}, got {list(args.domains)}")
     try:
         cfg = model_config or get_config(args.config, denoiser=args.denoiser_overrides or None,
-                                         **({"vae_path": args.vae} if args.vae else {}))
+                                         **({"vae_path": args.vae} if args.vae else {}),
+                                         **({"cell": args.cell} if args.cell else {}))
     except ValueError as e:
         raise TrainError(str(e)) from e
     known = set(inspect.signature(SparpDenoiser.__init__).parameters) - {"self"}
@@ -362,9 +386,15 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
         dataset = _open_dataset(args.data)
     if len(dataset) < batch_size:
         raise TrainError(f"the data has {len(dataset)} samples, fewer than one batch of {batch_size}")
+    data_cfg = getattr(dataset, "config", None)
+    if data_cfg is not None and not getattr(data_cfg, "fixed_views", True):
+        fixed = [d for d in args.domains if d.startswith("fixed")]
+        if fixed:
+            raise TrainError(f"the data was made with --no-fixed-views, so it cannot train {fixed}")
     cell = getattr(dataset, "cell_size", None)
     if cell is not None and cell != cfg.cell:
-        raise TrainError(f"the data has {cell} px cells but config {cfg.name!r} uses {cfg.cell} px")
+        raise TrainError(f"the data has {cell} px cells but config {cfg.name!r} uses {cfg.cell} px "
+                         f"(pass --cell-size {cell})")
     if validate is None and args.validate:
         validate = load_validator(args.validate, args.val_data)
     if validate is None and (val_dataset is not None or args.val_data):
@@ -465,8 +495,11 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
             noise = torch.randn(shape, generator=gen).to(accelerator.device)
             t = torch.randint(args.min_timestep, noise_scheduler.config.num_train_timesteps, (shape[0],),
                               generator=gen)
+            done = step / max(args.steps, 1)
+            if args.max_minutes:
+                done = max(done, (time.perf_counter() - t_start) / (args.max_minutes * 60))
             for g in optimizer.param_groups:
-                g["lr"] = lr * min(1.0, (step + 1) / max(tcfg.warmup_steps, 1))
+                g["lr"] = lr * lr_factor(step, tcfg.warmup_steps, args.lr_schedule, done)
             with accelerator.autocast():
                 loss, per_sample = diffusion_loss(model, noise_scheduler, b, noise, t.to(accelerator.device),
                                                   vae, cfg.latent_scale, args.reference_grad)
@@ -546,6 +579,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-reference-grad", action="store_true",
                    help="run the reference write pass without gradients (cheaper)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                   help="after warm-up: constant, or cosine to 5%% by --steps / --max-minutes")
+    p.add_argument("--cell-size", type=int, default=None,
+                   help="tile-cell size in pixels (default: the config's; must match the data)")
     p.add_argument("--min-timestep", type=int, default=0,
                    help="train only on timesteps >= this: focuses a model sampled in 1-2 steps (x0 "
                         "prediction from nearly pure noise) on that regime")
@@ -587,7 +624,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, mixed_precision=args.mixed_precision, workers=args.workers,
         threads=args.threads, reference_grad=not args.no_reference_grad,
         gradient_checkpointing=args.gradient_checkpointing, vae=args.vae, init_unet=args.init_unet,
-        denoiser_overrides=overrides, min_timestep=args.min_timestep)
+        denoiser_overrides=overrides, min_timestep=args.min_timestep,
+        cell=args.cell_size, lr_schedule=args.lr_schedule)
     try:
         train(targs)
     except (TrainError, ModelLoadError, DatasetError) as e:

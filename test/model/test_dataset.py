@@ -158,3 +158,33 @@ def test_cli_procedural(tmp_path: Path) -> None:
     assert meta["objects"] == ["procedural_00000", "procedural_00001"] and meta["complete"]
     assert "--procedural 2" in meta["command"]
     assert len(SparpDataset(out)) == 2
+
+
+def test_data_without_fixed_views(cfg: DatasetConfig, data: Path, tmp_path: Path) -> None:
+    """``--no-fixed-views``: the same input views and NOCS (same seed), empty fixed-view arrays, and
+    training refuses the fixed domains instead of learning from blanks."""
+    from dataclasses import replace
+
+    from sparp_ros.model.train import TrainArgs, TrainError, train
+    lean = replace(cfg, fixed_views=False)
+    build_dataset(tmp_path, lean, progress=False)
+    a, b = _load(shard_path(data, 0)), _load(shard_path(tmp_path, 0))
+    for k in ("images", "masks", "nocs_ref", "nocs_self", "T_camera_object"):
+        assert np.array_equal(a[k], b[k]), k
+    assert a["fixed_rgba"].any() and not b["fixed_rgba"].any() and not b["fixed_nocs"].any()
+    assert SparpDataset(tmp_path).config.fixed_views is False
+    args = TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"), domains=("nocs_self", "fixed_rgb"),
+                     steps=1, batch_size=2, cell=S)
+    with pytest.raises(TrainError, match="no-fixed-views"):
+        train(args, progress=lambda s: None)
+
+
+def test_datasets_from_before_the_fixed_views_option_resume(cfg: DatasetConfig, data: Path,
+                                                             tmp_path: Path) -> None:
+    import shutil
+    shutil.copytree(data, tmp_path / "old")
+    meta_path = tmp_path / "old" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["fixed_views"]
+    meta_path.write_text(json.dumps(meta))
+    assert build_dataset(tmp_path / "old", cfg, progress=False)["last_run"]["samples_rendered"] == 0

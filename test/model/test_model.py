@@ -3,6 +3,7 @@ reference attention, training."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from sparp_ros.model.diffusion import (ModelNocsBackend, SparpDiffusionPipeline,
                                       views_to_condition)
 from sparp_ros.model.train import TrainArgs, diffusion_loss, make_batch, train
 from sparp_ros.model.unet import SparpDenoiser
+
+REPO = Path(__file__).resolve().parents[2]
 
 S = 8
 SMALL = dict(sample_size=(3 * S, 2 * S), block_out_channels=(16, 32), layers_per_block=1,
@@ -357,3 +360,46 @@ def test_clip_encoder_needs_a_local_folder(tmp_path):
         SparpDenoiser(**{**SMALL, "encoder_type": "clip"})
     with pytest.raises(ModelLoadError, match="not found"):
         SparpDenoiser(**{**SMALL, "encoder_type": "clip", "clip_path": str(tmp_path / "no_clip")})
+
+
+def test_cell_override_resizes_the_denoiser_input():
+    """``--cell-size``: the 3×2 tile follows the cell (÷ the VAE factor in latent space)."""
+    assert get_config("tiny", cell=64).denoiser["sample_size"] == (192, 128)
+    assert get_config("tiny", cell=64).cell == 64
+    assert get_config("sd21", cell=256).denoiser["sample_size"] == (96, 64)
+    assert get_config("tiny").denoiser["sample_size"] == (96, 64)        # the factory is untouched
+    with pytest.raises(ValueError, match="multiple of 64"):
+        get_config("sd21", cell=100)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        get_config("tiny", cell=36)
+
+
+def test_lr_schedule_warms_up_then_decays_by_steps_or_time():
+    from sparp_ros.model.train import TrainError, lr_factor
+    assert lr_factor(0, 10, "constant", 0.0) == pytest.approx(0.1)
+    assert lr_factor(50, 10, "constant", 0.9) == 1.0
+    assert lr_factor(50, 10, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(50, 10, "cosine", 0.5) == pytest.approx(0.525)
+    assert lr_factor(50, 10, "cosine", 1.0) == pytest.approx(0.05)
+    assert lr_factor(50, 10, "cosine", 3.0) == pytest.approx(0.05)    # past the end: stays at the floor
+    with pytest.raises(TrainError, match="schedule"):
+        lr_factor(0, 10, "linear", 0.0)
+
+
+def test_float16_weights_load_into_the_float32_model(pipe, tmp_path):
+    """scripts/half_weights.py halves the file; loading casts back, outputs stay within fp16 rounding."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("half_weights", REPO / "scripts" / "half_weights.py")
+    half_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(half_weights)
+    pipe.save_pretrained(tmp_path / "full")
+    written = half_weights.halve(tmp_path / "full", tmp_path / "half")
+    assert [p.name for p in written] == ["diffusion_pytorch_model.safetensors"]
+    full_file = tmp_path / "full" / "denoiser" / written[0].name
+    assert written[0].stat().st_size < 0.55 * full_file.stat().st_size
+    loaded = SparpDiffusionPipeline.from_pretrained(tmp_path / "half")
+    assert loaded.dtype == torch.float32
+    cond, mask = random_condition(3)
+    a = pipe(cond, mask, 3, "nocs_self", seed=1)
+    b = loaded(cond, mask, 3, "nocs_self", seed=1)
+    assert 0 < float((a - b).abs().max()) < 2e-2
