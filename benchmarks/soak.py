@@ -85,6 +85,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.t0 = pid, t0
         self.samples: list[tuple[float, float, float]] = []      # (t, rss MiB, cpu s)
+        self.child_samples: list[tuple[float, float]] = []       # (t, RSS MiB of its children)
         self.stop = threading.Event()
         self._ticks = os.sysconf("SC_CLK_TCK")
 
@@ -102,11 +103,28 @@ class Sampler(threading.Thread):
         cpu = (int(fields[11]) + int(fields[12])) / self._ticks     # utime + stime
         return rss_kb / 1024.0, cpu
 
+    def children_rss(self) -> float:
+        """Summed VmRSS (MiB) of the node's child processes (the mesh process, isolate_mesh)."""
+        total_kb = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+                if int(text[text.rindex(")") + 2:].split()[1]) != self.pid:     # ppid
+                    continue
+                status = (stat.parent / "status").read_text()
+                total_kb += int(next(line for line in status.splitlines()
+                                     if line.startswith("VmRSS:")).split()[1])
+            except (OSError, ValueError, StopIteration):
+                continue
+        return total_kb / 1024.0
+
     def run(self) -> None:
         while not self.stop.is_set():
             value = self.read()
             if value is not None:
-                self.samples.append((time.monotonic() - self.t0, *value))
+                t = time.monotonic() - self.t0
+                self.samples.append((t, *value))
+                self.child_samples.append((t, self.children_rss()))
             self.stop.wait(SAMPLE_PERIOD_S)
 
 
@@ -279,6 +297,10 @@ def run(args: argparse.Namespace) -> dict:
         sampler.join()
     result["node_exit_code"] = exit_code
     result["rss_samples"] = sampler.samples
+    stop_t = result.get("stop_t", float("inf"))          # after SIGINT the child is gone
+    child = np.array([c for t, c in sampler.child_samples if t <= stop_t] or [0.0])
+    result["child_rss_mib"] = {"max": float(child.max()), "end": float(child[-1])}
+    result["child_rss_samples"] = sampler.child_samples
     result["diagnostics_series"] = [{k: d.get(k) for k in (
         "t", "images_received", "image_latency_ms.p50", "image_latency_ms.p99",
         "callback_ms.p50", "callback_ms.p99", "dropped_total")} for d in diagnostics]
@@ -381,6 +403,9 @@ def plot(result: dict, path: Path) -> None:
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 4.6), sharex=True, dpi=100,
                                   gridspec_kw={"height_ratios": [3, 2]})
     ax.plot(s[:, 0] / 60, s[:, 1], lw=1.2, color="tab:blue", label="node VmRSS")
+    c = np.array(result.get("child_rss_samples") or [(0.0, 0.0)])
+    if c[:, 1].any():
+        ax.plot(c[:, 0] / 60, c[:, 1], lw=1.0, color="tab:orange", label="mesh child VmRSS")
     ok = [t["t"] / 60 for t in result["triggers"] if t["success"]]
     bad = [t["t"] / 60 for t in result["triggers"] if not t["success"]]
     y = s[:, 1].max() * 1.02
@@ -455,6 +480,7 @@ CameraInfo).
 | image latency (header stamp → image callback start, node clock) | p50 **{f(lat['p50'])} ms**, p99 **{f(lat['p99'])} ms**, max {f(lat['max'])} ms (last {min(r['image_latency_count'], 10000)} of {r['image_latency_count']} images) |
 | time in an input callback (image, mask, NOCS, CameraInfo: convert, pair, keyframe offer) | p50 {f(cb['p50'], '{:.2f}')} ms, p99 {f(cb['p99'], '{:.2f}')} ms, max {f(cb['max'])} ms (last {min(r['callback_count'], 10000)} of {r['callback_count']}) |
 | node CPU | {f(r['node_cpu_cores'], '{:.2f}')} cores on average |
+| child processes' RSS (the mesh process, `isolate_mesh`) | end {f((r.get('child_rss_mib') or {}).get('end'), '{:.0f}')} MiB, max {f((r.get('child_rss_mib') or {}).get('max'), '{:.0f}')} MiB (shared libraries counted in both) |
 | node shutdown (SIGINT) | exit code {r['node_exit_code']} |
 | /diagnostics reports | {r['diagnostics_reports']} (OK {r['diagnostics_levels']['0']}, WARN {r['diagnostics_levels']['1']}, ERROR {r['diagnostics_levels']['2']}) |
 
@@ -511,7 +537,7 @@ def main() -> int:
         notes = "\n" + old[old.index(FINDINGS):]
     args.md.write_text(report(result, args, command, machine_line) + notes)
     summary = {k: v for k, v in result.items()
-               if k not in ("rss_samples", "diagnostics_series", "triggers")}
+               if k not in ("rss_samples", "child_rss_samples", "diagnostics_series", "triggers")}
     print(json.dumps(summary, indent=1))
     ok = (result["triggers_unanswered"] == 0 and result["triggers_answered"] > 0
           and result["node_exit_code"] == 0)

@@ -35,7 +35,9 @@ Threading (STYLE 7): subscription callbacks only convert messages and push compl
 frames into a bounded keyframe buffer. ``~/reconstruct`` runs the pipeline in its own reentrant
 callback group under a MultiThreadedExecutor, so images keep flowing while it works and a second
 request is answered "busy" instead of queueing. Errors in the input or the pipeline become a
-``success=false`` response with the reason; the node stays up.
+``success=false`` response with the reason; the node stays up. With ``isolate_mesh`` the Poisson
+surface (native OpenMP code) runs in a child process (``geometry.surface_worker``), started at
+configuration: a native crash there loses the mesh, not the node (the pose is still published).
 """
 from __future__ import annotations
 
@@ -161,6 +163,8 @@ class SparpNodeCore:
             self.get_logger().warning(f"backend '{p['backend']}' reads ground-truth NOCS from "
                                       "'oracle_nocs' (a test instrument); it cannot run on a "
                                       "real camera")
+        if p["mesh"] and p["isolate_mesh"]:
+            self._warm_up_surface_worker()
         self.buffer = KeyframeBuffer(self._keyframe_config())
         self._create_outputs()
         self.node_state = "inactive"
@@ -211,6 +215,8 @@ class SparpNodeCore:
         if self.buffer is not None:
             self.buffer.clear()
         self.buffer = self.assembler = None
+        if self.pipeline is not None:
+            self.pipeline.close()           # the mesh child process, if one was started
         self.pipeline = None
         gc.collect()
         torch = sys.modules.get("torch")
@@ -218,7 +224,22 @@ class SparpNodeCore:
             torch.cuda.empty_cache()
         self.node_state = "unconfigured"
 
+    def destroy_node(self) -> None:
+        """Stop the mesh child process, then destroy the node (ROS entities)."""
+        if getattr(self, "pipeline", None) is not None:      # None if _init_core failed
+            self.pipeline.close()
+        super().destroy_node()
+
     # -- set-up helpers ------------------------------------------------------------------------
+    def _warm_up_surface_worker(self) -> None:
+        """Start the mesh child process and its open3d import now, without waiting for it (it
+        imports in the background), so the first reconstruction does not pay for it. A failure
+        here is only logged: the next mesh tries again and reports its own error."""
+        try:
+            self.pipeline.surface_worker().warm_up(wait=False)
+        except Exception as exc:  # noqa: BLE001 - the mesh is optional; the pose must still work
+            self.get_logger().warning(f"cannot start the mesh process: {type(exc).__name__}: {exc}")
+
     def _pipeline_config(self):
         """The pipeline's configuration from the current parameters (at configuration, and again
         before each reconstruction so live parameters apply)."""
@@ -229,7 +250,8 @@ class SparpNodeCore:
             backend=p["backend"], device=p["device"], weights=p["weights"] or None,
             model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
-            refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]))
+            refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
+            isolate_mesh=bool(p["isolate_mesh"]))
 
     def _keyframe_config(self) -> KeyframeConfig:
         p = self.params
@@ -495,11 +517,14 @@ class SparpNodeCore:
         self.get_logger().info("pipeline stages (s): "
                                + " ".join(f"{k}={v:.2f}" for k, v in recon.timings.items()))
         self.last_reconstruction = recon
+        if mesh_message := recon.extra.get("mesh_message"):
+            self.get_logger().warning(f"no mesh: {mesh_message}")
         try:
             view = self._publish(recon, items)
         except ValueError as exc:
             return False, f"cannot publish: {exc}"
-        return True, self._summary(recon, items, view, elapsed)
+        summary = self._summary(recon, items, view, elapsed)
+        return True, summary + (f"; no mesh: {mesh_message}" if mesh_message else "")
 
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:

@@ -41,6 +41,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                        "(TF, world_frame) when every view has one, instead of the "
                                        "visibility search"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
+    "isolate_mesh": (True, "run the Poisson surface in a child process so a native crash there "
+                           "cannot take the node down (the pose is still published)"),
     "max_keyframes": (MAX_KEYFRAMES, "keyframes kept, 1..6; the oldest is dropped when a new one "
                                      "comes"),
     "min_image_change": (0.04, "mean |difference| of a 32x32 grey thumbnail (0..1) to every "

@@ -21,6 +21,7 @@ from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_v
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
 from .geometry.refine import RefineError, RefineParams, refine_poses
 from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_depth
+from .geometry.surface_worker import SurfaceWorker
 from .model.backend import REFERENCE_FRAME, BackendError, CellView, NocsBackend, make_backend
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
@@ -54,6 +55,9 @@ class PipelineConfig:
                                            # aligned by the camera motion instead of the search
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
+    isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
+                                      # a native crash there cannot take the caller down (the mesh
+                                      # is then missing, with mesh_message); the node turns it on
     refine: bool = False              # refine each view's pose by ICP of its depth on the fused
                                       # surface (views without depth keep their pose)
     refine_iterations: int = 30
@@ -71,6 +75,7 @@ class SparpPipeline:
     def __init__(self, config: PipelineConfig | None = None, backend: NocsBackend | None = None):
         self.config = config or PipelineConfig()
         self.device_fallback: str | None = None     # set when the accelerator ran out of memory
+        self._surface_worker: SurfaceWorker | None = None   # with isolate_mesh, made on first use
         try:
             self.backend = backend or make_backend(
                 self.config.backend, self.config.device, self.config.weights,
@@ -145,6 +150,19 @@ class SparpPipeline:
                    "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
                    "device_fallback": self.device_fallback,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
+
+    def surface_worker(self) -> SurfaceWorker:
+        """The child process that builds the Poisson surface with ``isolate_mesh`` (made on first
+        use; ``warm_up()`` it to start the child before the first mesh)."""
+        if self._surface_worker is None:
+            self._surface_worker = SurfaceWorker()
+        return self._surface_worker
+
+    def close(self) -> None:
+        """Stop the surface child process, if one was started (safe to call twice; a later call
+        with ``isolate_mesh`` starts a new one)."""
+        if self._surface_worker is not None:
+            self._surface_worker.close()
 
     # -- steps ----------------------------------------------------------------------------------
     @property
@@ -335,8 +353,9 @@ class SparpPipeline:
             views.append(ColorView(cell.image, cell.camera, r.T_camera_unit, surface_depth(
                 points[-1], uv, r.T_camera_unit, *cell.image.shape[:2])))
         fused = fuse_points(points, colors, centers, seed=self.config.seed)
-        mesh = poisson_mesh(fused, depth=self.config.poisson_depth,
-                            face_budget=self.config.mesh_face_budget)
+        surface = self.surface_worker().poisson_mesh if self.config.isolate_mesh else poisson_mesh
+        mesh = surface(fused, depth=self.config.poisson_depth,
+                       face_budget=self.config.mesh_face_budget)
         # colours: average of the views that see each vertex (nearest point's where none does)
         rgb, _ = color_vertices_from_views(mesh.vertices, mesh.vertex_normals, views,
                                            COLOR_DEPTH_TOLERANCE,

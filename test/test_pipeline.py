@@ -188,3 +188,50 @@ def test_out_of_accelerator_memory_falls_back_to_the_cpu(captures, caplog):
                            backend=BrokenBackend())
     with pytest.raises(ValueError, match="a bug"):
         broken(frames)
+
+
+def test_isolated_mesh_is_the_in_process_one(captures):
+    """``isolate_mesh`` (the node's default) builds the Poisson surface in a child process: the
+    same mesh as in process (up to open3d's run-to-run noise), coloured and in metres alike."""
+    frames = captures[OBJECTS[1]].frames
+    ref = SparpPipeline(PipelineConfig(backend="oracle"))(frames)
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle", isolate_mesh=True))
+    try:
+        recon = pipeline(frames)
+    finally:
+        pipeline.close()
+        pipeline.close()                          # safe twice
+    assert recon.mesh is not None and recon.extra["mesh_message"] == ""
+    a, b = ref.mesh, recon.mesh
+    assert abs(len(a.vertices) - len(b.vertices)) <= 0.01 * len(a.vertices)
+    assert abs(len(a.faces) - len(b.faces)) <= 0.01 * len(a.faces)
+    np.testing.assert_allclose(a.bounds, b.bounds, atol=1e-3 * recon.scale)
+    rgb_a, rgb_b = a.visual.vertex_colors[:, :3].mean(0), b.visual.vertex_colors[:, :3].mean(0)
+    assert np.abs(rgb_a - rgb_b).max() < 2, (rgb_a, rgb_b)
+
+
+def test_a_crash_of_the_mesh_process_loses_the_mesh_not_the_pose(captures, monkeypatch):
+    """The surface child dies natively (abort): the poses come back, the mesh is missing with the
+    reason, and the next reconstruction has its mesh again (a fresh child)."""
+    import os
+
+    from sparp_ros.geometry.surface_worker import SurfaceWorker
+
+    class CrashOnce(SurfaceWorker):
+        def poisson_mesh(self, fused, **kwargs):
+            if not self.restarts:
+                self.run(os.abort)
+            return super().poisson_mesh(fused, **kwargs)
+
+    frames = captures[OBJECTS[1]].frames
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle", isolate_mesh=True))
+    with CrashOnce() as worker:
+        monkeypatch.setattr(pipeline, "surface_worker", lambda: worker)
+        crashed = pipeline(frames)
+        again = pipeline(frames)
+    assert all(v.ok for v in crashed.views) and crashed.mesh is None
+    assert crashed.extra["mesh_message"] == ("the surface process died (exit code -6, SIGABRT); "
+                                             "the pose is unaffected")
+    assert again.mesh is not None and again.extra["mesh_message"] == ""
+    assert [v.T_camera_object.tolist() for v in again.views] == \
+           [v.T_camera_object.tolist() for v in crashed.views]
