@@ -40,6 +40,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "align_with_camera_motion": (True, "per-view model: align the views by their camera poses "
                                        "(TF, world_frame) when every view has one, instead of the "
                                        "visibility search"),
+    "assume_upright": (True, "with camera poses from TF: the object's z axis is world_frame's +z "
+                             "(REP 103; objects resting upright, as the model was trained), so "
+                             "only its heading comes from the images; false = tilt from the images"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
     "isolate_mesh": (True, "run the Poisson surface in a child process so a native crash there "
                            "cannot take the node down (the pose is still published)"),

@@ -53,6 +53,10 @@ class PipelineConfig:
     azimuth_hypotheses: int = 3      # per-view mode: azimuths kept per view (mixture of experts)
     align_with_camera_motion: bool = True  # per-view mode: views with T_world_camera (TF) are
                                            # aligned by the camera motion instead of the search
+    assume_upright: bool = True       # ...and then the object's z axis is the world frame's +z
+                                      # (REP 103 z-up; the model's frames are gravity-aligned, it
+                                      # was trained on upright objects): only the heading comes from
+                                      # the images. False: the tilt is averaged from the views' NOCS
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
@@ -113,7 +117,7 @@ class SparpPipeline:
             R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
             pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
             if azimuths and azimuths[0].get("source") == "camera_motion":
-                pnp = _agree_with_camera_motion(pnp, frames)
+                pnp = _agree_with_camera_motion(pnp, frames, upright=cfg.assume_upright)
         # 5. Metric scale: depth (Umeyama), else camera motion (TF poses), else the size prior.
         with _timed(timings, "scale"):
             scale = self._scale(cells, preds, pnp, frames)
@@ -374,21 +378,44 @@ def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:
     return replace(r, T_camera_unit=r.T_camera_unit @ T_view_ref)
 
 
-def _agree_with_camera_motion(pnp: list[PnPResult], frames: list[Frame]) -> list[PnPResult]:
+def _agree_with_camera_motion(pnp: list[PnPResult], frames: list[Frame],
+                              upright: bool = False) -> list[PnPResult]:
     """With every camera's pose known (TF), the object's orientation in the world is one rotation:
     take the chordal mean of the views' estimates and give each view that rotation seen from its
     camera. Relative rotations then match the camera motion exactly, and each view's orientation
-    error (tilt from its own NOCS) is averaged over the views. Translations stay per view."""
+    error (tilt from its own NOCS) is averaged over the views. Translations stay per view.
+
+    ``upright``: the per-view frames are gravity-aligned by construction (z up), so with a z-up
+    world frame the object's z axis *is* world +z; the mean is turned by the smallest rotation
+    that makes it so, which removes the tilt error the network makes (its main error, measured in
+    benchmarks/gpu/README.md) and keeps the heading the images chose."""
     posed = [i for i, r in enumerate(pnp) if r.ok]
     R_world = [frames[i].T_world_camera[:3, :3] @ pnp[i].T_camera_unit[:3, :3] for i in posed]
     U, _, Vt = np.linalg.svd(np.sum(R_world, axis=0))
     R_mean = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    if upright:
+        R_mean = _rotation_between(R_mean[:, 2], np.array([0.0, 0.0, 1.0])) @ R_mean
     out = list(pnp)
     for i in posed:
         T = pnp[i].T_camera_unit.copy()
         T[:3, :3] = frames[i].T_world_camera[:3, :3].T @ R_mean
         out[i] = replace(pnp[i], T_camera_unit=T)
     return out
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit vector ``a`` to unit vector ``b`` (Rodrigues); for
+    opposite vectors, a half turn about an axis perpendicular to ``a``."""
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    axis, c = np.cross(a, b), float(np.dot(a, b))
+    if np.linalg.norm(axis) < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        perp /= np.linalg.norm(perp)
+        return 2.0 * np.outer(perp, perp) - np.eye(3)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + K + K @ K / (1.0 + c)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

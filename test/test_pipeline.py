@@ -235,3 +235,43 @@ def test_a_crash_of_the_mesh_process_loses_the_mesh_not_the_pose(captures, monke
     assert again.mesh is not None and again.extra["mesh_message"] == ""
     assert [v.T_camera_object.tolist() for v in again.views] == \
            [v.T_camera_object.tolist() for v in crashed.views]
+
+
+def _rodrigues(axis, angle: float) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+    axis = np.asarray(axis, float)
+    return Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
+
+
+def test_camera_motion_agreement_makes_the_object_upright():
+    """With camera poses (TF) the per-view estimates share one world orientation; with
+    ``upright`` its z axis is world +z exactly (the model's tilt error is removed) and the
+    heading the views agreed on is kept; without it the tilt error stays (averaged)."""
+    from sparp_ros.camera import PinholeCamera
+    from sparp_ros.geometry.pnp import PnPResult
+    from sparp_ros.pipeline import _agree_with_camera_motion, _rotation_between
+    rng = np.random.default_rng(3)
+    R_world_object = _rodrigues([0, 0, 1], 0.7)
+    tilt = _rodrigues([1, 0.3, 0], np.radians(8.0))          # the same tilt error in every view
+    frames, pnp = [], []
+    for _ in range(4):
+        T_world_camera = np.eye(4)
+        T_world_camera[:3, :3] = _rodrigues(rng.normal(size=3), rng.uniform(0.5, 2.5))
+        T_world_camera[:3, 3] = rng.normal(size=3)
+        frames.append(Frame(image=np.zeros((8, 8, 3), np.uint8), camera=PinholeCamera(8, 8, np.array([[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]])),
+                            T_world_camera=T_world_camera))
+        T = np.eye(4)
+        T[:3, :3] = T_world_camera[:3, :3].T @ R_world_object @ tilt
+        T[:3, 3] = [0.0, 0.0, 2.0]
+        pnp.append(PnPResult(T, True, 0.9, 100, 0.5))
+    for upright, expect_tilt in ((False, 8.0), (True, 0.0)):
+        out = _agree_with_camera_motion(pnp, frames, upright=upright)
+        for f, r in zip(frames, out):
+            R = f.T_world_camera[:3, :3] @ r.T_camera_unit[:3, :3]
+            assert np.degrees(np.arccos(np.clip(R[2, 2], -1, 1))) == pytest.approx(expect_tilt, abs=1e-4)
+            heading = np.arctan2(R[1, 0], R[0, 0])
+            assert heading == pytest.approx(0.7, abs=np.radians(3.0))
+            assert np.allclose(r.T_camera_unit[:3, 3], [0.0, 0.0, 2.0])
+    for a, b in (([1, 0, 0], [0, 0, 1]), ([0, 0, -1], [0, 0, 1]), ([0, 0, 1], [0, 0, 1])):
+        R = _rotation_between(np.array(a, float), np.array(b, float))
+        assert np.allclose(R @ a, b) and np.allclose(R @ R.T, np.eye(3)) and np.linalg.det(R) > 0
