@@ -400,15 +400,15 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     s = np.array(result["rss_samples"])
+    c = np.array(result.get("child_rss_samples") or [(0.0, 0.0)])
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 4.6), sharex=True, dpi=100,
                                   gridspec_kw={"height_ratios": [3, 2]})
     ax.plot(s[:, 0] / 60, s[:, 1], lw=1.2, color="tab:blue", label="node VmRSS")
-    c = np.array(result.get("child_rss_samples") or [(0.0, 0.0)])
     if c[:, 1].any():
         ax.plot(c[:, 0] / 60, c[:, 1], lw=1.0, color="tab:orange", label="mesh child VmRSS")
     ok = [t["t"] / 60 for t in result["triggers"] if t["success"]]
     bad = [t["t"] / 60 for t in result["triggers"] if not t["success"]]
-    y = s[:, 1].max() * 1.02
+    y = max(s[:, 1].max(), c[:, 1].max()) * 1.02
     ax.plot(ok, [y] * len(ok), "|", color="tab:green", ms=8, label="~/reconstruct ok")
     if bad:
         ax.plot(bad, [y] * len(bad), "|", color="tab:red", ms=8, label="~/reconstruct failed")

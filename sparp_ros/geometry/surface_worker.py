@@ -50,9 +50,13 @@ def poisson_arrays(points: np.ndarray, colors: np.ndarray, view_centers: np.ndar
     """``poisson_mesh`` with arrays in and out (what crosses the process boundary): fused points,
     their uint8 colours and view centres in; the mesh's vertices (Vx3 float), faces (Fx3 int) and
     vertex colours (Vx4 uint8 RGBA) out. ``kwargs`` go to ``poisson_mesh``."""
-    mesh = poisson_mesh(FusedPoints(points, colors, view_centers), **kwargs)
-    return (np.asarray(mesh.vertices), np.asarray(mesh.faces),
-            np.asarray(mesh.visual.vertex_colors))
+    from ..memory import release_freed_memory
+    try:
+        mesh = poisson_mesh(FusedPoints(points, colors, view_centers), **kwargs)
+        return (np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                np.asarray(mesh.visual.vertex_colors))
+    finally:
+        release_freed_memory()      # the long-lived child gives freed heap back, as the node does
 
 
 def _init_child() -> None:
