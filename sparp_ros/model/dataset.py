@@ -512,9 +512,15 @@ def split_nocs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return n, n.norm(dim=-3, keepdim=True) > NOCS_FOREGROUND_THRESHOLD
 
 
-def _read_shard(path: Path) -> dict[str, np.ndarray]:
+DOMAIN_ARRAYS = {"nocs_ref": ("nocs_ref",), "nocs_self": ("nocs_self",), "fixed_rgb": ("fixed_rgba",),
+                 "fixed_nocs": ("fixed_nocs",)}
+"""The stored arrays each domain's target is made from (the others are small or always needed)."""
+
+
+def _read_shard(path: Path, skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """A shard's arrays (npz members decompress one by one: the ``skip``ped ones cost nothing)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in z.files if k not in skip}
 
 
 def _cells(a: np.ndarray) -> torch.Tensor:
@@ -551,13 +557,26 @@ class SparpDataset(torch.utils.data.Dataset):
       ``azimuth_self`` [6], ``diagonal``, ``fixed_K`` [3,3], ``fixed_T_camera_object`` [6,4,4]
       (unit diagonal); plus ``object`` (str) and ``index`` (int).
 
+    ``domains`` (default all): only those domains' targets (and their masks) are in the items —
+    training on one domain then skips decoding and tiling the others.
+
     Shards load lazily and whole; at most ``cache_shards`` stay in memory (per DataLoader worker).
     Shuffle with ``ShardSampler`` so that a few shards at a time are in use. No augmentation:
     flips would change the NOCS frame's handedness.
     """
 
-    def __init__(self, root: str | Path, cache_shards: int = 4, cond_background: str = "grey") -> None:
+    def __init__(self, root: str | Path, cache_shards: int = 4, cond_background: str = "grey",
+                 domains: Sequence[str] | None = None) -> None:
         self.root = Path(root)
+        # Only the targets of these domains are decoded and tiled (None: all). Training one domain
+        # at 64 px cells spent most of each item on the others' targets, and a GPU run was
+        # loader-bound (benchmarks/gpu/README.md).
+        from .config import DOMAINS
+        if domains is not None and (bad := [d for d in domains if d not in DOMAINS]):
+            raise DatasetError(f"unknown domains {bad}; known: {list(DOMAINS)}")
+        self.domains = tuple(DOMAINS if domains is None else domains)
+        self._skip = frozenset(k for d, keys in DOMAIN_ARRAYS.items() if d not in self.domains
+                               for k in keys)
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             raise DatasetError(f"{self.root} is not a dataset folder (no meta.json)")
@@ -584,14 +603,15 @@ class SparpDataset(torch.utils.data.Dataset):
     def _shard(self, j: int) -> dict[str, np.ndarray]:
         data = self._cache.pop(j, None)
         if data is None:
-            data = _read_shard(shard_path(self.root, j))
+            data = _read_shard(shard_path(self.root, j), self._skip)
             while len(self._cache) >= self.cache_shards:
                 self._cache.popitem(last=False)
         self._cache[j] = data
         return data
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
-        """Item ``index`` as stored (numpy, untiled, encoded)."""
+        """Item ``index`` as stored (numpy, untiled, encoded; without the arrays of domains left
+        out by ``domains``)."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         j, r = self._index[index]
@@ -605,16 +625,21 @@ class SparpDataset(torch.utils.data.Dataset):
         if self.cond_background == "grey":
             img = img * cond_mask
         img[n:] = 0.0
-        ref, ref_mask = _nocs_cells(s["nocs_ref"])
-        own, _ = _nocs_cells(s["nocs_self"])
-        fixed, fixed_mask = _nocs_cells(s["fixed_nocs"])
-        rgba = _cells(s["fixed_rgba"])
         t = lambda x: tile(x, channels_last=False)  # noqa: E731
+        out: dict[str, Any] = {"cond": t(img), "cond_mask": t(cond_mask)}
+        for domain in ("nocs_ref", "nocs_self"):
+            if domain in self.domains:
+                cells, mask = _nocs_cells(s[domain])
+                out[domain] = _tile_nocs(cells)
+                out.setdefault("nocs_mask", t(mask.float()))     # the same pixels in both frames
+        if "fixed_nocs" in self.domains:
+            fixed, fixed_mask = _nocs_cells(s["fixed_nocs"])
+            out["fixed_nocs"], out["fixed_mask"] = _tile_nocs(fixed), t(fixed_mask.float())
+        if "fixed_rgb" in self.domains:
+            rgba = _cells(s["fixed_rgba"])
+            out["fixed_rgb"], out["fixed_alpha"] = t(rgba[:, :3] / 127.5 - 1.0), t(rgba[:, 3:] / 255.0)
         return {
-            "cond": t(img), "cond_mask": t(cond_mask),
-            "nocs_ref": _tile_nocs(ref), "nocs_self": _tile_nocs(own), "nocs_mask": t(ref_mask.float()),
-            "fixed_rgb": t(rgba[:, :3] / 127.5 - 1.0), "fixed_alpha": t(rgba[:, 3:] / 255.0),
-            "fixed_nocs": _tile_nocs(fixed), "fixed_mask": t(fixed_mask.float()),
+            **out,
             "num_views": torch.tensor(n, dtype=torch.int64),
             "K": torch.from_numpy(s["K"]), "T_camera_object": torch.from_numpy(s["T_camera_object"]),
             "azimuth_self": torch.from_numpy(s["azimuth_self"]),

@@ -262,9 +262,9 @@ def load_validator(spec: str, val_data: str | None) -> Validator:
 
 
 # ------------------------------------------------------------------------------ training
-def _open_dataset(path: str):
+def _open_dataset(path: str, domains: Sequence[str] | None = None):
     from .dataset import SparpDataset
-    return SparpDataset(path)
+    return SparpDataset(path, domains=domains)
 
 
 class _EpochSampler(torch.utils.data.Sampler):
@@ -383,7 +383,7 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     if dataset is None:
         if not args.data:
             raise TrainError("--data (a dataset folder from `sparp-ros dataset`) is required")
-        dataset = _open_dataset(args.data)
+        dataset = _open_dataset(args.data, args.domains)
     if len(dataset) < batch_size:
         raise TrainError(f"the data has {len(dataset)} samples, fewer than one batch of {batch_size}")
     data_cfg = getattr(dataset, "config", None)

@@ -46,7 +46,7 @@ def view_rotation_errors(pipe, dataset, domain: str = "nocs_self", items: int = 
 def pose_validator(pipe, val_data: str) -> dict:
     """Training hook: median per-view rotation error and Acc@15/30 on ``val_data``."""
     from .dataset import SparpDataset
-    ds = SparpDataset(val_data)
+    ds = SparpDataset(val_data, domains=("nocs_self",))
     metrics = {}
     for domain in ("nocs_self",):
         e = np.asarray(view_rotation_errors(pipe, ds, domain))

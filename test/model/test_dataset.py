@@ -188,3 +188,21 @@ def test_datasets_from_before_the_fixed_views_option_resume(cfg: DatasetConfig, 
     del meta["config"]["fixed_views"]
     meta_path.write_text(json.dumps(meta))
     assert build_dataset(tmp_path / "old", cfg, progress=False)["last_run"]["samples_rendered"] == 0
+
+
+def test_items_for_chosen_domains_only(data: Path) -> None:
+    """``domains=``: the same tensors for what is asked, nothing else (the others cost decoding)."""
+    full = SparpDataset(data)
+    for domains, keys, absent in ((("nocs_self",), {"nocs_self", "nocs_mask"},
+                                   {"nocs_ref", "fixed_rgb", "fixed_nocs", "fixed_mask", "fixed_alpha"}),
+                                  (("fixed_rgb", "nocs_ref"), {"nocs_ref", "nocs_mask", "fixed_rgb", "fixed_alpha"},
+                                   {"nocs_self", "fixed_nocs", "fixed_mask"})):
+        lean = SparpDataset(data, domains=domains)
+        for i in (0, 4):
+            a, b = full[i], lean[i]
+            assert not absent & set(b) and keys <= set(b)
+            for k, v in b.items():
+                if torch.is_tensor(v):
+                    assert torch.equal(v, a[k]), k
+    with pytest.raises(DatasetError, match="unknown domains"):
+        SparpDataset(data, domains=("rgb",))
