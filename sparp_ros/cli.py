@@ -43,7 +43,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     try:
         capture = load_capture(args.capture)
         pipeline = SparpPipeline(PipelineConfig(backend=args.backend, device=args.device,
-                                                cell_size=args.cell_size, mesh=not args.no_mesh))
+                                                cell_size=args.cell_size, mesh=not args.no_mesh,
+                                                **_model_options(args)))
         recon = pipeline(capture.frames)
     except (CaptureError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -59,6 +60,23 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    """PipelineConfig fields of the model backend given on the command line (none: the shipped
+    model with its own settings)."""
+    options = {"weights": args.weights, "model_domain": args.model_domain,
+               "inference_steps": args.inference_steps}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="model backend: a weights folder from `sparp-ros train` "
+                                          "(RUN/final); default the shipped model")
+    parser.add_argument("--model-domain", choices=["nocs_self", "nocs_ref"],
+                        help="model backend: per-view (nocs_self, default) or tiled (nocs_ref) NOCS")
+    parser.add_argument("--inference-steps", type=int, help="model backend: denoising steps "
+                                                            "(default the model's)")
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .evaluation import run_eval
     from .evaluation.run import expand_capture_dirs
@@ -68,7 +86,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"error: no capture folders (with cameras.json) in {args.captures}", file=sys.stderr)
         return 2
     metrics = run_eval(captures, Path(args.out), backends=args.backend, baseline=baseline,
-                       device=args.device, command="sparp-ros " + " ".join(sys.argv[1:]))
+                       device=args.device, command="sparp-ros " + " ".join(sys.argv[1:]),
+                       model=_model_options(args))
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -146,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu")
     c.add_argument("--cell-size", type=int, default=128)
     c.add_argument("--no-mesh", action="store_true")
+    _model_arguments(c)
 
     e = sub.add_parser("eval", help="evaluate against gt.json, with the pycolmap baseline")
     e.add_argument("captures", nargs="+")
@@ -156,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(as on a robot with TF) instead of from the images alone")
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
+    _model_arguments(e)
 
     b = sub.add_parser("bag", help="a capture folder from a rosbag2 (.db3/.mcap), keyframes "
                                    "picked as the node does")

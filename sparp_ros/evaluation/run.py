@@ -81,9 +81,11 @@ def _scale_applies(capture: Capture) -> bool:
     return bool(capture.gt.metric) and (_has_depth(capture) or _has_camera_motion(capture))
 
 
-def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
+def _run_backend(capture: Capture, backend: str, device: str,
+                 model: dict[str, Any] | None = None) -> dict[str, Any]:
     """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record.
-    ``backend`` may end in ``+tf`` (see ``CAMERA_MOTION_SUFFIX``)."""
+    ``backend`` may end in ``+tf`` (see ``CAMERA_MOTION_SUFFIX``); ``model`` (PipelineConfig
+    fields: ``weights``, ``model_domain``, ``inference_steps``) applies to the model backend."""
     n = len(capture.frames)
     metric = _scale_applies(capture)
     t0 = time.perf_counter()
@@ -94,7 +96,8 @@ def _run_backend(capture: Capture, backend: str, device: str) -> dict[str, Any]:
         if suffix:
             raise ValueError(f"unknown method {backend!r}: the suffix is {CAMERA_MOTION_SUFFIX!r} alone")
         recon = reconstruct_capture(capture, backend=name, device=device,
-                                    align_with_camera_motion=backend.endswith(CAMERA_MOTION_SUFFIX))
+                                    align_with_camera_motion=backend.endswith(CAMERA_MOTION_SUFFIX),
+                                    **((model or {}) if name == "model" else {}))
     except Exception as exc:  # noqa: BLE001 -- a method failing a capture is a result, not a crash
         elapsed = time.perf_counter() - t0
         log.warning("%s failed on %s: %s", backend, capture.root, exc)
@@ -199,13 +202,15 @@ def _progress(k: int, total: int, name: str, results: dict[str, dict[str, Any]])
 def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
              backends: Sequence[str] = ("oracle",), baseline: str | None = "pycolmap",
              device: str = "cpu", command: str | None = None,
-             colmap_workdir: str | Path | None = None) -> dict[str, Any]:
+             colmap_workdir: str | Path | None = None,
+             model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate each backend and the baseline on each capture; returns the ``metrics.json`` dict.
 
     ``command`` is recorded in the report (default: this process's command line). Captures that do
     not load or have no ``gt.json`` are listed in ``per_capture.json`` under ``errors`` and skipped
     for every method. ``colmap_workdir`` keeps COLMAP's database and model per capture for
-    inspection (default: a temporary folder).
+    inspection (default: a temporary folder). ``model``: options of the model backend
+    (``weights`` folder, ``model_domain``, ``inference_steps``; default the shipped model's).
     """
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES} or None, got {baseline!r}")
@@ -231,7 +236,7 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
             continue
         results: dict[str, dict[str, Any]] = {}
         for backend in backends:
-            results[backend] = _run_backend(capture, backend, device)
+            results[backend] = _run_backend(capture, backend, device, model)
         if baseline:
             wd = None if colmap_workdir is None else Path(colmap_workdir) / f"{k:03d}_{cdir.name}"
             results[baseline] = _run_baseline(capture, baseline, wd)

@@ -163,3 +163,19 @@ def test_run_eval_with_the_real_oracle_pipeline(objects_dir, tmp_path):
     assert oracle["chamfer"] < 0.03 and oracle["fscore"] > 0.9
     assert oracle["scale_error"] < 0.02                 # depth (Umeyama) vs the true diagonal
     assert oracle["fscore@0.01"] <= oracle["fscore@0.02"] <= oracle["fscore"]
+
+
+def test_model_options_reach_only_the_model_backend(tmp_path, fake_pipeline):
+    """``sparp-ros eval --weights RUN/final --model-domain nocs_ref``: the options go to the model
+    backend (trained weights can be evaluated like the shipped ones), not to the others."""
+    from sparp_ros.cli import main
+    mesh_path = tmp_path / "box.ply"
+    trimesh.creation.box(extents=[0.1, 0.1, 0.1]).export(mesh_path)
+    _write_capture(tmp_path / "cap", 3, 0, mesh_path)
+    assert main(["eval", str(tmp_path / "cap"), "--out", str(tmp_path / "out"), "--backend", "model",
+                 "--backend", "oracle", "--baseline", "none", "--weights", "/w", "--model-domain",
+                 "nocs_ref", "--inference-steps", "2"]) == 0
+    assert fake_pipeline.calls == [
+        ("model", {"align_with_camera_motion": False, "weights": "/w", "model_domain": "nocs_ref",
+                   "inference_steps": 2}),
+        ("oracle", {"align_with_camera_motion": False})]
