@@ -25,7 +25,8 @@ from pathlib import Path
 from .conventions import CAMERA_MOTION_SUFFIX
 from .model.backend import BACKENDS
 
-DEFAULT_BACKEND = "oracle"   # until the model of issue 3 ships; see model/backend.py
+DEFAULT_BACKEND = "model"    # reconstruct: the network works on any images (accuracy: its MODEL_CARD)
+EVAL_DEFAULT_BACKEND = "oracle"   # eval: the geometry's reference; name --backend model to add it
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "eval" and not args.backend:
-        args.backend = [DEFAULT_BACKEND]
+        args.backend = [EVAL_DEFAULT_BACKEND]
     passthrough = {"node": _node, "play": _play, "demo": _demo, "dataset": _dataset, "train": _train}
     if args.command in passthrough:
         return passthrough[args.command](args, rest)

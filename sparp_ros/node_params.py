@@ -25,8 +25,9 @@ NODE_NAME = "sparp_node"
 # Every parameter: (default, description). config/sparp.yaml repeats them with comments; a test
 # keeps the two equal.
 PARAMETERS: dict[str, tuple[Any, str]] = {
-    "backend": ("oracle", "NOCS backend: 'oracle' or 'oracle_per_view' (ground truth from "
-                          "oracle_nocs, test instruments) or 'model'"),
+    "backend": ("model", "NOCS backend: 'model' (the trained network, for real cameras) or "
+                         "'oracle' / 'oracle_per_view' (ground truth from oracle_nocs: test "
+                         "instruments for rendered input)"),
     "device": ("cpu", "torch device of the model backend: cpu, cuda, cuda:1"),
     "weights": ("", "model weights folder; empty = the weights shipped in the package"),
     "model_domain": ("nocs_self", "model backend: 'nocs_self' (per-view NOCS + azimuth search) or "

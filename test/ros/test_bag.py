@@ -178,7 +178,8 @@ def test_cli_bag_then_reconstruct(bag, tmp_path, capsys):
     frames = load_capture(out).frames
     # The node's buffer keeps the most recent views when more come than it holds.
     assert [f.stamp for f in frames] == pytest.approx([T0 + PERIOD, T0 + 2 * PERIOD])
-    assert cli.main(["reconstruct", str(out), "--out", str(tmp_path / "result"), "--no-mesh"]) == 0
+    assert cli.main(["reconstruct", str(out), "--out", str(tmp_path / "result"), "--no-mesh",
+                     "--backend", "oracle"]) == 0
     assert (tmp_path / "result" / "result.json").is_file()
 
 

@@ -72,7 +72,7 @@ def watched(request, ros_context, executor):
     from sparp_ros.node import SparpNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
-    params = {"use_depth": False, "use_mask": False, "diagnostics_period_s": PERIOD_S,
+    params = {"backend": "oracle", "use_depth": False, "use_mask": False, "diagnostics_period_s": PERIOD_S,
               **getattr(request, "param", {})}
     node = SparpNode(context=ros_context, namespace=ns,
                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])

@@ -30,7 +30,8 @@ from sparp_ros.player import PLAYER_QOS  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 QUIET_S = 1.0
 """How long a frame that must not be taken is given to arrive anyway."""
-ORACLE_INPUTS = {"use_depth": False, "use_mask": False, "diagnostics_period_s": 0.2}
+ORACLE_INPUTS = {"backend": "oracle", "use_depth": False, "use_mask": False,
+                 "diagnostics_period_s": 0.2}
 
 
 class LifecycleClient:

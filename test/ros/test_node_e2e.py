@@ -76,7 +76,8 @@ def system(ros_context, executor, capture):
 
     # Reliable inputs: the player sends each view once, so a lost best-effort image is a lost view.
     node = SparpNode(context=ros_context,
-                     parameter_overrides=[Parameter("reliable_inputs", value=True),
+                     parameter_overrides=[Parameter("backend", value="oracle"),
+                                          Parameter("reliable_inputs", value=True),
                                           Parameter("sync_timeout_s", value=5.0)])
     player = rclpy.create_node("sparp_test_player", context=ros_context)
     client = Collector(ros_context)

@@ -33,7 +33,8 @@ def rig(request, ros_context, executor, spinning):
     from sparp_ros.node import SparpNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
-    overrides = [Parameter(k, value=v) for k, v in getattr(request, "param", {}).items()]
+    params = {"backend": "oracle", **getattr(request, "param", {})}
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
     node = SparpNode(context=ros_context, namespace=ns, parameter_overrides=overrides)
     peer = rclpy.create_node("peer", namespace=ns, context=ros_context)
     types = {"camera_info": CameraInfo, "image/compressed": CompressedImage}

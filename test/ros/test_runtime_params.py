@@ -26,7 +26,8 @@ def rig(request, ros_context, executor, spinning):
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
     node = SparpNode(context=ros_context, namespace=ns, parameter_overrides=[
-        Parameter("use_depth", value=False), Parameter("use_mask", value=False)])
+        Parameter("backend", value="oracle"), Parameter("use_depth", value=False),
+        Parameter("use_mask", value=False)])
     peer = rclpy.create_node("peer", namespace=ns, context=ros_context)
     pubs = {p: peer.create_publisher(CameraInfo if p == "camera_info" else Image, p, PLAYER_QOS)
             for p in ("image", "camera_info", "oracle_nocs")}
