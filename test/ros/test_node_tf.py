@@ -44,6 +44,7 @@ def result(ros_context, executor, capture, wait_for, call_trigger):
     assert capture.gt.extra["canonical"]["diagonal"] / 0.2 - 1 > 3 * MAX_SCALE_ERROR, \
         "the size prior must not pass this test by chance"
     node = SparpNode(context=ros_context, parameter_overrides=[
+        Parameter("backend", value="oracle"),     # the geometry from TF, not the model's accuracy
         Parameter("reliable_inputs", value=True), Parameter("sync_timeout_s", value=5.0),
         Parameter("use_depth", value=False), Parameter("world_frame", value=WORLD)])
     player = rclpy.create_node("sparp_tf_test_player", context=ros_context)
