@@ -359,6 +359,8 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     from diffusers.training_utils import EMAModel
 
     torch.set_num_threads(args.threads)
+    if args.lr_schedule not in LR_SCHEDULES:      # refused before any data or model is loaded
+        raise TrainError(f"lr schedule must be one of {LR_SCHEDULES}, got {args.lr_schedule!r}")
     bad = [d for d in args.domains if d not in DOMAINS]
     if bad or not args.domains:
         raise TrainError(f"--domains must be a non-empty subset of {DOMAINS}, got {list(args.domains)}")
