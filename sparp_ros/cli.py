@@ -13,6 +13,7 @@
     sparp-ros demo                                        render, play, trigger, report (make demo)
     sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (model/dataset.py)
     sparp-ros train --config tiny --data DATA --out RUN   train the diffusion model (model/train.py)
+    sparp-ros train-angles --data DATA... --out DIR       train the view-angle network (model/view_angles.py)
 """
 from __future__ import annotations
 
@@ -146,6 +147,11 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     return train_main(list(rest)) or 0
 
 
+def _train_angles(args: argparse.Namespace, rest: list[str]) -> int:
+    from .model.view_angles import main as angles_main
+    return angles_main(list(rest)) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparp-ros", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     # These two own their options (see `sparp-ros dataset --help`, `sparp-ros train --help`).
     sub.add_parser("dataset", help="render training samples from meshes", add_help=False)
     sub.add_parser("train", help="train the diffusion model", add_help=False)
+    sub.add_parser("train-angles", help="train the view-angle network (elevation, roll)", add_help=False)
     return p
 
 
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "eval" and not args.backend:
         args.backend = [EVAL_DEFAULT_BACKEND]
-    passthrough = {"node": _node, "play": _play, "demo": _demo, "dataset": _dataset, "train": _train}
+    passthrough = {"node": _node, "play": _play, "demo": _demo, "dataset": _dataset, "train": _train,
+                   "train-angles": _train_angles}
     if args.command in passthrough:
         return passthrough[args.command](args, rest)
     if rest:

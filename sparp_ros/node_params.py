@@ -44,6 +44,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "assume_upright": (True, "with camera poses from TF: the object's z axis is world_frame's +z "
                              "(REP 103; objects resting upright, as the model was trained), so "
                              "only its heading comes from the images; false = tilt from the images"),
+    "view_angles": (True, "per-view model: take each view's camera elevation and roll from the "
+                          "view-angle network shipped beside the weights (view_angles/), which "
+                          "judges them better than the NOCS model's own frame; false = PnP's"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
     "isolate_mesh": (True, "run the Poisson surface in a child process so a native crash there "
                            "cannot take the node down (the pose is still published)"),

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +23,9 @@ from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
 from .geometry.refine import RefineError, RefineParams, refine_poses
 from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_depth
 from .geometry.surface_worker import SurfaceWorker
-from .model.backend import REFERENCE_FRAME, BackendError, CellView, NocsBackend, make_backend
+from .geometry.view_angles import elevation_roll_deg, tilt_correction
+from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView,
+                            NocsBackend, NocsPrediction, VIEW_ANGLES_FOLDER, make_backend)
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
 
@@ -57,6 +60,10 @@ class PipelineConfig:
                                       # (REP 103 z-up; the model's frames are gravity-aligned, it
                                       # was trained on upright objects): only the heading comes from
                                       # the images. False: the tilt is averaged from the views' NOCS
+    view_angles: bool = True          # per-view mode: move each view's frame to the camera
+                                      # elevation and roll read by the view-angle network shipped
+                                      # beside the weights (``view_angles/``), when there is one
+    view_angle_weight: float = 1.0    # 1: the network's angles; 0: PnP's; between: a blend
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
@@ -87,6 +94,7 @@ class SparpPipeline:
                 num_inference_steps=self.config.inference_steps, seed=self.config.seed)
         except BackendError as exc:
             raise PipelineError(str(exc)) from exc
+        self.view_angle_estimator = self._load_view_angles()
 
     def __call__(self, frames: list[Frame]) -> Reconstruction:
         timings: dict[str, float] = {}
@@ -112,6 +120,11 @@ class SparpPipeline:
         if not any(r.ok for r in pnp):
             raise PipelineError("no view gave a pose: " + "; ".join(
                 f"view {i}: {r.message}" for i, r in enumerate(pnp)))
+        # 4a. Per-view frames: the camera's elevation and roll from the view-angle network.
+        view_angles = None
+        if self.view_angle_estimator is not None and preds[0].frame == PER_VIEW_FRAME:
+            with _timed(timings, "view_angles"):
+                preds, pnp, view_angles = self._correct_tilt(cells, preds, pnp)
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
             R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
@@ -152,6 +165,7 @@ class SparpPipeline:
                    "mesh_message": mesh_message,
                    "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
                    "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
+                   "view_angles": view_angles,
                    "device_fallback": self.device_fallback,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
@@ -215,6 +229,58 @@ class SparpPipeline:
             preds.append(options[best][0])
             results.append(options[best][1])
         return preds, results, scores
+
+    def _load_view_angles(self):
+        """The view-angle network beside the model's weights (``<weights>/view_angles``), or None
+        (not the model backend, switched off, or no such folder: the PnP angles stay). A folder
+        that exists but cannot be loaded is an error, like bad model weights."""
+        cfg = self.config
+        if not cfg.view_angles or cfg.backend != "model":
+            return None
+        folder = Path(cfg.weights or DEFAULT_WEIGHTS) / VIEW_ANGLES_FOLDER
+        if not folder.is_dir():
+            log.info("no view-angle network in %s: elevation and roll from PnP alone", folder.parent)
+            return None
+        from .model.config import ModelLoadError
+        from .model.view_angles import ViewAngleEstimator
+        try:
+            estimator = ViewAngleEstimator.from_folder(folder)
+        except ModelLoadError as exc:
+            raise PipelineError(f"cannot load the view-angle network: {exc}") from exc
+        if estimator.cell != self.cell_size:
+            raise PipelineError(f"the view-angle network in {folder} takes {estimator.cell} px cells, "
+                                f"the model {self.cell_size} px")
+        return estimator
+
+    def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult]):
+        """Each posed view's frame turned (about its origin) so that its camera sits at the
+        network's elevation and roll (blended with PnP's by ``view_angle_weight``); the NOCS map
+        turns with it, so every pixel keeps its point and PnP's fit is unchanged. Returns the new
+        predictions, poses and a per-view record of the angles."""
+        w = float(np.clip(self.config.view_angle_weight, 0.0, 1.0))
+        net = self.view_angle_estimator.predict(np.stack([c.image for c, _ in cells]),
+                                                np.stack([c.mask for c, _ in cells]))
+        new_preds, new_pnp, record = [], [], []
+        for p, r, (el_net, roll_net) in zip(preds, pnp, net):
+            if not r.ok:
+                new_preds.append(p)
+                new_pnp.append(r)
+                record.append(None)
+                continue
+            el_pnp, roll_pnp = elevation_roll_deg(r.T_camera_unit)
+            roll_net = roll_pnp + _wrap_deg(roll_net - roll_pnp)
+            el, roll = w * el_net + (1 - w) * el_pnp, w * roll_net + (1 - w) * roll_pnp
+            Q = tilt_correction(r.T_camera_unit, el, roll)
+            T = r.T_camera_unit.copy()
+            T[:3, :3] = T[:3, :3] @ Q.T
+            nocs = ((p.nocs - 0.5) @ Q.T + 0.5).astype(np.float32)
+            nocs[~p.mask] = 0.0
+            new_preds.append(replace(p, nocs=nocs))
+            new_pnp.append(replace(r, T_camera_unit=T))
+            record.append({"elevation_deg_pnp": el_pnp, "roll_deg_pnp": roll_pnp,
+                           "elevation_deg_net": float(el_net), "roll_deg_net": float(roll_net),
+                           "elevation_deg": float(el), "roll_deg": float(roll)})
+        return new_preds, new_pnp, record
 
     @staticmethod
     def _check(frames: list[Frame]) -> None:
@@ -367,6 +433,10 @@ class SparpPipeline:
         mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         mesh.vertices = mesh.vertices * scale
         return mesh
+
+
+def _wrap_deg(a: float) -> float:
+    return float((a + 180.0) % 360.0 - 180.0)
 
 
 def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:

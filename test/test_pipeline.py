@@ -275,3 +275,61 @@ def test_camera_motion_agreement_makes_the_object_upright():
     for a, b in (([1, 0, 0], [0, 0, 1]), ([0, 0, -1], [0, 0, 1]), ([0, 0, 1], [0, 0, 1])):
         R = _rotation_between(np.array(a, float), np.array(b, float))
         assert np.allclose(R @ a, b) and np.allclose(R @ R.T, np.eye(3)) and np.linalg.det(R) > 0
+
+
+class _FixedAngles:
+    """Stands in for the view-angle network: returns the angles it was given, one row per view."""
+
+    def __init__(self, angles):
+        self.angles = np.asarray(angles, float)
+
+    def predict(self, images, masks):
+        assert len(images) == len(masks) == len(self.angles)
+        return self.angles
+
+
+def test_view_angles_move_each_frame_to_the_given_elevation_and_roll(captures):
+    """The per-view frames take the view-angle network's elevation and roll (blended with PnP's by
+    ``view_angle_weight``); pixels keep their points, so the PnP fit is unchanged."""
+    from sparp_ros.conventions import rot_z
+    from sparp_ros.geometry.view_angles import elevation_roll_deg
+    capture = captures["Schleich_Hereford_Bull"]
+    config = PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False)
+    plain = SparpPipeline(config)(capture.frames)
+    true = np.array([elevation_roll_deg(v.T_camera_object) for v in plain.views])
+    wanted = true + np.array([[8.0, -3.0], [-5.0, 2.0], [3.0, 4.0], [-9.0, -1.0]])
+    for weight in (1.0, 0.5, 0.0):
+        pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+                                                align_with_camera_motion=False, view_angle_weight=weight))
+        pipeline.view_angle_estimator = _FixedAngles(wanted)
+        recon = pipeline(capture.frames)
+        got = np.array([elevation_roll_deg(v.T_camera_object) for v in recon.views])
+        assert np.allclose(got, weight * wanted + (1 - weight) * true, atol=0.05), (weight, got, wanted)
+        record = recon.extra["view_angles"]
+        assert [r["elevation_deg_net"] for r in record] == pytest.approx(wanted[:, 0])
+        azimuths = recon.extra["azimuth_hypotheses"][0]["azimuths_deg"]
+        for i, (view, nocs, mask, cam) in enumerate(zip(recon.views, recon.nocs, recon.nocs_masks,
+                                                        recon.extra["cell_cameras"])):
+            # every NOCS pixel (own frame, turned into the reference frame by the view's azimuth)
+            # still projects onto itself through the corrected pose
+            v, u = np.nonzero(mask)
+            X = (nocs[v, u] - 0.5) @ rot_z(np.radians(azimuths[str(i)])).T * recon.scale
+            pc = X @ view.T_camera_object[:3, :3].T + view.T_camera_object[:3, 3]
+            uv = pc[:, :2] / pc[:, 2:] * np.diag(cam)[:2] + np.asarray(cam)[:2, 2]
+            assert np.median(np.linalg.norm(uv - np.stack([u, v], 1), axis=1)) < 0.6
+    assert plain.extra["view_angles"] is None          # no network: the PnP angles stay
+
+
+def test_a_broken_view_angle_network_is_refused_clearly(tmp_path):
+    """Weights folder with a view_angles/ that cannot be read: a PipelineError naming it."""
+    import shutil
+    from sparp_ros.model.backend import DEFAULT_WEIGHTS
+    weights = tmp_path / "tiny"
+    shutil.copytree(DEFAULT_WEIGHTS, weights, ignore=shutil.ignore_patterns("view_angles", "*.png"))
+    (weights / "view_angles").mkdir()
+    (weights / "view_angles" / "config.json").write_text('{"width": 32, "cell": 32}')
+    (weights / "view_angles" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match="view-angle network.*model.safetensors"):
+        SparpPipeline(PipelineConfig(backend="model", weights=str(weights)))
+    assert SparpPipeline(PipelineConfig(backend="model", weights=str(weights),
+                                        view_angles=False)).view_angle_estimator is None

@@ -5,7 +5,9 @@ from sparp_ros.capture import load_capture
 from sparp_ros.pipeline import SparpPipeline, PipelineConfig
 import os
 # WEIGHTS=folder DOMAIN=nocs_ref evaluate another model than the shipped one
-MODEL = {"weights": os.environ.get("WEIGHTS"), "model_domain": os.environ.get("DOMAIN", "nocs_self")}
+# VIEW_ANGLE_WEIGHT=w blends the view-angle network's elevation/roll with PnP's (0: PnP alone)
+MODEL = {"weights": os.environ.get("WEIGHTS"), "model_domain": os.environ.get("DOMAIN", "nocs_self"),
+         "view_angle_weight": float(os.environ.get("VIEW_ANGLE_WEIGHT", 1.0))}
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation
 backend = sys.argv[1]; steps = int(sys.argv[2]) if len(sys.argv) > 2 else None
 pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend=backend, inference_steps=steps, mesh=False, **MODEL))

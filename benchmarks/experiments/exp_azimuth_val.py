@@ -1,0 +1,59 @@
+"""Experiment: the image-only azimuth search on dataset samples of the 25 unseen objects
+(``runs/data_val``, not the eval captures, so settings chosen here are not fitted to the eval).
+Per non-reference view: |chosen − true| azimuth between its own frame and view 0's.
+``WEIGHTS=DIR VIEW_ANGLES=0|1 DEPTH_TOL=0.03 SIL_PX=1 N=120 python .../exp_azimuth_val.py [DATA]``"""
+import glob
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+import sparp_ros.geometry.azimuth as az  # noqa: E402
+from sparp_ros.camera import PinholeCamera  # noqa: E402
+from sparp_ros.model.backend import CellView  # noqa: E402
+from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
+
+data = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "runs/data_val")
+N = int(os.environ.get("N", 120))
+depth_tol, sil_px = float(os.environ.get("DEPTH_TOL", 0.03)), int(os.environ.get("SIL_PX", 1))
+_vf, _vg = az.violation_fraction, az.view_geometry
+az.violation_fraction = lambda p, t, depth_tolerance=depth_tol: _vf(p, t, depth_tolerance)
+az.view_geometry = lambda *a, tolerance_px=sil_px: _vg(*a, tolerance_px=tolerance_px)
+import sparp_ros.pipeline as pl  # noqa: E402
+pl.view_geometry = az.view_geometry
+pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
+                                    weights=os.environ.get("WEIGHTS"),
+                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1"))
+errs, done = [], 0
+for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
+    d = np.load(shard)
+    for i in range(len(d["num_views"])):
+        n = int(d["num_views"][i])
+        if n < 2:
+            continue
+        S = d["images"].shape[2]
+        cells = [(CellView(d["images"][i, v], d["masks"][i, v] > 0,
+                           PinholeCamera(K=d["K"][i, v].astype(float), width=S, height=S)), None)
+                 for v in range(n)]
+        preds, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
+        if pipe.view_angle_estimator is not None:
+            preds, pnp, _ = pipe._correct_tilt(cells, preds, pnp)
+        if not pnp[0].ok:
+            continue
+        R, _ = pipe._align(cells, preds, pnp, [None] * n)
+        for v in range(1, n):
+            if pnp[v].ok:
+                a = np.degrees(np.arctan2(R[v][1, 0], R[v][0, 0]))
+                errs.append(abs((a - np.degrees(d["azimuth_self"][i, v]) + 180) % 360 - 180))
+        done += 1
+        if done >= N:
+            break
+    if done >= N:
+        break
+e = np.array(errs)
+print(f"depth_tol {depth_tol} sil_px {sil_px} view_angles {pipe.view_angle_estimator is not None}: "
+      f"{done} samples, {len(e)} views: |azimuth error| median {np.median(e):.1f}°, <15° {np.mean(e < 15):.2f}, "
+      f"<30° {np.mean(e < 30):.2f}, >150° {np.mean(e > 150):.2f}")

@@ -1,0 +1,64 @@
+"""Experiment: how much of the 4-view relative-rotation error is the choice among the azimuth
+hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis (what ships), the
+best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
+(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 HYPOTHESES=K python .../exp_hypotheses.py``."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from sparp_ros.capture import load_capture  # noqa: E402
+from sparp_ros.conventions import CanonicalFrame, camera_azimuth, rot_z  # noqa: E402
+from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
+from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
+
+K = int(os.environ.get("HYPOTHESES", 3))
+pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
+                                    weights=os.environ.get("WEIGHTS"), azimuth_hypotheses=K,
+                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1"))
+res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
+rank_of_best = []
+az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)
+for cd in sorted((REPO / "benchmarks/out/eval25/captures").iterdir()):
+    cap = load_capture(cd)
+    r = pipe(cap.frames)
+    gt = cap.gt.T_camera_object
+    c = cap.gt.extra["canonical"]
+    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    true_az = [camera_azimuth(T @ frame.T_mesh_object) for T in gt]
+    hyps = r.extra["azimuth_hypotheses"]
+    a0 = hyps[0]["azimuths_deg"]
+    own = {int(i): v.T_camera_object[:3, :3] @ rot_z(np.radians(a0[i]))
+           for i, v in ((str(k), v) for k, v in enumerate(r.views)) if v.ok and i in a0}
+
+    def errors(az: dict) -> list[float]:
+        Rs = [None] * len(r.views)
+        for i, R in own.items():
+            T = np.eye(4)
+            T[:3, :3] = R @ rot_z(az[i]).T
+            Rs[i] = T
+        return relative_rotation_errors(Rs, gt)
+    per_h = [errors({int(i): np.radians(a) for i, a in h["azimuths_deg"].items()}) for h in hyps]
+    ref = min(own)
+    res["first"] += per_h[0]
+    b = int(np.argmin([np.median(e) for e in per_h]))
+    rank_of_best.append(b)
+    res[f"best_of_{K}"] += per_h[b]
+    res["true_azimuth"] += errors({i: true_az[i] - true_az[ref] for i in own})
+    for i in own:
+        if i != ref:
+            t = np.degrees(true_az[i] - true_az[ref])
+            az_err.append((a0[str(i)] - t + 180) % 360 - 180)
+            az_true.append((t + 180) % 360 - 180)
+for name, e in res.items():
+    print(name, json.dumps({k: round(v, 3) for k, v in summarize_rotation(e).items()}))
+print("rank of the best hypothesis per capture:", np.bincount(rank_of_best, minlength=K).tolist())
+e = np.abs(np.array(az_err))
+print("azimuth error of the first hypothesis, per view: median %.1f°; <15° %.2f, <30° %.2f, 150-180° %.2f"
+      % (np.median(e), np.mean(e < 15), np.mean(e < 30), np.mean(e > 150)))
+print("histogram of |error| in 30° bins:", np.histogram(e, bins=np.arange(0, 181, 30))[0].tolist())
+print("true |relative azimuth| of those views: median %.1f°" % np.median(np.abs(az_true)))

@@ -1,0 +1,117 @@
+"""The view-angle network: shapes, safetensors round trip, refusal of bad weights, training learns."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sparp_ros.geometry.view_angles import elevation_roll_deg
+from sparp_ros.model.config import ModelLoadError
+from sparp_ros.model.view_angles import (CONFIG_FILE, WEIGHTS_FILE, ViewAngleEstimator, ViewAngleNet,
+                                         angle_errors, load_view_samples, main, train_view_angles)
+from sparp_ros.render.capture_renderer import look_at
+from sparp_ros.conventions import unit_direction
+
+
+def _estimator(width=8, cell=32, seed=0) -> ViewAngleEstimator:
+    torch.manual_seed(seed)
+    return ViewAngleEstimator(ViewAngleNet(width).eval(), cell, {"width": width, "cell": cell})
+
+
+def _cells(n, cell=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, cell, cell, 3), dtype=np.uint8),
+            rng.random((n, cell, cell)) > 0.3)
+
+
+def test_predict_gives_degrees_per_view_and_checks_the_cell_size():
+    est = _estimator()
+    images, masks = _cells(5)
+    out = est.predict(images, masks)
+    assert out.shape == (5, 2) and out.dtype == np.float64 and np.all(np.isfinite(out))
+    with pytest.raises(ValueError, match="32 x 32"):
+        est.predict(*_cells(2, cell=16))
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path):
+    est = _estimator(seed=4)
+    est.save(tmp_path / "va")
+    assert sorted(p.name for p in (tmp_path / "va").iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
+    back = ViewAngleEstimator.from_folder(tmp_path / "va")
+    for k, v in est.net.state_dict().items():
+        assert torch.equal(v, back.net.state_dict()[k]), k
+    images, masks = _cells(3)
+    assert np.array_equal(est.predict(images, masks), back.predict(images, masks))
+
+
+def test_bad_weights_are_refused_with_the_file_named(tmp_path):
+    folder = tmp_path / "va"
+    _estimator().save(folder)
+    (folder / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="corrupt or unreadable safetensors"):
+        ViewAngleEstimator.from_folder(folder)
+    (folder / WEIGHTS_FILE).unlink()
+    (folder / "model.pt").write_bytes(b"pickle")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        ViewAngleEstimator.from_folder(folder)
+    _estimator(width=8).save(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({"width": 16, "cell": 32}))
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        ViewAngleEstimator.from_folder(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({"cell": 32}))
+    with pytest.raises(ModelLoadError, match="width"):
+        ViewAngleEstimator.from_folder(folder)
+
+
+def _shard(path, n_samples, seed):
+    """A dataset shard whose label is visible in the image: the camera's elevation sets the
+    brightness of the upper half of a disc (a stand-in for the top face one sees from above)."""
+    rng = np.random.default_rng(seed)
+    S = 32
+    yy, xx = np.mgrid[:S, :S]
+    disc = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 < 12 ** 2
+    images = np.zeros((n_samples, 6, S, S, 3), np.uint8)
+    masks = np.zeros((n_samples, 6, S, S), np.uint8)
+    T = np.tile(np.eye(4, dtype=np.float32), (n_samples, 6, 1, 1))
+    num_views = rng.integers(1, 4, n_samples).astype(np.int16)
+    for i in range(n_samples):
+        for v in range(num_views[i]):
+            el = rng.uniform(-20, 50)
+            T[i, v] = look_at(2.0 * unit_direction(rng.uniform(-3, 3), np.radians(el)), np.zeros(3))
+            img = np.full((S, S, 3), 60, np.uint8)
+            img[(yy < 16) & disc] = int(np.interp(el, [-20, 50], [40, 250]))
+            images[i, v], masks[i, v] = img, disc
+    np.savez(path / "shard_00000.npz", images=images, masks=masks, num_views=num_views,
+             T_camera_object=T)
+
+
+def test_labels_come_from_each_views_pose(tmp_path):
+    _shard(tmp_path, 6, seed=1)
+    images, masks, labels, cell = load_view_samples([tmp_path])
+    with np.load(tmp_path / "shard_00000.npz") as d:
+        expected = [elevation_roll_deg(d["T_camera_object"][i, v].astype(float))
+                    for i, n in enumerate(d["num_views"]) for v in range(n)]
+    assert cell == 32 and len(images) == len(masks) == len(labels) == len(expected)
+    assert np.allclose(labels, expected)
+    with pytest.raises(FileNotFoundError, match="sparp-ros dataset"):
+        load_view_samples([tmp_path / "empty"])
+
+
+def test_a_short_training_run_learns_the_elevation(tmp_path):
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    _shard(train, 40, seed=2)
+    _shard(val, 10, seed=3)
+    data = load_view_samples([val])
+    before = np.median(angle_errors(_estimator(width=8, seed=0), *data[:3]), axis=0)
+    lines = []
+    est = train_view_angles([train], tmp_path / "out", [val], width=8, steps=150, batch_size=32,
+                            lr=3e-3, val_every=75, seed=0, log=lines.append)
+    after = np.median(angle_errors(est, *data[:3]), axis=0)
+    assert after[0] < 0.5 * before[0] and after[0] < 8.0, (before, after)
+    assert any("validation median error" in line for line in lines)
+    saved = ViewAngleEstimator.from_folder(tmp_path / "out")
+    assert saved.config["training"]["steps"] == 150 and len(saved.config["training"]["history"]) == 2
+    assert main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
