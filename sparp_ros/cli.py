@@ -14,6 +14,7 @@
     sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (model/dataset.py)
     sparp-ros train --config tiny --data DATA --out RUN   train the diffusion model (model/train.py)
     sparp-ros train-angles --data DATA... --out DIR       train the view-angle network (model/view_angles.py)
+    sparp-ros train-pair-azimuth --data DATA... --out DIR the pair-azimuth network (model/pair_azimuth.py)
 """
 from __future__ import annotations
 
@@ -152,6 +153,11 @@ def _train_angles(args: argparse.Namespace, rest: list[str]) -> int:
     return angles_main(list(rest)) or 0
 
 
+def _train_pair_azimuth(args: argparse.Namespace, rest: list[str]) -> int:
+    from .model.pair_azimuth import main as pair_main
+    return pair_main(list(rest)) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparp-ros", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dataset", help="render training samples from meshes", add_help=False)
     sub.add_parser("train", help="train the diffusion model", add_help=False)
     sub.add_parser("train-angles", help="train the view-angle network (elevation, roll)", add_help=False)
+    sub.add_parser("train-pair-azimuth", help="train the pair-azimuth network", add_help=False)
     return p
 
 
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval" and not args.backend:
         args.backend = [EVAL_DEFAULT_BACKEND]
     passthrough = {"node": _node, "play": _play, "demo": _demo, "dataset": _dataset, "train": _train,
-                   "train-angles": _train_angles}
+                   "train-angles": _train_angles, "train-pair-azimuth": _train_pair_azimuth}
     if args.command in passthrough:
         return passthrough[args.command](args, rest)
     if rest:

@@ -252,6 +252,7 @@ class SparpNodeCore:
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
             refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
+            pair_azimuth_weight=float(p["pair_azimuth_weight"]),
             isolate_mesh=bool(p["isolate_mesh"]))
 
     def _keyframe_config(self) -> KeyframeConfig:

@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from .capture import Capture, Frame
 from .conventions import invert_rigid
-from .geometry.azimuth import joint_azimuths, rot_z, view_geometry
+from .geometry.azimuth import joint_azimuths, pair_cost_curve, rot_z, view_geometry
 from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
@@ -25,13 +26,15 @@ from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_
 from .geometry.surface_worker import SurfaceWorker
 from .geometry.view_angles import elevation_roll_deg, tilt_correction
 from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView,
-                            NocsBackend, NocsPrediction, VIEW_ANGLES_FOLDER, make_backend)
+                            NocsBackend, NocsPrediction, PAIR_AZIMUTH_FOLDER, VIEW_ANGLES_FOLDER,
+                            make_backend)
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
 
 log = logging.getLogger("sparp_ros.pipeline")
 
 MAX_VIEWS = 6
+AZIMUTH_STEPS = 360          # the azimuth search's grid (1°)
 
 
 class PipelineError(ValueError):
@@ -64,6 +67,9 @@ class PipelineConfig:
                                       # elevation and roll read by the view-angle network shipped
                                       # beside the weights (``view_angles/``), when there is one
     view_angle_weight: float = 1.0    # 1: the network's angles; 0: PnP's; between: a blend
+    pair_azimuth_weight: float = 0.0  # per-view mode: weight of the pair-azimuth network's cost
+                                      # (−log p, from ``pair_azimuth/`` beside the weights) added to
+                                      # the visibility score of every pair; 0 = visibility alone
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
@@ -94,7 +100,10 @@ class SparpPipeline:
                 num_inference_steps=self.config.inference_steps, seed=self.config.seed)
         except BackendError as exc:
             raise PipelineError(str(exc)) from exc
-        self.view_angle_estimator = self._load_view_angles()
+        self.view_angle_estimator = self._load_small_net(
+            VIEW_ANGLES_FOLDER, "view-angle", self.config.view_angles, _view_angle_estimator)
+        self.pair_azimuth_estimator = self._load_small_net(
+            PAIR_AZIMUTH_FOLDER, "pair-azimuth", self.config.pair_azimuth_weight > 0, _pair_azimuth_estimator)
 
     def __call__(self, frames: list[Frame]) -> Reconstruction:
         timings: dict[str, float] = {}
@@ -230,25 +239,24 @@ class SparpPipeline:
             results.append(options[best][1])
         return preds, results, scores
 
-    def _load_view_angles(self):
-        """The view-angle network beside the model's weights (``<weights>/view_angles``), or None
-        (not the model backend, switched off, or no such folder: the PnP angles stay). A folder
-        that exists but cannot be loaded is an error, like bad model weights."""
+    def _load_small_net(self, subfolder: str, what: str, wanted: bool, load: Callable[[Path], Any]):
+        """One of the small networks beside the model's weights (``<weights>/<subfolder>``), or
+        None (not the model backend, switched off, or no such folder: the pipeline does without).
+        A folder that exists but cannot be loaded is an error, like bad model weights."""
         cfg = self.config
-        if not cfg.view_angles or cfg.backend != "model":
+        if not wanted or cfg.backend != "model":
             return None
-        folder = Path(cfg.weights or DEFAULT_WEIGHTS) / VIEW_ANGLES_FOLDER
+        folder = Path(cfg.weights or DEFAULT_WEIGHTS) / subfolder
         if not folder.is_dir():
-            log.info("no view-angle network in %s: elevation and roll from PnP alone", folder.parent)
+            log.info("no %s network in %s", what, folder.parent)
             return None
         from .model.config import ModelLoadError
-        from .model.view_angles import ViewAngleEstimator
         try:
-            estimator = ViewAngleEstimator.from_folder(folder)
+            estimator = load(folder)
         except ModelLoadError as exc:
-            raise PipelineError(f"cannot load the view-angle network: {exc}") from exc
+            raise PipelineError(f"cannot load the {what} network: {exc}") from exc
         if estimator.cell != self.cell_size:
-            raise PipelineError(f"the view-angle network in {folder} takes {estimator.cell} px cells, "
+            raise PipelineError(f"the {what} network in {folder} takes {estimator.cell} px cells, "
                                 f"the model {self.cell_size} px")
         return estimator
 
@@ -368,8 +376,16 @@ class SparpPipeline:
                 uv, X = correspondences(p.nocs, p.mask)
                 geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
         order = [ref] + [i for i in sorted(geoms) if i != ref]
-        joint = joint_azimuths([geoms[i] for i in order], top_k=self.config.azimuth_hypotheses,
-                               seed=self.config.seed)
+        pair_costs = None
+        if self.pair_azimuth_estimator is not None and len(order) > 1:
+            probs = self.pair_azimuth_estimator.predict(np.stack([c.image for c, _ in cells]),
+                                                        np.stack([c.mask for c, _ in cells]))
+            pair_costs = {(a, b): pair_cost_curve(probs[order[a], order[b]], probs[order[b], order[a]],
+                                                  AZIMUTH_STEPS)
+                          for a in range(len(order)) for b in range(a + 1, len(order))}
+        joint = joint_azimuths([geoms[i] for i in order], steps=AZIMUTH_STEPS,
+                               top_k=self.config.azimuth_hypotheses, seed=self.config.seed,
+                               pair_costs=pair_costs, pair_cost_weight=self.config.pair_azimuth_weight)
         rotations = [np.eye(3)] * n
         for i, a in zip(order, joint[0].azimuths):
             rotations[i] = rot_z(a)
@@ -433,6 +449,16 @@ class SparpPipeline:
         mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         mesh.vertices = mesh.vertices * scale
         return mesh
+
+
+def _view_angle_estimator(folder: Path):
+    from .model.view_angles import ViewAngleEstimator      # torch: imported only when used
+    return ViewAngleEstimator.from_folder(folder)
+
+
+def _pair_azimuth_estimator(folder: Path):
+    from .model.pair_azimuth import PairAzimuthEstimator
+    return PairAzimuthEstimator.from_folder(folder)
 
 
 def _wrap_deg(a: float) -> float:

@@ -1,7 +1,8 @@
 """Experiment: the image-only azimuth search on dataset samples of the 25 unseen objects
 (``runs/data_val``, not the eval captures, so settings chosen here are not fitted to the eval).
 Per non-reference view: |chosen − true| azimuth between its own frame and view 0's.
-``WEIGHTS=DIR VIEW_ANGLES=0|1 DEPTH_TOL=0.03 SIL_PX=1 N=120 python .../exp_azimuth_val.py [DATA]``"""
+``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w DEPTH_TOL=0.03 SIL_PX=1 N=120 python .../exp_azimuth_val.py [DATA]``
+(PAIR_WEIGHT: weight of the pair-azimuth network's cost in the search, 0 = visibility alone)."""
 import glob
 import os
 import sys
@@ -26,7 +27,8 @@ import sparp_ros.pipeline as pl  # noqa: E402
 pl.view_geometry = az.view_geometry
 pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
                                     weights=os.environ.get("WEIGHTS"),
-                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1"))
+                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1",
+                                    pair_azimuth_weight=float(os.environ.get("PAIR_WEIGHT", 0))))
 errs, done = [], 0
 for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
     d = np.load(shard)
@@ -54,6 +56,7 @@ for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
     if done >= N:
         break
 e = np.array(errs)
-print(f"depth_tol {depth_tol} sil_px {sil_px} view_angles {pipe.view_angle_estimator is not None}: "
+print(f"depth_tol {depth_tol} sil_px {sil_px} view_angles {pipe.view_angle_estimator is not None} "
+      f"pair_weight {pipe.config.pair_azimuth_weight}: "
       f"{done} samples, {len(e)} views: |azimuth error| median {np.median(e):.1f}°, <15° {np.mean(e < 15):.2f}, "
       f"<30° {np.mean(e < 30):.2f}, >150° {np.mean(e > 150):.2f}")

@@ -1,7 +1,7 @@
 """Experiment: how much of the 4-view relative-rotation error is the choice among the azimuth
 hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis (what ships), the
 best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
-(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 HYPOTHESES=K python .../exp_hypotheses.py``."""
+(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K python .../exp_hypotheses.py``."""
 import json
 import os
 import sys
@@ -19,7 +19,8 @@ from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 K = int(os.environ.get("HYPOTHESES", 3))
 pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
                                     weights=os.environ.get("WEIGHTS"), azimuth_hypotheses=K,
-                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1"))
+                                    view_angles=os.environ.get("VIEW_ANGLES", "1") == "1",
+                                    pair_azimuth_weight=float(os.environ.get("PAIR_WEIGHT", 0))))
 res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
 rank_of_best = []
 az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)

@@ -27,7 +27,7 @@ from ..camera import PinholeCamera
 from ..conventions import rot_z
 
 __all__ = ["AzimuthHypothesis", "JointAzimuths", "ViewGeometry", "joint_azimuths",
-           "pair_scores", "rot_z", "search_azimuth", "view_geometry", "violation_fraction"]
+           "pair_cost_curve", "pair_scores", "rot_z", "search_azimuth", "view_geometry", "violation_fraction"]
 
 
 @dataclass
@@ -138,9 +138,24 @@ def pair_scores(view: ViewGeometry, other: ViewGeometry, steps: int = 360, max_p
     return 0.5 * (violation_fraction(v_in_o, other) + violation_fraction(o_in_v, view))
 
 
+def pair_cost_curve(probs_ij: np.ndarray, probs_ji: np.ndarray, steps: int) -> np.ndarray:
+    """The network's cost (−log p) of every azimuth ``a`` on a grid of ``steps`` with
+    ``p_j = Rz(a) p_i`` (the visibility search's convention for the pair i<j), from both orders
+    of the pair: ``[i, j]`` judges ``D = −a``, ``[j, i]`` judges ``a``. Bin probabilities are
+    spread evenly over the grid steps inside each bin."""
+    bins = len(probs_ij)
+    grid = np.arange(steps) * (360.0 / steps)
+    k_plus = np.floor(grid / (360.0 / bins)).astype(int) % bins               # bin of a
+    k_minus = np.floor(((-grid) % 360.0) / (360.0 / bins)).astype(int) % bins  # bin of −a
+    eps = 1e-4
+    return -0.5 * (np.log(probs_ji[k_plus] + eps) + np.log(probs_ij[k_minus] + eps))
+
+
 def joint_azimuths(views: list[ViewGeometry], steps: int = 360, coarse_steps: int = 72,
                    beam: int = 2000, top_k: int = 3, min_separation_deg: float = 20.0,
-                   max_points: int = 600, seed: int = 0) -> list[JointAzimuths]:
+                   max_points: int = 600, seed: int = 0,
+                   pair_costs: dict[tuple[int, int], np.ndarray] | None = None,
+                   pair_cost_weight: float = 0.0) -> list[JointAzimuths]:
     """The ``top_k`` most consistent azimuth assignments of ``views`` (view 0 is the reference).
 
     Every pair's score curve is computed once on a fine grid; a beam search over a coarse grid
@@ -148,6 +163,11 @@ def joint_azimuths(views: list[ViewGeometry], steps: int = 360, coarse_steps: in
     at a time and keeps the ``beam`` best partial assignments by the sum of their pair scores;
     each survivor is then refined view by view on the fine grid. Hypotheses differ by at least
     ``min_separation_deg`` for some view.
+
+    ``pair_costs[i, j]`` (i < j, a curve over the same ``steps`` and convention as
+    ``pair_scores``: ``p_j = Rz(a) p_i``) adds another judge of each pair's azimuth, e.g. the
+    pair-azimuth network's −log p, weighted by ``pair_cost_weight``; the reported ``score`` then
+    includes it.
     """
     n = len(views)
     if n == 1:
@@ -160,6 +180,11 @@ def joint_azimuths(views: list[ViewGeometry], steps: int = 360, coarse_steps: in
     for i in range(n):
         for j in range(i + 1, n):
             S[i, j] = pair_scores(views[i], views[j], steps, max_points, rng)
+            if pair_costs is not None and pair_cost_weight:
+                cost = np.asarray(pair_costs[i, j], float)
+                if cost.shape != (steps,):
+                    raise ValueError(f"pair cost ({i}, {j}) has shape {cost.shape}, expected ({steps},)")
+                S[i, j] = S[i, j] + pair_cost_weight * cost
     f = steps // coarse_steps
     coarse = {k: v.reshape(coarse_steps, f).min(axis=1) for k, v in S.items()}
     # Beam over coarse bins, view by view (view 0 fixed at 0).

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
-from .config import ModelLoadError
-from .unet import load_safetensors_checked, read_json_checked
+from .small_nets import CONFIG_FILE, WEIGHTS_FILE, augment_brightness, cells_to_input, conv_stage, load_net, save_net
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
+           "cells_to_input", "load_view_samples", "main", "train_view_angles"]
 ANGLE_UNIT_DEG = 30.0          # the network's outputs are angles / 30°: order one for the loss
 
 
@@ -47,7 +45,7 @@ class ViewAngleNet(nn.Module):
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         chans = [4, width, 2 * width, 4 * width, 4 * width]
-        self.stages = nn.ModuleList(_stage(i, o) for i, o in zip(chans[:-1], chans[1:]))
+        self.stages = nn.ModuleList(conv_stage(i, o) for i, o in zip(chans[:-1], chans[1:]))
         self.head = nn.Sequential(nn.Linear(chans[-1], 128), nn.SiLU(), nn.Linear(128, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,20 +54,6 @@ class ViewAngleNet(nn.Module):
             if i < len(self.stages) - 1:
                 x = F.avg_pool2d(x, 2)
         return self.head(x.mean(dim=(2, 3)))
-
-
-def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
-
-
-def cells_to_input(images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
-    """Cells (N×S×S×3 uint8, N×S×S bool/0-1) → the network input [N, 4, S, S]: RGB in [-1, 1]
-    with the background 0 (grey, as the denoiser's condition), the mask as ±1."""
-    rgb = torch.from_numpy(np.ascontiguousarray(images)).float().permute(0, 3, 1, 2) / 127.5 - 1.0
-    m = torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32))[:, None]
-    rgb = torch.where(m > 0.5, rgb, torch.zeros_like(rgb))
-    return torch.cat([rgb, m * 2.0 - 1.0], dim=1)
 
 
 @dataclass
@@ -84,28 +68,11 @@ class ViewAngleEstimator:
     def from_folder(cls, folder: str | Path) -> "ViewAngleEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file on
         any problem (missing, corrupt, pickle, shapes that do not fit the config)."""
-        folder = Path(folder)
-        config = read_json_checked(folder / CONFIG_FILE)
-        try:
-            width, cell = int(config["width"]), int(config["cell"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{folder / CONFIG_FILE}: needs integer 'width' and 'cell' ({exc})") from exc
-        net = ViewAngleNet(width)
-        state = load_safetensors_checked(folder / WEIGHTS_FILE)
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: {exc}") from exc
-        net.eval()
-        return cls(net, cell, config)
+        net, config = load_net(folder, lambda c: ViewAngleNet(int(c["width"])), ("width", "cell"))
+        return cls(net, int(config["cell"]), config)
 
     def save(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
-                  str(folder / WEIGHTS_FILE))
-        (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=1) + "\n")
+        save_net(folder, self.net, self.config)
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -179,9 +146,7 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
         flip = torch.rand(batch_size, generator=gen) < 0.5      # a mirror image: roll negated
         x[flip] = x[flip].flip(-1)
         y[flip, 1] = -y[flip, 1]
-        gain = 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen)
-        fg = x[:, 3:] > 0
-        x[:, :3] = torch.where(fg, (x[:, :3] * gain).clamp(-1, 1), torch.zeros_like(x[:, :3]))
+        x = augment_brightness(x, 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen))
         loss = F.smooth_l1_loss(net(x), y, beta=0.1)
         opt.zero_grad()
         loss.backward()

@@ -1,0 +1,226 @@
+"""A small CNN that judges the relative azimuth between two views of an object from their cells.
+
+Why: in per-view mode the views' frames differ by one azimuth each, and the visibility search
+(``geometry.azimuth``) chooses them from the predicted shapes alone; with the NOCS model's blurry
+32 px shapes it is within 30° for only ~40 % of the views and flips boxes and bottles by 180°,
+while the true azimuths would put the relative rotation at the bar (``MODEL_CARD.md``). This
+network looks at the two images together (appearance: which side, which colours, which
+silhouette) and gives a distribution over the azimuth, which the joint search adds to its
+visibility score as a cost (−log p, ``geometry.azimuth.pair_cost_curve``).
+
+Input: two cells (as ``small_nets.cells_to_input``). A shared encoder brings each to an 8×8
+feature map, a joint stage compares them, a linear head gives ``bins`` logits over the azimuth
+``D`` that maps the second view's frame onto the first's (``p_first = Rz(D) p_second``; bin k
+covers [k, k+1) · 360°/bins).
+
+``sparp-ros train-pair-azimuth --data DATA... --out DIR`` trains it on ``sparp-ros dataset`` shards:
+every ordered pair of views of a sample, labels from ``azimuth_self``; mirroring both images
+negates the label, brightness changes model lighting.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .small_nets import augment_brightness, cells_to_input, conv_stage, load_net, save_net
+
+__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
+           "train_pair_azimuth"]
+
+
+class PairAzimuthNet(nn.Module):
+    """Shared two-stage encoder per view (S → S/4), two joint stages on the concatenated features
+    (→ S/8), an MLP head of ``bins`` logits."""
+
+    def __init__(self, width: int = 32, bins: int = 36, cell: int = 32) -> None:
+        super().__init__()
+        self.bins = bins
+        self.encoder = nn.ModuleList([conv_stage(4, width), conv_stage(width, 2 * width)])
+        self.joint = nn.ModuleList([conv_stage(4 * width, 4 * width), conv_stage(4 * width, 4 * width)])
+        side = cell // 8
+        self.head = nn.Sequential(nn.Linear(4 * width * side * side, 256), nn.SiLU(), nn.Linear(256, bins))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.encoder:
+            x = F.avg_pool2d(stage(x), 2)
+        return x
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return self.compare(self.features(first), self.features(second))
+
+    def compare(self, f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([f_first, f_second], dim=1)
+        x = self.joint[1](F.avg_pool2d(self.joint[0](x), 2))
+        return self.head(x.flatten(1))
+
+
+@dataclass
+class PairAzimuthEstimator:
+    """A loaded pair-azimuth network, its cell size and bin count."""
+
+    net: PairAzimuthNet
+    cell: int
+    config: dict
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "PairAzimuthEstimator":
+        """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file."""
+        net, config = load_net(folder, lambda c: PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"])),
+                               ("width", "bins", "cell"))
+        return cls(net, int(config["cell"]), config)
+
+    def save(self, folder: str | Path) -> None:
+        save_net(folder, self.net, self.config)
+
+    @property
+    def bins(self) -> int:
+        return self.net.bins
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """For N cells, an N×N×bins array: ``[i, j]`` the probabilities of the azimuth mapping view
+        j's frame onto view i's (the diagonal is unused, zeros)."""
+        if images.ndim != 4 or images.shape[1:] != (self.cell, self.cell, 3):
+            raise ValueError(f"pair-azimuth network needs N x {self.cell} x {self.cell} x 3 cells, "
+                             f"got {images.shape}")
+        n = len(images)
+        feats = self.net.features(cells_to_input(images, masks))
+        out = np.zeros((n, n, self.bins))
+        ii, jj = np.nonzero(~np.eye(n, dtype=bool))
+        if len(ii):
+            probs = F.softmax(self.net.compare(feats[ii], feats[jj]), dim=1).numpy()
+            out[ii, jj] = probs
+        return out
+
+
+# ------------------------------------------------------------------------------------- training
+def load_pair_samples(folders: list[str | Path]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
+    """Every view (network input [V,4,S,S]) and every ordered pair of views of one sample
+    (index pairs [P,2]) with its azimuth in degrees [P] (maps the second view's frame onto the
+    first's), and the cell size S."""
+    images, masks, pairs, azimuths = [], [], [], []
+    count = 0
+    for folder in folders:
+        shards = sorted(glob.glob(str(Path(folder) / "shard_*.npz")))
+        if not shards:
+            raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
+        for path in shards:
+            with np.load(path) as d:
+                for i, n in enumerate(d["num_views"].astype(int)):
+                    images.append(d["images"][i, :n])
+                    masks.append(d["masks"][i, :n] > 0)
+                    az = np.degrees(d["azimuth_self"][i, :n].astype(np.float64))
+                    for a in range(n):
+                        for b in range(n):
+                            if a != b:          # p_ref = Rz(az_k) p_k  ⇒  p_a = Rz(az_b − az_a) p_b
+                                pairs.append((count + a, count + b))
+                                azimuths.append((az[b] - az[a]) % 360.0)
+                    count += n
+    x = cells_to_input(np.concatenate(images), np.concatenate(masks))
+    return x, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2), np.asarray(azimuths), int(x.shape[-1])
+
+
+def pair_errors(estimator: PairAzimuthEstimator, x: torch.Tensor, pairs: torch.Tensor,
+                azimuths: np.ndarray, batch: int = 512) -> np.ndarray:
+    """|most likely bin's centre − true azimuth| in degrees, per pair."""
+    with torch.no_grad():
+        logits = torch.cat([estimator.net(x[pairs[i:i + batch, 0]], x[pairs[i:i + batch, 1]])
+                            for i in range(0, len(pairs), batch)])
+    centre = (logits.argmax(1).numpy() + 0.5) * (360.0 / estimator.bins)
+    return np.abs((centre - azimuths + 180.0) % 360.0 - 180.0)
+
+
+def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[str | Path] | None = None,
+                       width: int = 32, bins: int = 36, steps: int = 3000, batch_size: int = 128,
+                       lr: float = 2e-3, max_minutes: float | None = None, seed: int = 0,
+                       val_every: int = 500, threads: int | None = None, log=print) -> PairAzimuthEstimator:
+    """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
+    the validation error on ``val_data`` (held-out objects), save to ``out``."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    t_start = time.time()
+    x_all, pairs, azimuths, cell = load_pair_samples(data)
+    val = load_pair_samples(val_data) if val_data else None
+    log(f"pair-azimuth training: {len(pairs)} ordered pairs of {len(x_all)} views, {cell} px cells "
+        f"({time.time() - t_start:.0f} s to load)")
+    labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
+    net = PairAzimuthNet(width, bins, cell)
+    estimator = PairAzimuthEstimator(net, cell, {})
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    t0 = time.time()
+    step = 0
+    while step < steps:
+        if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
+            log(f"stopping at step {step}: --max-minutes {max_minutes} reached")
+            break
+        idx = torch.randint(0, len(pairs), (batch_size,), generator=gen)
+        a, b, y = x_all[pairs[idx, 0]].clone(), x_all[pairs[idx, 1]].clone(), labels[idx].clone()
+        flip = torch.rand(batch_size, generator=gen) < 0.5      # mirror both: the azimuth negates
+        a[flip], b[flip] = a[flip].flip(-1), b[flip].flip(-1)
+        y[flip] = bins - 1 - y[flip]
+        gain = 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen)    # one light per pair
+        loss = F.cross_entropy(net(augment_brightness(a, gain), augment_brightness(b, gain)), y,
+                               label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if val is not None and (step % val_every == 0 or step == steps):
+            net.eval()
+            e = pair_errors(estimator, *val[:3])
+            net.train()
+            history.append({"step": step, "loss": loss.item(), "val_median_deg": float(np.median(e)),
+                            "val_acc30": float(np.mean(e < 30)), "val_flip": float(np.mean(e > 150))})
+            log(f"step {step}/{steps} ({time.time() - t0:.0f} s): loss {loss.item():.3f}, validation "
+                f"median error {np.median(e):.1f}°, within 30° {np.mean(e < 30):.2f}, "
+                f"flipped (>150°) {np.mean(e > 150):.2f}")
+    net.eval()
+    estimator.config = {"width": width, "bins": bins, "cell": cell,
+                        "training": {"data": [str(d) for d in data], "pairs": len(pairs),
+                                     "steps": step, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                     "minutes": round((time.time() - t0) / 60.0, 2),
+                                     "history": history}}
+    estimator.save(out)
+    log(f"saved {out}")
+    return estimator
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sparp-ros train-pair-azimuth",
+                                description="train the pair-azimuth network (relative azimuth of two "
+                                            "views) on `sparp-ros dataset` shards")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders (training objects)")
+    p.add_argument("--val-data", nargs="*", help="dataset folders of held-out objects")
+    p.add_argument("--out", required=True, help="weights folder to write")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--bins", type=int, default=36)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+    if min(a.steps, a.batch_size, a.val_every, a.bins) < 1:
+        p.error("--steps, --batch-size, --val-every and --bins must be positive")
+    try:
+        train_pair_azimuth(a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr,
+                           a.max_minutes, a.seed, val_every=a.val_every, threads=a.threads)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0

@@ -1,0 +1,103 @@
+"""The pair-azimuth network: output layout, safetensors round trip, bad weights, training learns."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparp_ros.model.config import ModelLoadError
+from sparp_ros.model.pair_azimuth import (PairAzimuthEstimator, PairAzimuthNet, load_pair_samples, main,
+                                          pair_errors, train_pair_azimuth)
+from sparp_ros.model.small_nets import CONFIG_FILE, WEIGHTS_FILE
+
+
+def _estimator(width=8, bins=12, cell=32, seed=0):
+    torch.manual_seed(seed)
+    return PairAzimuthEstimator(PairAzimuthNet(width, bins, cell).eval(), cell,
+                                {"width": width, "bins": bins, "cell": cell})
+
+
+def _cells(n, cell=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, cell, cell, 3), dtype=np.uint8), rng.random((n, cell, cell)) > 0.3
+
+
+def test_predict_gives_a_distribution_per_ordered_pair():
+    est = _estimator()
+    out = est.predict(*_cells(4))
+    assert out.shape == (4, 4, 12)
+    off = ~np.eye(4, dtype=bool)
+    assert np.allclose(out[off].sum(-1), 1.0) and np.all(out[off] > 0)
+    assert np.all(out[np.eye(4, dtype=bool)] == 0)
+    assert est.predict(*_cells(1)).shape == (1, 1, 12)
+    with pytest.raises(ValueError, match="32 x 32"):
+        est.predict(*_cells(2, cell=16))
+
+
+def test_save_load_round_trip_and_bad_weights(tmp_path):
+    est = _estimator(seed=5)
+    est.save(tmp_path / "pa")
+    back = PairAzimuthEstimator.from_folder(tmp_path / "pa")
+    cells = _cells(3)
+    assert np.array_equal(est.predict(*cells), back.predict(*cells))
+    (tmp_path / "pa" / WEIGHTS_FILE).write_bytes(b"\x00" * 16)
+    with pytest.raises(ModelLoadError, match="corrupt or unreadable"):
+        PairAzimuthEstimator.from_folder(tmp_path / "pa")
+    est.save(tmp_path / "pa")
+    (tmp_path / "pa" / CONFIG_FILE).write_text('{"width": 8, "bins": 36, "cell": 32}')
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        PairAzimuthEstimator.from_folder(tmp_path / "pa")
+
+
+def _shard(path, n_samples, seed):
+    """Samples whose relative azimuths can be seen: every view shows a bar whose angle in the
+    image is the view's own azimuth (the stand-in for an object turning with the camera)."""
+    rng = np.random.default_rng(seed)
+    S = 32
+    yy, xx = np.mgrid[:S, :S] - 15.5
+    images = np.zeros((n_samples, 6, S, S, 3), np.uint8)
+    masks = np.zeros((n_samples, 6, S, S), np.uint8)
+    azimuth_self = np.zeros((n_samples, 6), np.float32)
+    num_views = rng.integers(2, 4, n_samples).astype(np.int16)
+    for i in range(n_samples):
+        own = rng.choice(np.radians(np.arange(0, 360, 90)), num_views[i], replace=False)
+        for v in range(num_views[i]):
+            azimuth_self[i, v] = own[v] - own[0]
+            direction = np.array([np.cos(own[v]), np.sin(own[v])])
+            along = xx * direction[0] + yy * direction[1]
+            across = -xx * direction[1] + yy * direction[0]
+            bar = (np.abs(across) < 3) & (along > 0) & (along < 13)
+            images[i, v] = 40
+            images[i, v][bar] = 230
+            masks[i, v] = (xx ** 2 + yy ** 2) < 14 ** 2
+    np.savez(path / "shard_00000.npz", images=images, masks=masks, num_views=num_views,
+             azimuth_self=azimuth_self)
+
+
+def test_labels_are_the_azimuth_from_the_second_view_to_the_first(tmp_path):
+    _shard(tmp_path, 5, seed=1)
+    x, pairs, azimuths, cell = load_pair_samples([tmp_path])
+    with np.load(tmp_path / "shard_00000.npz") as d:
+        n = d["num_views"].astype(int)
+        assert len(x) == n.sum() and len(pairs) == int((n * (n - 1)).sum()) and cell == 32
+        own = np.degrees(d["azimuth_self"][0, :n[0]])
+    # the first sample's pair (0, 1): p_0 = Rz(az_1 − az_0) p_1
+    assert azimuths[0] == pytest.approx((own[1] - own[0]) % 360.0)
+    assert list(pairs[0]) == [0, 1]
+
+
+def test_a_short_training_run_learns_the_relative_azimuth(tmp_path):
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    _shard(train, 60, seed=2)
+    _shard(val, 15, seed=3)
+    data = load_pair_samples([val])
+    before = np.median(pair_errors(_estimator(width=8, bins=12), *data[:3]))
+    lines = []
+    est = train_pair_azimuth([train], tmp_path / "out", [val], width=8, bins=12, steps=120,
+                             batch_size=24, lr=3e-3, val_every=60, log=lines.append)
+    errors = pair_errors(est, *data[:3])
+    assert np.median(errors) < 0.5 * before and np.mean(errors < 30) > 0.8, (before, np.median(errors))
+    assert any("within 30°" in line for line in lines)
+    assert PairAzimuthEstimator.from_folder(tmp_path / "out").config["training"]["steps"] == 120
+    assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
