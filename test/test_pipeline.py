@@ -320,19 +320,23 @@ def test_view_angles_move_each_frame_to_the_given_elevation_and_roll(captures):
     assert plain.extra["view_angles"] is None          # no network: the PnP angles stay
 
 
-def test_a_broken_view_angle_network_is_refused_clearly(tmp_path):
-    """Weights folder with a view_angles/ that cannot be read: a PipelineError naming it."""
+@pytest.mark.parametrize("folder, what, off, attribute", [
+    ("view_angles", "view-angle", {"view_angles": False}, "view_angle_estimator"),
+    ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0}, "pair_azimuth_estimator")])
+def test_a_broken_small_network_is_refused_clearly(tmp_path, folder, what, off, attribute):
+    """Weights folder with a small network's folder that cannot be read: a PipelineError naming
+    it; switched off, the pipeline does not load it."""
     import shutil
     from sparp_ros.model.backend import DEFAULT_WEIGHTS
     weights = tmp_path / "tiny"
-    shutil.copytree(DEFAULT_WEIGHTS, weights, ignore=shutil.ignore_patterns("view_angles", "*.png"))
-    (weights / "view_angles").mkdir()
-    (weights / "view_angles" / "config.json").write_text('{"width": 32, "cell": 32}')
-    (weights / "view_angles" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(PipelineError, match="view-angle network.*model.safetensors"):
+    shutil.copytree(DEFAULT_WEIGHTS, weights, ignore=shutil.ignore_patterns(folder, "*.png"))
+    (weights / folder).mkdir()
+    (weights / folder / "config.json").write_text('{"width": 32, "cell": 32, "bins": 36}')
+    (weights / folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match=f"{what} network.*model.safetensors"):
         SparpPipeline(PipelineConfig(backend="model", weights=str(weights)))
-    assert SparpPipeline(PipelineConfig(backend="model", weights=str(weights),
-                                        view_angles=False)).view_angle_estimator is None
+    pipeline = SparpPipeline(PipelineConfig(backend="model", weights=str(weights), **off))
+    assert getattr(pipeline, attribute) is None
 
 
 class _PairJudge:

@@ -1,7 +1,9 @@
 """Experiment: how much of the 4-view relative-rotation error is the choice among the azimuth
 hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis (what ships), the
 best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
-(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K python .../exp_hypotheses.py``."""
+(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
+CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" python .../exp_hypotheses.py`` (CAPTURES:
+eval_shared.py output folders, default the seed-0 eval captures)."""
 import json
 import os
 import sys
@@ -24,7 +26,10 @@ pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="mod
 res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
 rank_of_best = []
 az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)
-for cd in sorted((REPO / "benchmarks/out/eval25/captures").iterdir()):
+capture_dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
+                for d in sorted((REPO / root / "captures").iterdir())]
+print(f"{len(capture_dirs)} captures")
+for cd in capture_dirs:
     cap = load_capture(cd)
     r = pipe(cap.frames)
     gt = cap.gt.T_camera_object
