@@ -7,10 +7,12 @@ import pytest
 
 from sparp_ros.model.backend import DEFAULT_WEIGHTS
 
-# Measured with this test's captures when the weights were shipped: 89.4° over 36 pairs (see
-# MODEL_CARD.md: the first checkpoint is far from the 20° bar). A uniformly random relative
-# rotation has a median angle of ~126°, so the bound still catches a model that learned nothing;
-# tighten it with every better checkpoint.
+# Measured with this test's captures, images alone: 89.4° over 36 pairs with the first checkpoint,
+# 76.5° with the pair-azimuth network (2026-12-04; over 75 eval captures it is 34.9°, these two
+# objects are among the hard ones). Until 2026-12-04 this test let the captures' camera poses align
+# the views (the pipeline's default since per-view mode), which measured nothing of the model.
+# A uniformly random relative rotation has a median angle of ~126°, so the bound still catches a
+# model that learned nothing; tighten it with every better checkpoint.
 MEDIAN_BOUND_DEG = 100.0
 
 
@@ -49,7 +51,8 @@ def test_shipped_model_pose_error_on_two_unseen_objects(objects_dir):
     from sparp_ros.evaluation.metrics import relative_rotation_errors
     from sparp_ros.pipeline import PipelineConfig, SparpPipeline
     from sparp_ros.render import render_capture
-    pipeline = SparpPipeline(PipelineConfig(backend="model", mesh=False))
+    # Images alone: with the captures' camera poses the views would be aligned by construction.
+    pipeline = SparpPipeline(PipelineConfig(backend="model", mesh=False, align_with_camera_motion=False))
     errors = []
     for name in ("Nintendo_Mario_Action_Figure", "Schleich_Hereford_Bull"):
         for seed in range(3):
