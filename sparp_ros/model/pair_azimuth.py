@@ -19,7 +19,6 @@ negates the label, brightness changes model lighting.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import time
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .small_nets import augment_brightness, cells_to_input, conv_stage, load_net, save_net
+from .small_nets import (augment_brightness, cells_to_input, conv_stage, load_net, run_training,
+                         save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
            "pair_probabilities", "train_pair_azimuth"]
@@ -169,42 +169,29 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
     net = PairAzimuthNet(width, bins, cell)
     estimator = PairAzimuthEstimator(net, cell, {})
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    t0 = time.time()
-    step = 0
-    while step < steps:
-        if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
-            log(f"stopping at step {step}: --max-minutes {max_minutes} reached")
-            break
+
+    def batch_loss(gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(pairs), (batch_size,), generator=gen)
         a, b, y = x_all[pairs[idx, 0]].clone(), x_all[pairs[idx, 1]].clone(), labels[idx].clone()
         flip = torch.rand(batch_size, generator=gen) < 0.5      # mirror both: the azimuth negates
         a[flip], b[flip] = a[flip].flip(-1), b[flip].flip(-1)
         y[flip] = bins - 1 - y[flip]
         gain = 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen)    # one light per pair
-        loss = F.cross_entropy(net(augment_brightness(a, gain), augment_brightness(b, gain)), y,
+        return F.cross_entropy(net(augment_brightness(a, gain), augment_brightness(b, gain)), y,
                                label_smoothing=0.05)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        if val is not None and (step % val_every == 0 or step == steps):
-            net.eval()
-            e = pair_errors(estimator, *val[:3])
-            net.train()
-            history.append({"step": step, "loss": loss.item(), "val_median_deg": float(np.median(e)),
-                            "val_acc30": float(np.mean(e < 30)), "val_flip": float(np.mean(e > 150))})
-            log(f"step {step}/{steps} ({time.time() - t0:.0f} s): loss {loss.item():.3f}, validation "
-                f"median error {np.median(e):.1f}°, within 30° {np.mean(e < 30):.2f}, "
+
+    def validate() -> tuple[dict, str]:
+        e = pair_errors(estimator, *val[:3])
+        return ({"val_median_deg": float(np.median(e)), "val_acc30": float(np.mean(e < 30)),
+                 "val_flip": float(np.mean(e > 150))},
+                f"validation median error {np.median(e):.1f}°, within 30° {np.mean(e < 30):.2f}, "
                 f"flipped (>150°) {np.mean(e > 150):.2f}")
-    net.eval()
+
+    step, history, minutes = train_loop(net, batch_loss, steps, lr, seed, max_minutes,
+                                        validate if val is not None else None, val_every, log)
     training = {"data": [str(d) for d in data], "pairs": len(pairs), "steps": step,
                 "batch_size": batch_size, "lr": lr, "seed": seed,
-                "minutes": round((time.time() - t0) / 60.0, 2), "history": history}
+                "minutes": minutes, "history": history}
     if val is not None:      # what the pipeline uses: both the pair and its mirror image
         e = pair_errors(estimator, *val[:3], mirror=True)
         training["val_mirror_averaged"] = {"median_deg": float(np.median(e)),
@@ -218,29 +205,11 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sparp-ros train-pair-azimuth",
-                                description="train the pair-azimuth network (relative azimuth of two "
-                                            "views) on `sparp-ros dataset` shards")
-    p.add_argument("--data", nargs="+", required=True, help="dataset folders (training objects)")
-    p.add_argument("--val-data", nargs="*", help="dataset folders of held-out objects")
-    p.add_argument("--out", required=True, help="weights folder to write")
-    p.add_argument("--width", type=int, default=32)
+    p = training_parser("sparp-ros train-pair-azimuth", "train the pair-azimuth network (relative "
+                        "azimuth of two views) on `sparp-ros dataset` shards", steps=3000, lr=5e-4,
+                        lr_help=" (2e-3 left the network at the label prior)")
     p.add_argument("--bins", type=int, default=36)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-4,
-                   help="peak of the one-cycle schedule (2e-3 left the network at the label prior)")
-    p.add_argument("--max-minutes", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
-    p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
-    if min(a.steps, a.batch_size, a.val_every, a.bins) < 1:
-        p.error("--steps, --batch-size, --val-every and --bins must be positive")
-    try:
-        train_pair_azimuth(a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr,
-                           a.max_minutes, a.seed, val_every=a.val_every, threads=a.threads)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}")
-        return 2
-    return 0
+    return run_training(p, a, lambda: train_pair_azimuth(
+        a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
+        a.seed, val_every=a.val_every, threads=a.threads), ("steps", "batch_size", "val_every", "bins"))

@@ -1,8 +1,11 @@
 """What the pipeline's small CNNs share: their input (a cell as the diffusion model sees it), their
-conv stage, and a weights folder of ``config.json`` + ``model.safetensors`` (never pickle)."""
+conv stage, a weights folder of ``config.json`` + ``model.safetensors`` (never pickle), and their
+training loop and command-line skeleton."""
 from __future__ import annotations
 
+import argparse
 import json
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -70,3 +73,73 @@ def load_net(folder: str | Path, build: Callable[[dict], nn.Module], required: t
     except RuntimeError as exc:
         raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: {exc}") from exc
     return net.eval(), config
+
+
+# ------------------------------------------------------------------------------------- training
+def train_loop(net: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor], steps: int,
+               lr: float, seed: int, max_minutes: float | None = None,
+               validate: Callable[[], tuple[dict, str]] | None = None, val_every: int = 500,
+               log: Callable[[str], None] = print) -> tuple[int, list[dict], float]:
+    """The small networks' optimisation: AdamW with a one-cycle learning rate over ``steps``;
+    ``batch_loss(generator)`` draws a batch (from the seeded generator, so a run repeats) and
+    returns its loss. ``max_minutes`` stops early (the schedule is then not finished: size
+    ``steps`` to the time). Every ``val_every`` steps and at the last, ``validate()`` runs with
+    the network in eval mode and returns (a record for the history, a line for the log).
+
+    Returns (steps done, history, minutes)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    t0 = time.time()
+    step = 0
+    net.train()
+    while step < steps:
+        if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
+            log(f"stopping at step {step}: --max-minutes {max_minutes} reached")
+            break
+        loss = batch_loss(gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if validate is not None and (step % val_every == 0 or step == steps):
+            net.eval()
+            record, message = validate()
+            net.train()
+            history.append({"step": step, "loss": loss.item(), **record})
+            log(f"step {step}/{steps} ({time.time() - t0:.0f} s): loss {loss.item():.4f}, {message}")
+    net.eval()
+    return step, history, round((time.time() - t0) / 60.0, 2)
+
+
+def training_parser(prog: str, description: str, steps: int, lr: float, lr_help: str = ""
+                    ) -> argparse.ArgumentParser:
+    """The options every small network's trainer takes (its own ones are added by the caller)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders (training objects)")
+    p.add_argument("--val-data", nargs="*", help="dataset folders of held-out objects")
+    p.add_argument("--out", required=True, help="weights folder to write")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=lr, help="peak of the one-cycle schedule" + lr_help)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
+    p.add_argument("--threads", type=int)
+    return p
+
+
+def run_training(parser: argparse.ArgumentParser, args: argparse.Namespace, train: Callable[[], object],
+                 positive: tuple[str, ...] = ("steps", "batch_size", "val_every")) -> int:
+    """Check the positive options, run ``train``; a missing dataset is exit code 2 with its reason."""
+    if min(getattr(args, name) for name in positive) < 1:
+        parser.error(", ".join("--" + n.replace("_", "-") for n in positive) + " must be positive")
+    try:
+        train()
+    except FileNotFoundError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0

@@ -19,7 +19,6 @@ negated) and brightness changes augment the crops.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import time
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
-from .small_nets import CONFIG_FILE, WEIGHTS_FILE, augment_brightness, cells_to_input, conv_stage, load_net, save_net
+from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, augment_brightness, cells_to_input, conv_stage,
+                         load_net, run_training, save_net, train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "train_view_angles"]
@@ -130,42 +130,28 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
     x_all = cells_to_input(images, masks)
     y_all = torch.from_numpy(labels / ANGLE_UNIT_DEG).float()
     net = ViewAngleNet(width)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
     estimator = ViewAngleEstimator(net, cell, {})
-    history = []
-    t0 = time.time()
-    step = 0
-    while step < steps:
-        if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
-            log(f"stopping at step {step}: --max-minutes {max_minutes} reached")
-            break
+
+    def batch_loss(gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
         x, y = x_all[idx].clone(), y_all[idx].clone()
         flip = torch.rand(batch_size, generator=gen) < 0.5      # a mirror image: roll negated
         x[flip] = x[flip].flip(-1)
         y[flip, 1] = -y[flip, 1]
         x = augment_brightness(x, 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen))
-        loss = F.smooth_l1_loss(net(x), y, beta=0.1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        if val is not None and (step % val_every == 0 or step == steps):
-            net.eval()
-            e = np.median(angle_errors(estimator, *val[:3]), axis=0)
-            net.train()
-            history.append({"step": step, "loss": loss.item(), "val_elevation_deg": float(e[0]),
-                            "val_roll_deg": float(e[1])})
-            log(f"step {step}/{steps} ({time.time() - t0:.0f} s): loss {loss.item():.4f}, validation "
-                f"median error elevation {e[0]:.1f}°, roll {e[1]:.1f}°")
-    net.eval()
+        return F.smooth_l1_loss(net(x), y, beta=0.1)
+
+    def validate() -> tuple[dict, str]:
+        e = np.median(angle_errors(estimator, *val[:3]), axis=0)
+        return ({"val_elevation_deg": float(e[0]), "val_roll_deg": float(e[1])},
+                f"validation median error elevation {e[0]:.1f}°, roll {e[1]:.1f}°")
+
+    step, history, minutes = train_loop(net, batch_loss, steps, lr, seed, max_minutes,
+                                        validate if val is not None else None, val_every, log)
     estimator.config = {"width": width, "cell": cell,
                         "training": {"data": [str(d) for d in data], "views": len(images),
                                      "steps": step, "batch_size": batch_size, "lr": lr, "seed": seed,
-                                     "minutes": round((time.time() - t0) / 60.0, 2),
+                                     "minutes": minutes,
                                      "history": history}}
     estimator.save(out)
     log(f"saved {out}")
@@ -173,27 +159,9 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sparp-ros train-angles",
-                                description="train the view-angle network (camera elevation and roll "
-                                            "from a cell) on `sparp-ros dataset` shards")
-    p.add_argument("--data", nargs="+", required=True, help="dataset folders (training objects)")
-    p.add_argument("--val-data", nargs="*", help="dataset folders of held-out objects")
-    p.add_argument("--out", required=True, help="weights folder to write")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--steps", type=int, default=4500)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--max-minutes", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
-    p.add_argument("--threads", type=int)
+    p = training_parser("sparp-ros train-angles", "train the view-angle network (camera elevation "
+                        "and roll from a cell) on `sparp-ros dataset` shards", steps=4500, lr=2e-3)
     a = p.parse_args(argv)
-    if a.steps < 1 or a.batch_size < 1 or a.val_every < 1:
-        p.error("--steps, --batch-size and --val-every must be positive")
-    try:
-        train_view_angles(a.data, a.out, a.val_data, a.width, a.steps, a.batch_size, a.lr,
-                          a.max_minutes, a.seed, val_every=a.val_every, threads=a.threads)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}")
-        return 2
-    return 0
+    return run_training(p, a, lambda: train_view_angles(
+        a.data, a.out, a.val_data, a.width, a.steps, a.batch_size, a.lr, a.max_minutes, a.seed,
+        val_every=a.val_every, threads=a.threads))
