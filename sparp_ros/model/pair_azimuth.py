@@ -98,18 +98,24 @@ class PairAzimuthEstimator:
         out = np.zeros((n, n, self.bins))
         ii, jj = np.nonzero(~np.eye(n, dtype=bool))
         if len(ii):
-            x = cells_to_input(images, masks)
-            out[ii, jj] = pair_probabilities(self.net, x[ii], x[jj], mirror)
+            out[ii, jj] = pair_probabilities(self.net, cells_to_input(images, masks),
+                                             torch.from_numpy(ii), torch.from_numpy(jj), mirror)
         return out
 
 
-def pair_probabilities(net: PairAzimuthNet, first: torch.Tensor, second: torch.Tensor,
-                       mirror: bool = True) -> np.ndarray:
-    """Bin probabilities [P, bins] of the azimuth mapping each ``second`` view's frame onto its
-    ``first``'s; with ``mirror``, averaged with the mirrored pair's (bins reversed: k ↔ bins−1−k)."""
-    probs = F.softmax(net(first, second), dim=1)
-    if mirror:
-        probs = 0.5 * (probs + F.softmax(net(first.flip(-1), second.flip(-1)), dim=1).flip(1))
+def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                       mirror: bool = True, batch: int = 512) -> np.ndarray:
+    """Bin probabilities [P, bins] of the azimuth mapping view ``second[p]``'s frame onto view
+    ``first[p]``'s, for views ``x`` [V,4,S,S] (each view encoded once); with ``mirror``, averaged
+    with the mirrored pair's (bins reversed: k ↔ bins−1−k)."""
+    def probs_of(views: torch.Tensor) -> torch.Tensor:
+        f = net.features(views)
+        return torch.cat([F.softmax(net.compare(f[first[i:i + batch]], f[second[i:i + batch]]), dim=1)
+                          for i in range(0, len(first), batch)])
+    with torch.no_grad():
+        probs = probs_of(x)
+        if mirror:
+            probs = 0.5 * (probs + probs_of(x.flip(-1)).flip(1))
     return probs.numpy()
 
 
@@ -141,15 +147,19 @@ def load_pair_samples(folders: list[str | Path]) -> tuple[torch.Tensor, torch.Te
 
 
 def pair_errors(estimator: PairAzimuthEstimator, x: torch.Tensor, pairs: torch.Tensor,
-                azimuths: np.ndarray, batch: int = 512, mirror: bool = False) -> np.ndarray:
+                azimuths: np.ndarray, mirror: bool = False) -> np.ndarray:
     """|most likely bin's centre − true azimuth| in degrees, per pair (``mirror``: as
     :func:`pair_probabilities`)."""
-    with torch.no_grad():
-        probs = np.concatenate([pair_probabilities(estimator.net, x[pairs[i:i + batch, 0]],
-                                                   x[pairs[i:i + batch, 1]], mirror)
-                                for i in range(0, len(pairs), batch)])
+    probs = pair_probabilities(estimator.net, x, pairs[:, 0], pairs[:, 1], mirror)
     centre = (probs.argmax(1) + 0.5) * (360.0 / estimator.bins)
     return np.abs((centre - azimuths + 180.0) % 360.0 - 180.0)
+
+
+def _error_summary(e: np.ndarray) -> tuple[dict, str]:
+    """Median / within-30° / flipped share of azimuth errors: a history record and a log line."""
+    median, acc30, flip = float(np.median(e)), float(np.mean(e < 30)), float(np.mean(e > 150))
+    return ({"val_median_deg": median, "val_acc30": acc30, "val_flip": flip},
+            f"validation median error {median:.1f}°, within 30° {acc30:.2f}, flipped (>150°) {flip:.2f}")
 
 
 def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[str | Path] | None = None,
@@ -181,11 +191,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                                label_smoothing=0.05)
 
     def validate() -> tuple[dict, str]:
-        e = pair_errors(estimator, *val[:3])
-        return ({"val_median_deg": float(np.median(e)), "val_acc30": float(np.mean(e < 30)),
-                 "val_flip": float(np.mean(e > 150))},
-                f"validation median error {np.median(e):.1f}°, within 30° {np.mean(e < 30):.2f}, "
-                f"flipped (>150°) {np.mean(e > 150):.2f}")
+        return _error_summary(pair_errors(estimator, *val[:3]))
 
     step, history, minutes = train_loop(net, batch_loss, steps, lr, seed, max_minutes,
                                         validate if val is not None else None, val_every, log)
@@ -193,11 +199,9 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                 "batch_size": batch_size, "lr": lr, "seed": seed,
                 "minutes": minutes, "history": history}
     if val is not None:      # what the pipeline uses: both the pair and its mirror image
-        e = pair_errors(estimator, *val[:3], mirror=True)
-        training["val_mirror_averaged"] = {"median_deg": float(np.median(e)),
-                                           "acc30": float(np.mean(e < 30)), "flip": float(np.mean(e > 150))}
-        log(f"final validation, mirror-averaged: median error {np.median(e):.1f}°, within 30° "
-            f"{np.mean(e < 30):.2f}, flipped (>150°) {np.mean(e > 150):.2f}")
+        training["val_mirror_averaged"], message = _error_summary(
+            pair_errors(estimator, *val[:3], mirror=True))
+        log(f"final, mirror-averaged: {message}")
     estimator.config = {"width": width, "bins": bins, "cell": cell, "training": training}
     estimator.save(out)
     log(f"saved {out}")
