@@ -134,7 +134,7 @@ class SparpPipeline:
         view_angles = None
         if self.view_angle_estimator is not None and preds[0].frame == PER_VIEW_FRAME:
             with _timed(timings, "view_angles"):
-                preds, pnp, view_angles = self._correct_tilt(cells, preds, pnp)
+                preds, pnp, view_angles = self._correct_tilt(cells, preds, pnp, frames)
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
             R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
@@ -256,19 +256,30 @@ class SparpPipeline:
             estimator = load(folder)
         except ModelLoadError as exc:
             raise PipelineError(f"cannot load the {what} network: {exc}") from exc
-        if estimator.cell != self.cell_size:
-            raise PipelineError(f"the {what} network in {folder} takes {estimator.cell} px cells, "
-                                f"the model {self.cell_size} px")
+        log.info("%s network: %d px cells (%s)", what, estimator.cell, folder)
         return estimator
 
-    def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult]):
+    def _net_cells(self, frames: list[Frame], cells, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every view's image and mask cropped for a small network that takes ``size`` px cells:
+        the model's cells when it is their size, else the same crop box again at ``size`` from the
+        full frame (the small networks read finer detail than the diffusion model's cells keep)."""
+        if size == self.cell_size:
+            return np.stack([c.image for c, _ in cells]), np.stack([c.mask for c, _ in cells])
+        images, masks = [], []
+        for f in frames:
+            box = crop_box_from_mask(f.mask, self.config.crop_margin)
+            images.append(crop_image(f.image, box, size))
+            masks.append(crop_image(f.mask.astype(np.uint8), box, size, nearest=True) > 0)
+        return np.stack(images), np.stack(masks)
+
+    def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult], frames: list[Frame]):
         """Each posed view's frame turned (about its origin) so that its camera sits at the
         network's elevation and roll (blended with PnP's by ``view_angle_weight``); the NOCS map
         turns with it, so every pixel keeps its point and PnP's fit is unchanged. Returns the new
         predictions, poses and a per-view record of the angles."""
         w = float(np.clip(self.config.view_angle_weight, 0.0, 1.0))
-        net = self.view_angle_estimator.predict(np.stack([c.image for c, _ in cells]),
-                                                np.stack([c.mask for c, _ in cells]))
+        net = self.view_angle_estimator.predict(
+            *self._net_cells(frames, cells, self.view_angle_estimator.cell))
         new_preds, new_pnp, record = [], [], []
         for p, r, (el_net, roll_net) in zip(preds, pnp, net):
             if not r.ok:
@@ -379,8 +390,8 @@ class SparpPipeline:
         order = [ref] + [i for i in sorted(geoms) if i != ref]
         pair_costs = None
         if self.pair_azimuth_estimator is not None and len(order) > 1:
-            probs = self.pair_azimuth_estimator.predict(np.stack([c.image for c, _ in cells]),
-                                                        np.stack([c.mask for c, _ in cells]))
+            probs = self.pair_azimuth_estimator.predict(
+                *self._net_cells(frames, cells, self.pair_azimuth_estimator.cell))
             pair_costs = {(a, b): pair_cost_curve(probs[order[a], order[b]], probs[order[b], order[a]],
                                                   AZIMUTH_STEPS)
                           for a in range(len(order)) for b in range(a + 1, len(order))}

@@ -280,11 +280,14 @@ def test_camera_motion_agreement_makes_the_object_upright():
 class _FixedAngles:
     """Stands in for the view-angle network: returns the angles it was given, one row per view."""
 
-    def __init__(self, angles):
+    def __init__(self, angles, cell: int = 32):
         self.angles = np.asarray(angles, float)
+        self.cell = cell
+        self.seen: list[tuple[np.ndarray, np.ndarray]] = []
 
     def predict(self, images, masks):
         assert len(images) == len(masks) == len(self.angles)
+        self.seen.append((images, masks))
         return self.angles
 
 
@@ -320,6 +323,26 @@ def test_view_angles_move_each_frame_to_the_given_elevation_and_roll(captures):
     assert plain.extra["view_angles"] is None          # no network: the PnP angles stay
 
 
+def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
+    """A view-angle network trained on 64 px cells gets the same crop boxes as the model's 32 px
+    cells, cut again from the full frames at 64 px (finer detail, same object)."""
+    capture = captures["Schleich_Hereford_Bull"]
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, cell_size=32,
+                                            align_with_camera_motion=False))
+    plain = pipeline(capture.frames)
+    from sparp_ros.geometry.view_angles import elevation_roll_deg
+    judge = _FixedAngles([elevation_roll_deg(v.T_camera_object) for v in plain.views], cell=64)
+    pipeline.view_angle_estimator = judge
+    recon = pipeline(capture.frames)
+    images, masks = judge.seen[0]
+    assert images.shape == (4, 64, 64, 3) and images.dtype == np.uint8 and masks.shape == (4, 64, 64)
+    for mask64, mask32 in zip(masks, recon.nocs_masks):
+        pooled = mask64.reshape(32, 2, 32, 2).mean(axis=(1, 3)) > 0.5
+        iou = (pooled & mask32).sum() / (pooled | mask32).sum()
+        assert iou > 0.85, iou
+        assert not np.array_equal(np.kron(mask32, np.ones((2, 2), bool)), mask64)   # not upsampled
+
+
 @pytest.mark.parametrize("folder, what, off, attribute", [
     ("view_angles", "view-angle", {"view_angles": False}, "view_angle_estimator"),
     ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0}, "pair_azimuth_estimator")])
@@ -342,6 +365,8 @@ def test_a_broken_small_network_is_refused_clearly(tmp_path, folder, what, off, 
 class _PairJudge:
     """Stands in for the pair-azimuth network: sure of given azimuths (``D[i, j]`` degrees, taking
     view j's frame onto view i's), in 36 bins."""
+
+    cell = 32
 
     def __init__(self, D):
         self.D = np.asarray(D, float)

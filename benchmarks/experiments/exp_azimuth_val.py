@@ -2,12 +2,16 @@
 (``runs/data_val``, not the eval captures, so settings chosen here are not fitted to the eval).
 Per non-reference view: |chosen − true| azimuth between its own frame and view 0's.
 ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w DEPTH_TOL=0.03 SIL_PX=1 N=120 python .../exp_azimuth_val.py [DATA]``
-(PAIR_WEIGHT: weight of the pair-azimuth network's cost in the search, 0 = visibility alone)."""
+(PAIR_WEIGHT: weight of the pair-azimuth network's cost in the search, 0 = visibility alone).
+Data with larger cells than the model's (``--cell-size 64`` datasets, for 64 px small networks):
+the model gets them area-averaged to its cell size, the small networks get them as they are.
+``ANGLES=DIR PAIR=DIR``: other small networks than the ones beside the weights."""
 import glob
 import os
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +33,26 @@ pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="mod
                                     weights=os.environ.get("WEIGHTS"),
                                     view_angles=os.environ.get("VIEW_ANGLES", "1") == "1",
                                     pair_azimuth_weight=float(os.environ.get("PAIR_WEIGHT", 0))))
+if os.environ.get("ANGLES"):
+    from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+    pipe.view_angle_estimator = ViewAngleEstimator.from_folder(os.environ["ANGLES"])
+if os.environ.get("PAIR"):
+    from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+    pipe.pair_azimuth_estimator = PairAzimuthEstimator.from_folder(os.environ["PAIR"])
+
+
+def model_cell(image: np.ndarray, mask: np.ndarray, K: np.ndarray, size: int):
+    """A dataset cell brought to the model's cell size (area-averaged; pixel-centre convention)."""
+    s = size / image.shape[0]
+    if s == 1:
+        return image, mask, K
+    K = K.copy()
+    K[:2, :2] *= s
+    K[:2, 2] = (K[:2, 2] + 0.5) * s - 0.5
+    return (cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA),
+            cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0.5, K)
+
+
 errs, done = [], 0
 for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
     d = np.load(shard)
@@ -36,13 +60,18 @@ for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
         n = int(d["num_views"][i])
         if n < 2:
             continue
-        S = d["images"].shape[2]
-        cells = [(CellView(d["images"][i, v], d["masks"][i, v] > 0,
-                           PinholeCamera(K=d["K"][i, v].astype(float), width=S, height=S)), None)
-                 for v in range(n)]
+        S = pipe.cell_size
+        cells = []
+        for v in range(n):
+            image, mask, K = model_cell(d["images"][i, v], d["masks"][i, v] > 0, d["K"][i, v].astype(float), S)
+            cells.append((CellView(image, mask, PinholeCamera(K=K, width=S, height=S)), None))
+        native = (d["images"][i, :n], d["masks"][i, :n] > 0)
+        pipe._net_cells = lambda frames, cells, size, native=native: (
+            native if size == native[0].shape[1] else
+            (np.stack([c.image for c, _ in cells]), np.stack([c.mask for c, _ in cells])))
         preds, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
         if pipe.view_angle_estimator is not None:
-            preds, pnp, _ = pipe._correct_tilt(cells, preds, pnp)
+            preds, pnp, _ = pipe._correct_tilt(cells, preds, pnp, [None] * n)
         if not pnp[0].ok:
             continue
         R, _ = pipe._align(cells, preds, pnp, [None] * n)

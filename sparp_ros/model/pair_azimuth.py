@@ -29,26 +29,29 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .small_nets import (augment_brightness, cells_to_input, conv_stage, load_net, run_training,
-                         save_net, train_loop, training_parser)
+from .small_nets import (BASE_CELL, augment_brightness, cells_to_input, conv_stage, input_stem,
+                         load_net, run_training, save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
            "pair_probabilities", "train_pair_azimuth"]
 
 
 class PairAzimuthNet(nn.Module):
-    """Shared two-stage encoder per view (S → S/4), two joint stages on the concatenated features
-    (→ S/8), an MLP head of ``bins`` logits."""
+    """Shared input stem (``small_nets.input_stem``: cells above 32 px folded into channels) and
+    two-stage encoder per view (→ 8×8 for 32 px), two joint stages on the concatenated features
+    (→ 4×4), an MLP head of ``bins`` logits."""
 
     def __init__(self, width: int = 32, bins: int = 36, cell: int = 32) -> None:
         super().__init__()
         self.bins = bins
-        self.encoder = nn.ModuleList([conv_stage(4, width), conv_stage(width, 2 * width)])
+        self.stem, c_in = input_stem(cell)
+        self.encoder = nn.ModuleList([conv_stage(c_in, width), conv_stage(width, 2 * width)])
         self.joint = nn.ModuleList([conv_stage(4 * width, 4 * width), conv_stage(4 * width, 4 * width)])
-        side = cell // 8
+        side = min(cell, BASE_CELL) // 8
         self.head = nn.Sequential(nn.Linear(4 * width * side * side, 256), nn.SiLU(), nn.Linear(256, bins))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
         for stage in self.encoder:
             x = F.avg_pool2d(stage(x), 2)
         return x
@@ -131,11 +134,12 @@ def load_pair_samples(folders: list[str | Path]) -> tuple[torch.Tensor, torch.Te
         if not shards:
             raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
         for path in shards:
-            with np.load(path) as d:
+            with np.load(path) as d:      # each array read once (indexing d reloads it)
+                shard_images, shard_masks, shard_az = d["images"], d["masks"], d["azimuth_self"]
                 for i, n in enumerate(d["num_views"].astype(int)):
-                    images.append(d["images"][i, :n])
-                    masks.append(d["masks"][i, :n] > 0)
-                    az = np.degrees(d["azimuth_self"][i, :n].astype(np.float64))
+                    images.append(shard_images[i, :n])
+                    masks.append(shard_masks[i, :n] > 0)
+                    az = np.degrees(shard_az[i, :n].astype(np.float64))
                     for a in range(n):
                         for b in range(n):
                             if a != b:          # p_ref = Rz(az_k) p_k  ⇒  p_a = Rz(az_b − az_a) p_b

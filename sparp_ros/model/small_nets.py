@@ -26,6 +26,23 @@ def conv_stage(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
 
 
+BASE_CELL = 32              # the small networks' stages are sized for 32 px after the stem
+
+
+def input_stem(cell: int) -> tuple[nn.Module, int]:
+    """(stem, channels after it) for cells of side ``cell``: cells larger than 32 px are folded
+    into channels (pixel unshuffle by ``cell // 32``), so a 64 px cell costs the stages what a
+    32 px one does while its first convolution still sees every pixel. Why: the frames' crops
+    are 250–400 px, and the 32 px cells of the diffusion model keep too little of the texture
+    and outline that the camera's elevation and the azimuth between views are read from."""
+    if cell <= BASE_CELL:
+        return nn.Identity(), 4
+    if cell % BASE_CELL:
+        raise ValueError(f"small networks take cells of at most {BASE_CELL} px or a multiple of it, got {cell}")
+    f = cell // BASE_CELL
+    return nn.PixelUnshuffle(f), 4 * f * f
+
+
 def cells_to_input(images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
     """Cells (N×S×S×3 uint8, N×S×S bool/0-1) → the network input [N, 4, S, S]: RGB in [-1, 1]
     with the background 0 (grey, as the denoiser's condition), the mask as ±1."""

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
 from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, augment_brightness, cells_to_input, conv_stage,
-                         load_net, run_training, save_net, train_loop, training_parser)
+                         input_stem, load_net, run_training, save_net, train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "train_view_angles"]
@@ -39,16 +39,19 @@ ANGLE_UNIT_DEG = 30.0          # the network's outputs are angles / 30°: order 
 
 
 class ViewAngleNet(nn.Module):
-    """Four conv stages (two 3x3 convs each, GroupNorm, SiLU; 2x average pooling between),
-    global average pooling and an MLP: (elevation, roll) / ``ANGLE_UNIT_DEG``."""
+    """The input stem (``small_nets.input_stem``: cells above 32 px folded into channels), four conv
+    stages (two 3x3 convs each, GroupNorm, SiLU; 2x average pooling between), global average
+    pooling and an MLP: (elevation, roll) / ``ANGLE_UNIT_DEG``."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, cell: int = 32) -> None:
         super().__init__()
-        chans = [4, width, 2 * width, 4 * width, 4 * width]
+        self.stem, c_in = input_stem(cell)
+        chans = [c_in, width, 2 * width, 4 * width, 4 * width]
         self.stages = nn.ModuleList(conv_stage(i, o) for i, o in zip(chans[:-1], chans[1:]))
         self.head = nn.Sequential(nn.Linear(chans[-1], 128), nn.SiLU(), nn.Linear(128, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i < len(self.stages) - 1:
@@ -68,19 +71,27 @@ class ViewAngleEstimator:
     def from_folder(cls, folder: str | Path) -> "ViewAngleEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file on
         any problem (missing, corrupt, pickle, shapes that do not fit the config)."""
-        net, config = load_net(folder, lambda c: ViewAngleNet(int(c["width"])), ("width", "cell"))
+        net, config = load_net(folder, lambda c: ViewAngleNet(int(c["width"]), int(c["cell"])), ("width", "cell"))
         return cls(net, int(config["cell"]), config)
 
     def save(self, folder: str | Path) -> None:
         save_net(folder, self.net, self.config)
 
     @torch.no_grad()
-    def predict(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """(elevation, roll) in degrees for each cell: an N×2 float array."""
+    def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """(elevation, roll) in degrees for each cell: an N×2 float array.
+
+        ``mirror`` averages with the answer for the mirrored cell (same elevation, roll negated:
+        the network was trained on mirrored cells too), a free second opinion."""
         if images.ndim != 4 or images.shape[1:] != (self.cell, self.cell, 3):
             raise ValueError(f"view-angle network needs N x {self.cell} x {self.cell} x 3 cells, "
                              f"got {images.shape}")
-        return self.net(cells_to_input(images, masks)).numpy().astype(np.float64) * ANGLE_UNIT_DEG
+        x = cells_to_input(images, masks)
+        out = self.net(x)
+        if mirror:
+            flipped = self.net(x.flip(-1)) * torch.tensor([1.0, -1.0])
+            out = 0.5 * (out + flipped)
+        return out.numpy().astype(np.float64) * ANGLE_UNIT_DEG
 
 
 # ------------------------------------------------------------------------------------- training
@@ -93,21 +104,20 @@ def load_view_samples(folders: list[str | Path]) -> tuple[np.ndarray, np.ndarray
         if not shards:
             raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
         for path in shards:
-            with np.load(path) as d:
-                n_views = d["num_views"].astype(int)
-                for i, n in enumerate(n_views):
-                    images.append(d["images"][i, :n])
-                    masks.append(d["masks"][i, :n] > 0)
-                    labels.extend(elevation_roll_deg(T.astype(np.float64))
-                                  for T in d["T_camera_object"][i, :n])
+            with np.load(path) as d:      # each array read once (indexing d reloads it)
+                shard_images, shard_masks, shard_poses = d["images"], d["masks"], d["T_camera_object"]
+                for i, n in enumerate(d["num_views"].astype(int)):
+                    images.append(shard_images[i, :n])
+                    masks.append(shard_masks[i, :n] > 0)
+                    labels.extend(elevation_roll_deg(T.astype(np.float64)) for T in shard_poses[i, :n])
     x, m = np.concatenate(images), np.concatenate(masks)
     return x, m, np.asarray(labels, np.float64), int(x.shape[1])
 
 
 def angle_errors(estimator: ViewAngleEstimator, images: np.ndarray, masks: np.ndarray,
-                 labels: np.ndarray, batch: int = 512) -> np.ndarray:
+                 labels: np.ndarray, batch: int = 512, mirror: bool = True) -> np.ndarray:
     """|predicted − true| (degrees) per view: N×2 (elevation, roll)."""
-    pred = np.concatenate([estimator.predict(images[i:i + batch], masks[i:i + batch])
+    pred = np.concatenate([estimator.predict(images[i:i + batch], masks[i:i + batch], mirror)
                            for i in range(0, len(images), batch)])
     return np.abs(pred - labels)
 
@@ -129,7 +139,7 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
         f"load), elevation sd {labels[:, 0].std():.1f}°, roll sd {labels[:, 1].std():.1f}°")
     x_all = cells_to_input(images, masks)
     y_all = torch.from_numpy(labels / ANGLE_UNIT_DEG).float()
-    net = ViewAngleNet(width)
+    net = ViewAngleNet(width, cell)
     estimator = ViewAngleEstimator(net, cell, {})
 
     def batch_loss(gen: torch.Generator) -> torch.Tensor:

@@ -114,3 +114,19 @@ def test_a_short_training_run_learns_the_relative_azimuth(tmp_path):
     assert any("within 30°" in line for line in lines)
     assert PairAzimuthEstimator.from_folder(tmp_path / "out").config["training"]["steps"] == 120
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_larger_cells_fold_into_channels_and_round_trip(tmp_path):
+    """A 64 px network (pixel-unshuffle stem) answers per ordered pair, loads back bit-exact from
+    its folder, and cells that are not 32 px or a multiple of it are refused at construction."""
+    est = _estimator(cell=64, seed=5)
+    images, masks = _cells(3, cell=64)
+    out = est.predict(images, masks)
+    assert out.shape == (3, 3, 12) and np.allclose(out[~np.eye(3, dtype=bool)].sum(-1), 1.0)
+    est.save(tmp_path / "pa64")
+    back = PairAzimuthEstimator.from_folder(tmp_path / "pa64")
+    assert back.cell == 64 and np.array_equal(back.predict(images, masks), out)
+    with pytest.raises(ValueError, match="32 x 32|64 x 64"):
+        est.predict(*_cells(2, cell=32))
+    with pytest.raises(ValueError, match="multiple"):
+        PairAzimuthNet(8, 12, 48)
