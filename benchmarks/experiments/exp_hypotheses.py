@@ -2,8 +2,8 @@
 hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis (what ships), the
 best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
 (a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
-CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" python .../exp_hypotheses.py`` (CAPTURES:
-eval_shared.py output folders, default the seed-0 eval captures)."""
+CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" VIEWS=n python .../exp_hypotheses.py`` (CAPTURES:
+eval_shared.py output folders, default the seed-0 eval captures; VIEWS: the first n views of each)."""
 import json
 import os
 import sys
@@ -19,6 +19,7 @@ from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rot
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 K = int(os.environ.get("HYPOTHESES", 3))
+VIEWS = int(os.environ.get("VIEWS", 0)) or None
 pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
                                     weights=os.environ.get("WEIGHTS"), azimuth_hypotheses=K,
                                     view_angles=os.environ.get("VIEW_ANGLES", "1") == "1",
@@ -31,8 +32,8 @@ capture_dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25"
 print(f"{len(capture_dirs)} captures")
 for cd in capture_dirs:
     cap = load_capture(cd)
-    r = pipe(cap.frames)
-    gt = cap.gt.T_camera_object
+    r = pipe(cap.frames[:VIEWS])
+    gt = cap.gt.T_camera_object[:VIEWS]
     c = cap.gt.extra["canonical"]
     frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
     true_az = [camera_azimuth(T @ frame.T_mesh_object) for T in gt]

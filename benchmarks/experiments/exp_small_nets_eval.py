@@ -1,0 +1,57 @@
+"""Experiment: the small networks on their own, on eval captures (not dataset samples): each
+view-angle network's elevation / roll error and each pair-azimuth network's error on every ordered
+pair of views (mirror-averaged, as the pipeline asks), each fed its own cell size from the full
+frames. ``ANGLES="DIR ..." PAIRS="DIR ..." CAPTURES="benchmarks/out/eval25 ..." python
+.../exp_small_nets_eval.py`` (default: the shipped networks)."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from sparp_ros.capture import load_capture  # noqa: E402
+from sparp_ros.conventions import CanonicalFrame, camera_azimuth  # noqa: E402
+from sparp_ros.geometry.view_angles import elevation_roll_deg  # noqa: E402
+from sparp_ros.model.backend import DEFAULT_WEIGHTS  # noqa: E402
+from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
+
+angle_nets = {f: ViewAngleEstimator.from_folder(f)
+              for f in os.environ.get("ANGLES", str(DEFAULT_WEIGHTS / "view_angles")).split()}
+pair_nets = {f: PairAzimuthEstimator.from_folder(f)
+             for f in os.environ.get("PAIRS", str(DEFAULT_WEIGHTS / "pair_azimuth")).split()}
+pipe = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, cell_size=32))  # cropping only
+angle_err = {f: [] for f in angle_nets}
+pair_err = {f: [] for f in pair_nets}
+dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
+        for d in sorted((REPO / root / "captures").iterdir())]
+for cd in dirs:
+    cap = load_capture(cd)
+    c = cap.gt.extra["canonical"]
+    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    T_canonical = [T @ frame.T_mesh_object for T in cap.gt.T_camera_object]
+    true_angles = np.array([elevation_roll_deg(T) for T in T_canonical])
+    true_az = np.degrees([camera_azimuth(T) for T in T_canonical])
+    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
+    for f, net in angle_nets.items():
+        angle_err[f].append(np.abs(net.predict(*pipe._net_cells(cap.frames, cells, net.cell)) - true_angles))
+    for f, net in pair_nets.items():
+        probs = net.predict(*pipe._net_cells(cap.frames, cells, net.cell))
+        n = len(cells)
+        for i in range(n):
+            for j in range(n):
+                if i != j:        # [i, j]: the azimuth taking view j's frame onto view i's
+                    centre = (np.argmax(probs[i, j]) + 0.5) * 360.0 / net.bins
+                    pair_err[f].append(abs((centre - (true_az[j] - true_az[i]) + 180) % 360 - 180))
+print(f"{len(dirs)} captures")
+for f, e in angle_err.items():
+    e = np.concatenate(e)
+    print(f"view angles {f} ({angle_nets[f].cell} px): |elevation error| median {np.median(e[:, 0]):.2f}° "
+          f"mean {e[:, 0].mean():.2f}°, |roll error| median {np.median(e[:, 1]):.2f}° ({len(e)} views)")
+for f, e in pair_err.items():
+    e = np.array(e)
+    print(f"pair azimuth {f} ({pair_nets[f].cell} px): |error| median {np.median(e):.1f}°, within 30° "
+          f"{np.mean(e < 30):.2f}, flipped (>150°) {np.mean(e > 150):.2f} ({len(e)} ordered pairs)")
