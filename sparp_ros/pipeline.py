@@ -265,11 +265,8 @@ class SparpPipeline:
         full frame (the small networks read finer detail than the diffusion model's cells keep)."""
         if size == self.cell_size:
             return np.stack([c.image for c, _ in cells]), np.stack([c.mask for c, _ in cells])
-        images, masks = [], []
-        for f in frames:
-            box = crop_box_from_mask(f.mask, self.config.crop_margin)
-            images.append(crop_image(f.image, box, size))
-            masks.append(crop_image(f.mask.astype(np.uint8), box, size, nearest=True) > 0)
+        images, masks = zip(*(_cut(f, crop_box_from_mask(f.mask, self.config.crop_margin), size)
+                              for f in frames))
         return np.stack(images), np.stack(masks)
 
     def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult], frames: list[Frame]):
@@ -319,10 +316,9 @@ class SparpPipeline:
             box = crop_box_from_mask(frame.mask, self.config.crop_margin)
         except SegmentationError as exc:
             raise PipelineError(f"view {i}: {exc} (give a mask: capture masks/ or the mask topic)") from exc
+        image, mask = _cut(frame, box, size)
         cell = CellView(
-            image=crop_image(frame.image, box, size),
-            mask=crop_image(frame.mask.astype(np.uint8), box, size, nearest=True) > 0,
-            camera=crop_camera(frame.camera, box, size),
+            image=image, mask=mask, camera=crop_camera(frame.camera, box, size),
             gt_nocs=None if frame.nocs is None else crop_image(frame.nocs, box, size, nearest=True))
         depth = None if frame.depth is None else crop_image(frame.depth, box, size, nearest=True)
         return cell, depth
@@ -471,6 +467,12 @@ def _view_angle_estimator(folder: Path):
 def _pair_azimuth_estimator(folder: Path):
     from .model.pair_azimuth import PairAzimuthEstimator
     return PairAzimuthEstimator.from_folder(folder)
+
+
+def _cut(frame: Frame, box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's image and mask inside ``box``, resampled to ``size`` x ``size``."""
+    return (crop_image(frame.image, box, size),
+            crop_image(frame.mask.astype(np.uint8), box, size, nearest=True) > 0)
 
 
 def _wrap_deg(a: float) -> float:

@@ -83,7 +83,10 @@ def load_net(folder: str | Path, build: Callable[[dict], nn.Module], required: t
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"{folder / CONFIG_FILE}: needs integer {', '.join(repr(k) for k in required)} "
                              f"({exc!r})") from exc
-    net = build(config)
+    try:
+        net = build(config)
+    except ValueError as exc:           # e.g. a cell size the networks cannot take
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: {exc}") from exc
     state = load_safetensors_checked(folder / WEIGHTS_FILE)
     try:
         net.load_state_dict(state, strict=True)

@@ -71,7 +71,8 @@ class ViewAngleEstimator:
     def from_folder(cls, folder: str | Path) -> "ViewAngleEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file on
         any problem (missing, corrupt, pickle, shapes that do not fit the config)."""
-        net, config = load_net(folder, lambda c: ViewAngleNet(int(c["width"]), int(c["cell"])), ("width", "cell"))
+        net, config = load_net(folder, lambda c: ViewAngleNet(int(c["width"]), int(c["cell"])),
+                               ("width", "cell"))
         return cls(net, int(config["cell"]), config)
 
     def save(self, folder: str | Path) -> None:

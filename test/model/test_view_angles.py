@@ -63,6 +63,9 @@ def test_bad_weights_are_refused_with_the_file_named(tmp_path):
     (folder / CONFIG_FILE).write_text(json.dumps({"cell": 32}))
     with pytest.raises(ModelLoadError, match="width"):
         ViewAngleEstimator.from_folder(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({"width": 8, "cell": 48}))
+    with pytest.raises(ModelLoadError, match="multiple of it, got 48"):
+        ViewAngleEstimator.from_folder(folder)
 
 
 def _shard(path, n_samples, seed):
