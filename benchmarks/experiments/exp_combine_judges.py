@@ -1,0 +1,129 @@
+"""Experiment: ways to combine the joint azimuth search's two judges — the visibility score and the
+pair-azimuth network's cost (−log p). The pipeline runs once per capture (image-only alignment) and
+its search inputs are recorded; each rule is then replayed on them: weights on the network, the
+network or visibility alone, a per-pair weight from the network's confidence (mean − min of its
+cost curve), re-ranking the kept hypotheses by one judge, bins interpolated linearly between their
+centres. Relative rotation of the chosen (and best of the kept) hypothesis.
+``CAPTURES="benchmarks/out/eval25 ..." PAIR=DIR PAIR_ENSEMBLE="DIR DIR" python .../exp_combine_judges.py``
+(PAIR: another pair network; PAIR_ENSEMBLE: the mean of several networks' probabilities)."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+import sparp_ros.geometry.azimuth as az  # noqa: E402
+import sparp_ros.pipeline as pl  # noqa: E402
+from sparp_ros.capture import load_capture  # noqa: E402
+from sparp_ros.conventions import rot_z  # noqa: E402
+from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
+from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+
+STEPS = pl.AZIMUTH_STEPS
+recorded = {}
+search = az.joint_azimuths
+
+
+def recording_search(views, **kw):
+    recorded["views"], recorded["pair_costs"] = views, kw.get("pair_costs")
+    return search(views, **kw)
+
+
+pl.joint_azimuths = recording_search
+pipe = pl.SparpPipeline(pl.PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
+                                          pair_azimuth_weight=0.1))
+nets = [PairAzimuthEstimator.from_folder(f) for f in
+        (os.environ.get("PAIR_ENSEMBLE") or os.environ.get("PAIR") or "").split()]
+if nets:
+    class MeanOfNetworks:
+        cell = nets[0].cell
+
+        def predict(self, images, masks):
+            return np.mean([n.predict(images, masks) for n in nets], axis=0)
+    pipe.pair_azimuth_estimator = MeanOfNetworks()
+
+captures = []
+for d in [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
+          for d in sorted((REPO / root / "captures").iterdir())]:
+    recorded.clear()
+    cap = load_capture(d)
+    r = pipe(cap.frames)
+    if recorded.get("pair_costs") is None:
+        continue
+    a0 = r.extra["azimuth_hypotheses"][0]["azimuths_deg"]
+    order = [int(k) for k in a0]
+    own = {i: r.views[i].T_camera_object[:3, :3] @ rot_z(np.radians(a0[str(i)])) for i in order}
+    rng = np.random.default_rng(0)             # the search's own sampling of the points
+    views = recorded["views"]
+    vis = {(i, j): az.pair_scores(views[i], views[j], STEPS, 600, rng)
+           for i in range(len(views)) for j in range(i + 1, len(views))}
+    captures.append(dict(order=order, own=own, n=len(r.views), gt=cap.gt.T_camera_object, views=views,
+                         vis=vis, net=recorded["pair_costs"]))
+
+
+def errors(c, azimuths):
+    Rs = [None] * c["n"]
+    for k, i in enumerate(c["order"]):
+        M = np.eye(4)
+        M[:3, :3] = c["own"][i] @ rot_z(azimuths[k]).T
+        Rs[i] = M
+    return relative_rotation_errors(Rs, c["gt"])
+
+
+def run_search(c, S):
+    curves = iter([S[k] for k in sorted(S)])       # joint_azimuths asks for the pairs in this order
+    az.pair_scores = lambda *a, **kw: next(curves)
+    try:
+        return search(c["views"], steps=STEPS, top_k=3)
+    finally:
+        az.pair_scores = pair_scores
+
+
+pair_scores = az.pair_scores
+
+
+def interpolated(curve):
+    centres = np.arange(STEPS // 72, STEPS, STEPS // 36)      # bin centres of 36 bins
+    x = np.concatenate([centres - STEPS, centres, centres + STEPS])
+    return np.interp(np.arange(STEPS), x, np.tile(curve[centres], 3))
+
+
+def rule(w_vis, w_net, confidence=False, interp=False):
+    def costs(c):
+        out = {}
+        for k, v in c["vis"].items():
+            net = interpolated(c["net"][k]) if interp else c["net"][k]
+            weight = (net.mean() - net.min()) if confidence else 1.0
+            out[k] = w_vis * v + w_net * weight * net
+        return out
+    return costs
+
+
+def evaluate(name, costs, rerank=None):
+    chosen, best = [], []
+    for c in captures:
+        hyps = run_search(c, costs(c))
+        h = hyps[0]
+        if rerank is not None:
+            R = rerank(c)
+            h = hyps[int(np.argmin([az._total(np.asarray(x.azimuths) / (2 * np.pi) * STEPS, R, STEPS)
+                                    for x in hyps]))]
+        chosen += errors(c, h.azimuths)
+        best += min((errors(c, x.azimuths) for x in hyps), key=np.median)
+    s, b = summarize_rotation(chosen), summarize_rotation(best)
+    print(f"{name:38s} {s['median_rotation_error_deg']:5.1f}° / Acc@15 {s['acc15']:.2f} / Acc@30 "
+          f"{s['acc30']:.2f}   best of 3 {b['median_rotation_error_deg']:5.1f}° / {b['acc30']:.2f}", flush=True)
+
+
+print(f"{len(captures)} captures")
+for w in (0.05, 0.1, 0.2, 0.4):
+    evaluate(f"visibility + {w} network", rule(1, w))
+evaluate("network alone", rule(0, 1))
+evaluate("visibility alone", rule(1, 0))
+evaluate("+0.1 network, re-ranked by network", rule(1, 0.1), rerank=rule(0, 1))
+evaluate("+0.1 network, re-ranked by visibility", rule(1, 0.1), rerank=rule(1, 0))
+for w in (0.05, 0.1, 0.2):
+    evaluate(f"visibility + {w} confidence x network", rule(1, w, confidence=True))
+evaluate("visibility + 0.1 network, interpolated", rule(1, 0.1, interp=True))
