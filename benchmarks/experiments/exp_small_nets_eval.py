@@ -1,7 +1,10 @@
 """Experiment: the small networks on their own, on eval captures (not dataset samples): each
 view-angle network's elevation / roll error and each pair-azimuth network's error on every ordered
 pair of views (mirror-averaged, as the pipeline asks), each fed its own cell size from the full
-frames. ``ANGLES="DIR ..." PAIRS="DIR ..." CAPTURES="benchmarks/out/eval25 ..." python
+frames; per object, the view-angle networks' median |elevation error| and mean error (bias).
+``VAL_DATA=DIR``: also the view-angle networks on a dataset folder (e.g. ``runs/data_val``; cells of
+the networks' size), with and without mirror averaging.
+``ANGLES="DIR ..." PAIRS="DIR ..." CAPTURES="benchmarks/out/eval25 ..." python
 .../exp_small_nets_eval.py`` (default: the shipped networks)."""
 import os
 import sys
@@ -16,7 +19,7 @@ from sparp_ros.conventions import CanonicalFrame, camera_azimuth  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg  # noqa: E402
 from sparp_ros.model.backend import DEFAULT_WEIGHTS  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
-from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+from sparp_ros.model.view_angles import ViewAngleEstimator, angle_errors, load_view_samples  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 angle_nets = {f: ViewAngleEstimator.from_folder(f)
@@ -25,6 +28,7 @@ pair_nets = {f: PairAzimuthEstimator.from_folder(f)
              for f in os.environ.get("PAIRS", str(DEFAULT_WEIGHTS / "pair_azimuth")).split()}
 pipe = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, cell_size=32))  # cropping only
 angle_err = {f: [] for f in angle_nets}
+elevation_by_object = {f: {} for f in angle_nets}     # signed elevation errors per object
 pair_err = {f: [] for f in pair_nets}
 dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
         for d in sorted((REPO / root / "captures").iterdir())]
@@ -37,7 +41,9 @@ for cd in dirs:
     true_az = np.degrees([camera_azimuth(T) for T in T_canonical])
     cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
     for f, net in angle_nets.items():
-        angle_err[f].append(np.abs(net.predict(*pipe._net_cells(cap.frames, cells, net.cell)) - true_angles))
+        signed = net.predict(*pipe._net_cells(cap.frames, cells, net.cell)) - true_angles
+        angle_err[f].append(np.abs(signed))
+        elevation_by_object[f].setdefault(cd.name.rsplit("_s", 1)[0], []).extend(signed[:, 0])
     for f, net in pair_nets.items():
         probs = net.predict(*pipe._net_cells(cap.frames, cells, net.cell))
         n = len(cells)
@@ -55,3 +61,15 @@ for f, e in pair_err.items():
     e = np.array(e)
     print(f"pair azimuth {f} ({pair_nets[f].cell} px): |error| median {np.median(e):.1f}°, within 30° "
           f"{np.mean(e < 30):.2f}, flipped (>150°) {np.mean(e > 150):.2f} ({len(e)} ordered pairs)")
+for f, rows in elevation_by_object.items():
+    print(f"view angles {f}, per object (median |elevation error|, mean error):")
+    for name, e in sorted(rows.items(), key=lambda kv: -np.median(np.abs(kv[1]))):
+        print(f"  {name[:50]:50s} {np.median(np.abs(e)):5.1f}° {np.mean(e):+6.1f}°")
+if os.environ.get("VAL_DATA"):
+    for f, net in angle_nets.items():
+        images, masks, labels, cell = load_view_samples([os.environ["VAL_DATA"]])
+        for mirror in (False, True):
+            e = angle_errors(net, images, masks, labels, mirror=mirror)
+            print(f"view angles {f} on {os.environ['VAL_DATA']} ({cell} px, mirror {mirror}): |elevation "
+                  f"error| median {np.median(e[:, 0]):.2f}° mean {e[:, 0].mean():.2f}°, |roll error| "
+                  f"median {np.median(e[:, 1]):.2f}° ({len(e)} views)")
