@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .small_nets import (BASE_CELL, augment_brightness, cells_to_input, conv_stage, input_stem,
-                         load_net, run_training, save_net, train_loop, training_parser)
+from .small_nets import (BASE_CELL, augment_brightness, augment_colour, cells_to_input, conv_stage,
+                         input_stem, load_net, random_colour_mix, run_training, save_net, train_loop,
+                         training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
            "pair_probabilities", "train_pair_azimuth"]
@@ -169,9 +170,11 @@ def _error_summary(e: np.ndarray) -> tuple[dict, str]:
 def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[str | Path] | None = None,
                        width: int = 32, bins: int = 36, steps: int = 3000, batch_size: int = 128,
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
-                       val_every: int = 500, threads: int | None = None, log=print) -> PairAzimuthEstimator:
+                       val_every: int = 500, threads: int | None = None, colour: bool = True,
+                       log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
-    the validation error on ``val_data`` (held-out objects), save to ``out``."""
+    the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
+    random channel permutation and hue shift per pair (``small_nets.random_colour_mix``)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -191,6 +194,9 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
         a[flip], b[flip] = a[flip].flip(-1), b[flip].flip(-1)
         y[flip] = bins - 1 - y[flip]
         gain = 0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=gen)    # one light per pair
+        if colour:                                   # one recolouring per pair: same object
+            mix = random_colour_mix(batch_size, gen)
+            a, b = augment_colour(a, mix), augment_colour(b, mix)
         return F.cross_entropy(net(augment_brightness(a, gain), augment_brightness(b, gain)), y,
                                label_smoothing=0.05)
 
@@ -200,7 +206,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     step, history, minutes = train_loop(net, batch_loss, steps, lr, seed, max_minutes,
                                         validate if val is not None else None, val_every, log)
     training = {"data": [str(d) for d in data], "pairs": len(pairs), "steps": step,
-                "batch_size": batch_size, "lr": lr, "seed": seed,
+                "batch_size": batch_size, "lr": lr, "seed": seed, "colour_augment": colour,
                 "minutes": minutes, "history": history}
     if val is not None:      # what the pipeline uses: both the pair and its mirror image
         training["val_mirror_averaged"], message = _error_summary(
@@ -217,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                         "azimuth of two views) on `sparp-ros dataset` shards", steps=3000, lr=5e-4,
                         lr_help=" (2e-3 left the network at the label prior)")
     p.add_argument("--bins", type=int, default=36)
+    p.add_argument("--no-colour-augment", dest="colour", action="store_false",
+                   help="keep the objects' colours (default: one random channel permutation and hue "
+                        "shift per pair, so the network cannot tell training objects by colour)")
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
-        a.seed, val_every=a.val_every, threads=a.threads), ("steps", "batch_size", "val_every", "bins"))
+        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour), ("steps", "batch_size", "val_every", "bins"))
