@@ -171,10 +171,12 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                        width: int = 32, bins: int = 36, steps: int = 3000, batch_size: int = 128,
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
                        val_every: int = 500, threads: int | None = None, colour: bool = True,
-                       log=print) -> PairAzimuthEstimator:
+                       init: str | Path | None = None, log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
-    random channel permutation and hue shift per pair (``small_nets.random_colour_mix``)."""
+    random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
+    ``init``: start from a trained network's folder (its width, bins and cell size must match:
+    a :class:`ValueError` otherwise), to continue training with a new schedule."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -185,6 +187,13 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
         f"({time.time() - t_start:.0f} s to load)")
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
     net = PairAzimuthNet(width, bins, cell)
+    if init is not None:
+        start = PairAzimuthEstimator.from_folder(init)
+        theirs = (int(start.config["width"]), start.bins, start.cell)
+        if theirs != (width, bins, cell):
+            raise ValueError(f"--init {init}: width, bins, cell {theirs} do not match {(width, bins, cell)}")
+        net.load_state_dict(start.net.state_dict())
+        log(f"starting from {init}")
     estimator = PairAzimuthEstimator(net, cell, {})
 
     def batch_loss(gen: torch.Generator) -> torch.Tensor:
@@ -207,6 +216,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                                         validate if val is not None else None, val_every, log)
     training = {"data": [str(d) for d in data], "pairs": len(pairs), "steps": step,
                 "batch_size": batch_size, "lr": lr, "seed": seed, "colour_augment": colour,
+                "init": str(init) if init is not None else None,
                 "minutes": minutes, "history": history}
     if val is not None:      # what the pipeline uses: both the pair and its mirror image
         training["val_mirror_averaged"], message = _error_summary(
@@ -226,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-colour-augment", dest="colour", action="store_false",
                    help="keep the objects' colours (default: one random channel permutation and hue "
                         "shift per pair, so the network cannot tell training objects by colour)")
+    p.add_argument("--init", help="start from this trained pair-azimuth folder (continue training)")
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
-        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour), ("steps", "batch_size", "val_every", "bins"))
+        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init), ("steps", "batch_size", "val_every", "bins"))

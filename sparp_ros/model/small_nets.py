@@ -185,12 +185,13 @@ def training_parser(prog: str, description: str, steps: int, lr: float, lr_help:
 
 def run_training(parser: argparse.ArgumentParser, args: argparse.Namespace, train: Callable[[], object],
                  positive: tuple[str, ...] = ("steps", "batch_size", "val_every")) -> int:
-    """Check the positive options, run ``train``; a missing dataset is exit code 2 with its reason."""
+    """Check the positive options, run ``train``; a missing dataset or a starting network that
+    cannot be used is exit code 2 with its reason."""
     if min(getattr(args, name) for name in positive) < 1:
         parser.error(", ".join("--" + n.replace("_", "-") for n in positive) + " must be positive")
     try:
         train()
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ModelLoadError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
     return 0

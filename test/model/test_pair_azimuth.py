@@ -130,3 +130,23 @@ def test_larger_cells_fold_into_channels_and_round_trip(tmp_path):
         est.predict(*_cells(2, cell=32))
     with pytest.raises(ValueError, match="multiple"):
         PairAzimuthNet(8, 12, 48)
+
+
+def test_training_can_start_from_a_trained_network(tmp_path):
+    """``init`` continues from a trained folder (its answers, not a fresh network's, after a step
+    at a tiny learning rate); a folder of another width is exit code 2 from the command line."""
+    train = tmp_path / "train"
+    train.mkdir()
+    _shard(train, 10, seed=5)
+    start = _estimator(width=8, bins=12, seed=9)
+    start.save(tmp_path / "start")
+    est = train_pair_azimuth([train], tmp_path / "more", width=8, bins=12, steps=1, batch_size=4,
+                             lr=1e-9, init=tmp_path / "start", log=lambda line: None)
+    cells = _cells(3)
+    assert np.allclose(est.predict(*cells), start.predict(*cells), atol=1e-5)
+    assert est.config["training"]["init"] == str(tmp_path / "start")
+    fresh = train_pair_azimuth([train], tmp_path / "fresh", width=8, bins=12, steps=1, batch_size=4,
+                               lr=1e-9, log=lambda line: None)
+    assert not np.allclose(fresh.predict(*cells), start.predict(*cells), atol=1e-3)
+    assert main(["--data", str(train), "--out", str(tmp_path / "x"), "--width", "16", "--bins", "12",
+                 "--init", str(tmp_path / "start"), "--steps", "1"]) == 2
