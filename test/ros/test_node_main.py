@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,16 +37,35 @@ def test_params_file_argument_is_passed_to_ros():
     assert _ros_argv(["prog", "--ros-args", "-p", "x:=1"]) == ["prog", "--ros-args", "-p", "x:=1"]
 
 
-def _stop(proc: subprocess.Popen, timeout_s: float = 15.0) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        return -9, out
-    return proc.returncode, out
+class _ProcessLog:
+    """The lines a child process prints, read as they come (so a test can wait for one) and
+    kept for the assertions after it stopped."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def stop(self, timeout_s: float = 15.0) -> tuple[int, str]:
+        """Ctrl-C, wait (kill after ``timeout_s``: code -9); (exit code, everything it printed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            rc = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = -9
+        self._reader.join(timeout=5.0)
+        return rc, "".join(self.lines)
 
 
 def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, tmp_path,
@@ -63,6 +83,7 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
          # reliable repair of a lost fragment of a large image can exceed the 1 s default on CI
          "-p", "sync_timeout_s:=5.0"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_log = _ProcessLog(node_proc)
     response = None
     client = rclpy.create_node("main_test_client", context=ros_context)
     executor.add_node(client)
@@ -74,11 +95,14 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
         assert player_proc.returncode == 0, player_proc.stdout
         assert "published 3 frames" in player_proc.stdout
+        # a frame is a keyframe once all its parts arrived; reliable repair of a lost fragment of
+        # a large image can take seconds after the player has exited
+        wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")
         response = call_trigger(reconstruct, 60.0)
     finally:
         executor.remove_node(client)
         client.destroy_node()
-        rc, out = _stop(node_proc)
+        rc, out = node_log.stop()
     assert response.success and "3/3 views posed" in response.message, f"{response.message}\n{out}"
     assert "pose of android in camera" in response.message
     assert rc == 0, f"node exited with {rc}:\n{out}"
