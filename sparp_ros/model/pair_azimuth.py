@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import ModelLoadError
 from .small_nets import (BASE_CELL, augment_brightness, augment_colour, cells_to_input, conv_stage,
                          input_stem, load_net, random_colour_mix, run_training, save_net, train_loop,
                          training_parser)
@@ -176,7 +177,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
     random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
     ``init``: start from a trained network's folder (its width, bins and cell size must match:
-    a :class:`ValueError` otherwise), to continue training with a new schedule."""
+    a :class:`ModelLoadError` otherwise), to continue training with a new schedule."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -191,7 +192,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
         start = PairAzimuthEstimator.from_folder(init)
         theirs = (int(start.config["width"]), start.bins, start.cell)
         if theirs != (width, bins, cell):
-            raise ValueError(f"--init {init}: width, bins, cell {theirs} do not match {(width, bins, cell)}")
+            raise ModelLoadError(f"--init {init}: width, bins, cell {theirs} do not match {(width, bins, cell)}")
         net.load_state_dict(start.net.state_dict())
         log(f"starting from {init}")
     estimator = PairAzimuthEstimator(net, cell, {})
@@ -240,4 +241,5 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
-        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init), ("steps", "batch_size", "val_every", "bins"))
+        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init),
+        ("steps", "batch_size", "val_every", "bins"))

@@ -55,9 +55,13 @@ def cells_to_input(images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
 def augment_brightness(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """Scale the RGB of inputs from ``cells_to_input`` by ``gain`` [N,1,1,1] (lighting changes),
     background kept at 0."""
+    return _with_object_rgb(x, x[:, :3] * gain)
+
+
+def _with_object_rgb(x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """``x`` with its RGB replaced by ``rgb`` (clamped to [-1, 1]) on the object, 0 elsewhere."""
     out = x.clone()
-    fg = x[:, 3:] > 0
-    out[:, :3] = torch.where(fg, (x[:, :3] * gain).clamp(-1, 1), torch.zeros_like(x[:, :3]))
+    out[:, :3] = torch.where(x[:, 3:] > 0, rgb.clamp(-1, 1), torch.zeros_like(rgb))
     return out
 
 
@@ -67,9 +71,9 @@ def random_colour_mix(n: int, gen: torch.Generator, hue: bool = True) -> torch.T
 
     Why: the pair-azimuth network reads the azimuth between two views of the *same* object, and
     on the 69 training objects it learns to know them: 18.4° on new views of training objects
-    against 29.3° on unseen ones (``runs/pair64``, ``benchmarks/experiments/exp_pair_gap.py``). The azimuth does not depend on which colours the
-    object has, only on how they are laid out, so applying one transform to both views of a pair
-    keeps the label and removes the shortcut."""
+    against 29.3° on unseen ones (``runs/pair64``, ``benchmarks/experiments/exp_pair_gap.py``).
+    The azimuth does not depend on which colours the object has, only on how they are laid out,
+    so applying one transform to both views of a pair keeps the label and removes the shortcut."""
     perm = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
     mix = torch.eye(3)[perm]                                     # rows permuted: out_c = in_perm[c]
     if hue:
@@ -85,11 +89,7 @@ def random_colour_mix(n: int, gen: torch.Generator, hue: bool = True) -> torch.T
 def augment_colour(x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """Apply colour transforms ``mix`` [N,3,3] (:func:`random_colour_mix`) to the RGB of inputs
     from ``cells_to_input`` (grey = 0 is the transforms' fixed point), background kept at 0."""
-    out = x.clone()
-    fg = x[:, 3:] > 0
-    rgb = torch.einsum("nij,njhw->nihw", mix, x[:, :3]).clamp(-1, 1)
-    out[:, :3] = torch.where(fg, rgb, torch.zeros_like(rgb))
-    return out
+    return _with_object_rgb(x, torch.einsum("nij,njhw->nihw", mix, x[:, :3]))
 
 
 def save_net(folder: str | Path, net: nn.Module, config: dict) -> None:
@@ -186,12 +186,12 @@ def training_parser(prog: str, description: str, steps: int, lr: float, lr_help:
 def run_training(parser: argparse.ArgumentParser, args: argparse.Namespace, train: Callable[[], object],
                  positive: tuple[str, ...] = ("steps", "batch_size", "val_every")) -> int:
     """Check the positive options, run ``train``; a missing dataset or a starting network that
-    cannot be used is exit code 2 with its reason."""
+    cannot be used (:class:`ModelLoadError`) is exit code 2 with its reason."""
     if min(getattr(args, name) for name in positive) < 1:
         parser.error(", ".join("--" + n.replace("_", "-") for n in positive) + " must be positive")
     try:
         train()
-    except (FileNotFoundError, ModelLoadError, ValueError) as exc:
+    except (FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}")
         return 2
     return 0
