@@ -97,6 +97,8 @@ FIXED_SUPERSAMPLE = 3                 # fixed views rendered this much finer (od
 FIXED_BACKGROUND = (255, 255, 255)
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 MESH_CACHE_SIZE = 128                 # loaded meshes kept per process
+VARIANT_LOG_STRETCH = 0.35            # variants: each axis scaled by exp(U(-a, a)), 0.70–1.42
+VARIANT_TEXTURE_SWAP = 0.5            # variants: share drawn with another mesh's texture image
 SHARD_RE = re.compile(r"^shard_(\d{5})\.npz$")
 NOCS_BACKGROUND = -1.0
 """Background value of NOCS maps in the reader's [-1, 1] range: NOCS (0,0,0), a bounding-box corner
@@ -113,11 +115,27 @@ class DatasetError(RuntimeError):
 # -- configuration ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectSpec:
-    """One object: a mesh file, or procedural object ``procedural`` (an index) of the family ``seed``."""
+    """One object: a mesh file, or procedural object ``procedural`` (an index) of the family ``seed``.
+
+    A *variant* of a mesh file (``find_objects(variants=K)``) is the same file turned about the
+    vertical by ``yaw`` radians and scaled by ``stretch`` along the mesh axes (x, y, z = up), and
+    optionally wearing the texture image of ``texture_from`` through its own UVs. Why: the small
+    networks learn the 69 training scans by heart (13° on new views of them, 23° on unseen
+    objects); a stretched, re-textured scan is a new object to them at no cost in real data, and
+    every label is computed after the change. Gravity stays +z, so the camera elevations and the
+    azimuths between views are unchanged in meaning.
+    """
 
     name: str
     path: str = ""
     procedural: int = -1
+    stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    yaw: float = 0.0
+    texture_from: str = ""
+
+    @property
+    def is_variant(self) -> bool:
+        return self.stretch != (1.0, 1.0, 1.0) or self.yaw != 0.0 or bool(self.texture_from)
 
 
 @dataclass(frozen=True)
@@ -166,21 +184,25 @@ class DatasetConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["views"] = list(self.views)
-        d["objects"] = [asdict(o) for o in self.objects]
+        d["objects"] = [{**asdict(o), "stretch": list(o.stretch)} for o in self.objects]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DatasetConfig":
-        return cls(objects=tuple(ObjectSpec(**o) for o in d["objects"]), cell_size=d["cell_size"],
+        objects = tuple(ObjectSpec(**{**o, "stretch": tuple(o.get("stretch", (1.0, 1.0, 1.0)))})
+                        for o in d["objects"])
+        return cls(objects=objects, cell_size=d["cell_size"],
                    views=tuple(d["views"]), samples_per_object=d["samples_per_object"],
                    shard_size=d["shard_size"], seed=d["seed"],
                    fixed_views=d.get("fixed_views", True))
 
 
 def find_objects(sources: Sequence[str | Path], limit: int | None = None, procedural: int = 0,
-                 seed: int = 0) -> tuple[ObjectSpec, ...]:
+                 seed: int = 0, variants: int = 0) -> tuple[ObjectSpec, ...]:
     """Mesh files in ``sources`` (folders or files), optionally ``limit`` of them drawn by ``seed``,
-    plus ``procedural`` procedural objects."""
+    plus ``procedural`` procedural objects. With ``variants`` K > 0 every mesh file becomes K
+    objects ``<name>~<k>`` (``ObjectSpec``: stretched, turned, half of them re-textured with another
+    of these meshes' texture; drawn by ``seed``) instead of one."""
     paths: list[Path] = []
     for s in sources:
         p = Path(s)
@@ -193,7 +215,25 @@ def find_objects(sources: Sequence[str | Path], limit: int | None = None, proced
     if limit is not None and limit < len(paths):
         keep = np.random.default_rng([seed, 0x0B1EC7]).permutation(len(paths))[:limit]
         paths = [paths[i] for i in sorted(keep)]
-    specs = [ObjectSpec(name=p.stem, path=str(p.resolve())) for p in paths]
+    if variants < 0:
+        raise DatasetError(f"variants must be >= 0, got {variants}")
+    resolved = [str(p.resolve()) for p in paths]
+    if variants == 0:
+        specs = [ObjectSpec(name=p.stem, path=r) for p, r in zip(paths, resolved)]
+    else:
+        specs = []
+        for i, (p, r) in enumerate(zip(paths, resolved)):
+            rng = np.random.default_rng([seed, 0x7A41A7, i])
+            for k in range(variants):
+                stretch = np.exp(rng.uniform(-VARIANT_LOG_STRETCH, VARIANT_LOG_STRETCH, 3))
+                yaw = float(rng.uniform(-math.pi, math.pi))
+                donor = ""
+                if len(paths) > 1 and rng.random() < VARIANT_TEXTURE_SWAP:
+                    j = int(rng.integers(len(paths) - 1))
+                    donor = resolved[j + (j >= i)]
+                specs.append(ObjectSpec(name=f"{p.stem}~{k}", path=r,
+                                        stretch=tuple(round(float(x), 4) for x in stretch),
+                                        yaw=round(yaw, 4), texture_from=donor))
     specs += [ObjectSpec(name=procedural_name(i), procedural=i) for i in range(procedural)]
     return tuple(specs)
 
@@ -208,26 +248,62 @@ class _LoadedObject:
 
 
 _OBJECTS: OrderedDict[tuple, _LoadedObject] = OrderedDict()
+_VARIANTS: OrderedDict[ObjectSpec, _LoadedObject] = OrderedDict()
 
 
-def _load_object(spec: ObjectSpec, seed: int) -> _LoadedObject:
-    """Loaded once per process (a bounded LRU): loading costs more than rendering a sample."""
-    key = (spec.name, spec.path, spec.procedural, seed if spec.procedural >= 0 else None)
-    obj = _OBJECTS.pop(key, None)
+def _cached(cache: OrderedDict, key: Any, make: Callable[[], _LoadedObject]) -> _LoadedObject:
+    obj = cache.pop(key, None)
     if obj is None:
-        mesh = procedural_mesh(seed, spec.procedural) if spec.procedural >= 0 else load_mesh(spec.path)
-        v = mesh.vertices.astype(np.float64)
+        obj = make()
+        while len(cache) >= MESH_CACHE_SIZE:
+            cache.popitem(last=False)
+    cache[key] = obj
+    return obj
+
+
+def _loaded(mesh: TexturedMesh, hull: np.ndarray | None = None) -> _LoadedObject:
+    v = mesh.vertices.astype(np.float64)
+    if hull is None:
         try:
             hull = v[ConvexHull(v).vertices]
         except (QhullError, ValueError):          # flat meshes: every vertex bounds the silhouette
             hull = v
-        lo, hi = v.min(axis=0), v.max(axis=0)
-        center = (lo + hi) / 2.0
-        obj = _LoadedObject(mesh, hull, center, float(np.linalg.norm(v - center, axis=1).max()))
-        while len(_OBJECTS) >= MESH_CACHE_SIZE:
-            _OBJECTS.popitem(last=False)
-    _OBJECTS[key] = obj
-    return obj
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    center = (lo + hi) / 2.0
+    return _LoadedObject(mesh, hull, center, float(np.linalg.norm(v - center, axis=1).max()))
+
+
+def variant_transform(spec: ObjectSpec) -> np.ndarray:
+    """3x3 linear map of a variant's mesh points: turn about +z by ``yaw``, then scale the axes."""
+    c, s = math.cos(spec.yaw), math.sin(spec.yaw)
+    return np.diag(spec.stretch) @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _make_variant(spec: ObjectSpec, seed: int) -> _LoadedObject:
+    """The file's mesh through ``variant_transform`` (linear, so its convex hull is the mapped
+    hull: no new Qhull run), with the donor's texture image when both meshes are UV-textured."""
+    base = _load_object(ObjectSpec(name=spec.name.split("~")[0], path=spec.path), seed)
+    A = variant_transform(spec)
+    m = base.mesh
+    texture = m.texture
+    if spec.texture_from and m.uv is not None:
+        donor = _load_object(ObjectSpec(name=Path(spec.texture_from).stem, path=spec.texture_from),
+                             seed).mesh
+        if donor.texture is not None:
+            texture = donor.texture
+    mesh = TexturedMesh(m.vertices.astype(np.float64) @ A.T, m.faces, uv=m.uv, texture=texture,
+                        vertex_colors=m.vertex_colors, name=spec.name)
+    return _loaded(mesh, base.hull @ A.T)
+
+
+def _load_object(spec: ObjectSpec, seed: int) -> _LoadedObject:
+    """Loaded once per process (a bounded LRU): loading costs more than rendering a sample.
+    Variants are derived from their file's cached mesh (a second LRU, so they do not evict it)."""
+    if spec.is_variant:
+        return _cached(_VARIANTS, (spec, seed), lambda: _make_variant(spec, seed))
+    key = (spec.path, spec.procedural, seed if spec.procedural >= 0 else None)
+    return _cached(_OBJECTS, key, lambda: _loaded(
+        procedural_mesh(seed, spec.procedural) if spec.procedural >= 0 else load_mesh(spec.path)))
 
 
 # -- one sample ---------------------------------------------------------------------------------
@@ -463,8 +539,13 @@ def build_dataset(root: str | Path, cfg: DatasetConfig, workers: int = 1, progre
     meta_path = root / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        # datasets made before the fixed_views option rendered them
-        if {"fixed_views": True, **old.get("config", {})} != cfg.to_json():
+        # compared as configs, so that fields added since (fixed_views, variants) take their
+        # defaults: datasets made before those options resume
+        try:
+            same = DatasetConfig.from_json(old["config"]) == cfg
+        except (KeyError, TypeError, DatasetError):
+            same = False
+        if not same:
             raise DatasetError(f"{root} holds a dataset made with other settings (see {meta_path}); "
                                "choose another --out or delete it")
     meta = {"format": FORMAT_VERSION, "config": cfg.to_json(), "cell_size": cfg.cell_size,
@@ -690,6 +771,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--out", required=True, help="output folder (shards + meta.json); resumes if it exists")
     p.add_argument("--objects", type=int, default=None, help="use N of the meshes (drawn by --seed)")
     p.add_argument("--procedural", type=int, default=0, help="add N procedural textured shapes")
+    p.add_argument("--variants", type=int, default=0, metavar="K",
+                   help="render every mesh as K new objects instead: stretched 0.7-1.4x per axis, "
+                        "turned about the vertical, half re-textured with another mesh's texture "
+                        "(more distinct objects for the small networks; 0 = the meshes as they are)")
     p.add_argument("--views-per-sample", type=_views_range, default=(1, MAX_VIEWS), metavar="LO..HI",
                    help="input views per sample, drawn uniformly (default 1..6)")
     p.add_argument("--samples-per-object", type=int, default=40)
@@ -706,7 +791,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Build the dataset described by parsed ``args`` (see ``build_parser``)."""
     try:
-        cfg = DatasetConfig(objects=find_objects(args.meshes, args.objects, args.procedural, args.seed),
+        cfg = DatasetConfig(objects=find_objects(args.meshes, args.objects, args.procedural,
+                                                     args.seed, args.variants),
                             cell_size=args.cell_size, views=tuple(args.views_per_sample),
                             samples_per_object=args.samples_per_object, shard_size=args.shard_size,
                             seed=args.seed, fixed_views=not args.no_fixed_views)

@@ -30,9 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelLoadError
-from .small_nets import (BASE_CELL, augment_brightness, augment_colour, cells_to_input, conv_stage,
-                         input_stem, load_net, random_colour_mix, run_training, save_net, train_loop,
-                         training_parser)
+from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, augment_colour,
+                         cells_to_input, conv_stage, input_stem, load_net, random_colour_mix,
+                         run_training, save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
            "pair_probabilities", "train_pair_azimuth"]
@@ -108,7 +108,8 @@ class PairAzimuthEstimator:
         return out
 
 
-def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor | PackedCells, first: torch.Tensor,
+                       second: torch.Tensor,
                        mirror: bool = True, batch: int = 512) -> np.ndarray:
     """Bin probabilities [P, bins] of the azimuth mapping view ``second[p]``'s frame onto view
     ``first[p]``'s, for views ``x`` [V,4,S,S] (each view encoded once); with ``mirror``, averaged
@@ -117,6 +118,7 @@ def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor, first: torch.Tensor
         f = net.features(views)
         return torch.cat([F.softmax(net.compare(f[first[i:i + batch]], f[second[i:i + batch]]), dim=1)
                           for i in range(0, len(first), batch)])
+    x = as_input(x)
     with torch.no_grad():
         probs = probs_of(x)
         if mirror:
@@ -125,8 +127,8 @@ def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor, first: torch.Tensor
 
 
 # ------------------------------------------------------------------------------------- training
-def load_pair_samples(folders: list[str | Path]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
-    """Every view (network input [V,4,S,S]) and every ordered pair of views of one sample
+def load_pair_samples(folders: list[str | Path]) -> tuple[PackedCells, torch.Tensor, np.ndarray, int]:
+    """Every view (network input [V,4,S,S] when indexed) and every ordered pair of views of one sample
     (index pairs [P,2]) with its azimuth in degrees [P] (maps the second view's frame onto the
     first's), and the cell size S."""
     images, masks, pairs, azimuths = [], [], [], []
@@ -148,11 +150,11 @@ def load_pair_samples(folders: list[str | Path]) -> tuple[torch.Tensor, torch.Te
                                 pairs.append((count + a, count + b))
                                 azimuths.append((az[b] - az[a]) % 360.0)
                     count += n
-    x = cells_to_input(np.concatenate(images), np.concatenate(masks))
+    x = PackedCells(np.concatenate(images), np.concatenate(masks))
     return x, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2), np.asarray(azimuths), int(x.shape[-1])
 
 
-def pair_errors(estimator: PairAzimuthEstimator, x: torch.Tensor, pairs: torch.Tensor,
+def pair_errors(estimator: PairAzimuthEstimator, x: torch.Tensor | PackedCells, pairs: torch.Tensor,
                 azimuths: np.ndarray, mirror: bool = False) -> np.ndarray:
     """|most likely bin's centre − true azimuth| in degrees, per pair (``mirror``: as
     :func:`pair_probabilities`)."""
@@ -199,7 +201,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
 
     def batch_loss(gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(pairs), (batch_size,), generator=gen)
-        a, b, y = x_all[pairs[idx, 0]].clone(), x_all[pairs[idx, 1]].clone(), labels[idx].clone()
+        a, b, y = x_all[pairs[idx, 0]], x_all[pairs[idx, 1]], labels[idx].clone()
         flip = torch.rand(batch_size, generator=gen) < 0.5      # mirror both: the azimuth negates
         a[flip], b[flip] = a[flip].flip(-1), b[flip].flip(-1)
         y[flip] = bins - 1 - y[flip]

@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
-from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, augment_brightness, cells_to_input, conv_stage,
-                         input_stem, load_net, run_training, save_net, train_loop, training_parser)
+from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, PackedCells, augment_brightness, cells_to_input,
+                         conv_stage, input_stem, load_net, run_training, save_net, train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "train_view_angles"]
@@ -138,14 +138,14 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
     val = load_view_samples(val_data) if val_data else None
     log(f"view-angle training: {len(images)} views of {cell} px cells ({time.time() - t_start:.0f} s to "
         f"load), elevation sd {labels[:, 0].std():.1f}°, roll sd {labels[:, 1].std():.1f}°")
-    x_all = cells_to_input(images, masks)
+    x_all = PackedCells(images, masks)
     y_all = torch.from_numpy(labels / ANGLE_UNIT_DEG).float()
     net = ViewAngleNet(width, cell)
     estimator = ViewAngleEstimator(net, cell, {})
 
     def batch_loss(gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
-        x, y = x_all[idx].clone(), y_all[idx].clone()
+        x, y = x_all[idx], y_all[idx].clone()
         flip = torch.rand(batch_size, generator=gen) < 0.5      # a mirror image: roll negated
         x[flip] = x[flip].flip(-1)
         y[flip, 1] = -y[flip, 1]

@@ -12,7 +12,7 @@ import torch
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.conventions import decode_nocs_png, rotation_angle_deg
 from sparp_ros.geometry.pnp import solve_pnp_nocs
-from sparp_ros.model.dataset import (DatasetConfig, DatasetError, ShardSampler, SparpDataset,
+from sparp_ros.model.dataset import (DatasetConfig, DatasetError, ObjectSpec, ShardSampler, SparpDataset,
                                      build_dataset, find_objects, fixed_cameras, main, shard_path,
                                      split_nocs)
 
@@ -82,6 +82,27 @@ def _pnp_rotation_error(nocs_enc: np.ndarray, K: np.ndarray, T: np.ndarray) -> f
     return rotation_angle_deg(res.T_camera_unit[:3, :3] @ T[:3, :3].T.astype(np.float64))
 
 
+def _check_input_views(z: dict[str, np.ndarray], i: int) -> int:
+    """Sample ``i``'s input views agree with its poses; returns how many views were big enough."""
+    checked = 0
+    for k in range(int(z["num_views"][i])):
+        if (z["nocs_ref"][i, k] > 0).any(axis=2).sum() < 40:
+            continue                                  # too small to check this view
+        # PnP on view k's NOCS in view 0's frame recovers view k's pose in that frame.
+        assert _pnp_rotation_error(z["nocs_ref"][i, k], z["K"][i, k],
+                                   z["T_camera_object"][i, k]) < 1.0
+        # The per-view frame is view 0's frame turned by azimuth_self[k] about z.
+        ref, mask = decode_nocs_png(z["nocs_ref"][i, k])
+        own, own_mask = decode_nocs_png(z["nocs_self"][i, k])
+        assert np.array_equal(mask, own_mask)
+        a = float(z["azimuth_self"][i, k])
+        Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        ref_from_own = (own[mask] - 0.5) @ Rz.T + 0.5
+        assert np.abs(ref_from_own - ref[mask]).max() < 1e-3
+        checked += 1
+    return checked
+
+
 def test_nocs_agrees_with_poses(data: Path) -> None:
     fixed_K, fixed_T = fixed_cameras(S)
     checked = 0
@@ -89,21 +110,7 @@ def test_nocs_agrees_with_poses(data: Path) -> None:
         z = _load(shard_path(data, j))
         for i, n in enumerate(z["num_views"]):
             assert np.allclose(z["fixed_K"][i], fixed_K) and np.allclose(z["fixed_T_camera_object"][i], fixed_T)
-            for k in range(n):
-                if (z["nocs_ref"][i, k] > 0).any(axis=2).sum() < 40:
-                    continue                                  # too small to check this view
-                # PnP on view k's NOCS in view 0's frame recovers view k's pose in that frame.
-                assert _pnp_rotation_error(z["nocs_ref"][i, k], z["K"][i, k],
-                                           z["T_camera_object"][i, k]) < 1.0
-                # The per-view frame is view 0's frame turned by azimuth_self[k] about z.
-                ref, mask = decode_nocs_png(z["nocs_ref"][i, k])
-                own, own_mask = decode_nocs_png(z["nocs_self"][i, k])
-                assert np.array_equal(mask, own_mask)
-                a = float(z["azimuth_self"][i, k])
-                Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-                ref_from_own = (own[mask] - 0.5) @ Rz.T + 0.5
-                assert np.abs(ref_from_own - ref[mask]).max() < 1e-3
-                checked += 1
+            checked += _check_input_views(z, i)
             # The fixed views: their NOCS + fixed_K give back the fixed poses.
             for k in range(6):
                 assert z["fixed_rgba"][i, k, ..., 3].max() == 255
@@ -113,6 +120,48 @@ def test_nocs_agrees_with_poses(data: Path) -> None:
             c0 = -z["T_camera_object"][i, 0, :3, :3].T @ z["T_camera_object"][i, 0, :3, 3]
             assert c0[0] > 0 and abs(c0[1]) < 1e-4 * np.linalg.norm(c0)
     assert checked >= 10
+
+
+def test_variants(objects_dir: Path, tmp_path: Path) -> None:
+    """``--variants K``: K stretched / turned / re-textured objects per mesh, drawn by the seed,
+    whose labels are computed after the change (they still agree with the poses), and a variant
+    dataset resumes (its config survives meta.json)."""
+    from sparp_ros.model import dataset as ds
+    paths = [objects_dir / f"{m}.glb" for m in MESHES]
+    specs = find_objects(paths, variants=4, seed=3)
+    assert [s.name for s in specs] == [f"{m}~{k}" for m in MESHES for k in range(4)]
+    assert specs == find_objects(paths, variants=4, seed=3) != find_objects(paths, variants=4, seed=4)
+    lo, hi = np.exp(-ds.VARIANT_LOG_STRETCH), np.exp(ds.VARIANT_LOG_STRETCH)
+    for s in specs:
+        assert s.is_variant and all(lo <= x <= hi for x in s.stretch)
+        assert s.texture_from in ("", *(str(p.resolve()) for p in paths)) and s.texture_from != s.path
+    assert not any(s.is_variant for s in find_objects(paths))
+    # The mesh: the file's points through the variant's map; a donor's texture when it has one.
+    base = ds._load_object(find_objects(paths[:1])[0], 0).mesh
+    for s in specs[:4]:
+        m = ds._load_object(s, 0).mesh
+        assert np.allclose(m.vertices, base.vertices @ ds.variant_transform(s).T.astype(np.float32),
+                           atol=1e-6)
+        donor = ds._load_object(find_objects(paths[1:])[0], 0).mesh
+        assert np.shares_memory(m.texture, donor.texture if s.texture_from else base.texture)
+    swapped = ObjectSpec(name="x~0", path=str(paths[0].resolve()), texture_from=str(paths[1].resolve()))
+    assert np.shares_memory(ds._load_object(swapped, 0).mesh.texture, donor.texture)
+    with pytest.raises(DatasetError, match="variants"):
+        find_objects(paths, variants=-1)
+    # Samples of variants: labels agree with the poses; resuming renders nothing new.
+    cfg = DatasetConfig(objects=specs[::3], cell_size=S, views=(3, 4), samples_per_object=1,
+                        shard_size=2, seed=5, fixed_views=False)
+    build_dataset(tmp_path, cfg, progress=False)
+    z = _load(shard_path(tmp_path, 0))
+    assert list(z["object"]) == [specs[0].name, specs[3].name]
+    assert sum(_check_input_views(z, i) for i in range(2)) >= 4
+    assert build_dataset(tmp_path, cfg, progress=False)["last_run"]["samples_rendered"] == 0
+    out = tmp_path / "cli"
+    assert main(["--meshes", *map(str, paths), "--variants", "2", "--out", str(out), "--quiet",
+                 "--samples-per-object", "1", "--cell-size", "16", "--views-per-sample", "1..1",
+                 "--no-fixed-views"]) == 0
+    assert json.loads((out / "meta.json").read_text())["objects"] == [
+        f"{m}~{k}" for m in MESHES for k in range(2)]
 
 
 def test_torch_dataset_items(data: Path) -> None:

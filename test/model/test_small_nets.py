@@ -1,10 +1,31 @@
-"""What the small networks share: the colour augmentation of their training."""
+"""What the small networks share: the colour augmentation of their training, and the packed
+training cells that turn into exactly the network input when indexed."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from sparp_ros.model.small_nets import augment_colour, cells_to_input, random_colour_mix
+import pytest
+
+from sparp_ros.model.small_nets import (PackedCells, as_input, augment_colour, cells_to_input,
+                                        random_colour_mix)
+
+
+def test_packed_cells_index_to_the_network_input_bit_for_bit():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8)
+    masks = rng.random((7, 16, 16)) < 0.5
+    packed = PackedCells(images, masks)
+    assert len(packed) == 7 and packed.shape == (7, 4, 16, 16)
+    assert packed.rgb.dtype == torch.uint8 and packed.mask.dtype == torch.bool    # stored small
+    idx = torch.tensor([4, 0, 4, 6])
+    assert torch.equal(packed[idx], cells_to_input(images[idx.numpy()], masks[idx.numpy()]))
+    assert torch.equal(packed[2], cells_to_input(images[2:3], masks[2:3]))
+    assert torch.equal(as_input(packed), cells_to_input(images, masks))
+    x = cells_to_input(images, masks)
+    assert as_input(x) is x
+    with pytest.raises(ValueError, match="masks"):
+        PackedCells(images, masks[:, :8])
 
 
 def test_colour_mixes_are_seeded_hue_rotations_of_channel_permutations():
