@@ -109,8 +109,7 @@ class PairAzimuthEstimator:
 
 
 def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor | PackedCells, first: torch.Tensor,
-                       second: torch.Tensor,
-                       mirror: bool = True, batch: int = 512) -> np.ndarray:
+                       second: torch.Tensor, mirror: bool = True, batch: int = 512) -> np.ndarray:
     """Bin probabilities [P, bins] of the azimuth mapping view ``second[p]``'s frame onto view
     ``first[p]``'s, for views ``x`` [V,4,S,S] (each view encoded once); with ``mirror``, averaged
     with the mirrored pair's (bins reversed: k ↔ bins−1−k)."""

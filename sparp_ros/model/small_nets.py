@@ -66,7 +66,8 @@ class PackedCells:
 
     def __init__(self, images: np.ndarray, masks: np.ndarray) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3]:
-            raise ValueError(f"cells N×S×S×3 and masks N×S×S expected, got {images.shape}, {masks.shape}")
+            raise ValueError(f"cells N×S×S×3 and masks N×S×S expected, "
+                             f"got {images.shape}, {masks.shape}")
         self.rgb = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
         self.mask = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))
 
@@ -84,13 +85,10 @@ class PackedCells:
             rgb, mask = rgb[None], mask[None]
         return _input_from(rgb, mask)
 
-    def all(self) -> torch.Tensor:
-        return self[:]
-
 
 def as_input(x: "torch.Tensor | PackedCells") -> torch.Tensor:
     """The float network input of ``x`` (a :class:`PackedCells` or already a tensor)."""
-    return x.all() if isinstance(x, PackedCells) else x
+    return x[:] if isinstance(x, PackedCells) else x
 
 
 def augment_brightness(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:

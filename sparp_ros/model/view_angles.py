@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
 from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, PackedCells, augment_brightness, cells_to_input,
-                         conv_stage, input_stem, load_net, run_training, save_net, train_loop, training_parser)
+                         conv_stage, input_stem, load_net, run_training, save_net, train_loop,
+                         training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "train_view_angles"]
