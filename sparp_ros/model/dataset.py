@@ -198,11 +198,14 @@ class DatasetConfig:
 
 
 def find_objects(sources: Sequence[str | Path], limit: int | None = None, procedural: int = 0,
-                 seed: int = 0, variants: int = 0) -> tuple[ObjectSpec, ...]:
+                 seed: int = 0, variants: int = 0,
+                 variant_stretch: float = VARIANT_LOG_STRETCH) -> tuple[ObjectSpec, ...]:
     """Mesh files in ``sources`` (folders or files), optionally ``limit`` of them drawn by ``seed``,
     plus ``procedural`` procedural objects. With ``variants`` K > 0 every mesh file becomes K
     objects ``<name>~<k>`` (``ObjectSpec``: stretched, turned, half of them re-textured with another
-    of these meshes' texture; drawn by ``seed``) instead of one."""
+    of these meshes' texture; drawn by ``seed``) instead of one; each axis is scaled by
+    exp(U(−``variant_stretch``, ``variant_stretch``)) — wider ranges make flat and long objects from
+    compact ones."""
     paths: list[Path] = []
     for s in sources:
         p = Path(s)
@@ -217,6 +220,8 @@ def find_objects(sources: Sequence[str | Path], limit: int | None = None, proced
         paths = [paths[i] for i in sorted(keep)]
     if variants < 0:
         raise DatasetError(f"variants must be >= 0, got {variants}")
+    if not 0.0 <= variant_stretch <= 2.0:
+        raise DatasetError(f"variant stretch must be in [0, 2] (log scale), got {variant_stretch}")
     resolved = [str(p.resolve()) for p in paths]
     if variants == 0:
         specs = [ObjectSpec(name=p.stem, path=r) for p, r in zip(paths, resolved)]
@@ -225,7 +230,7 @@ def find_objects(sources: Sequence[str | Path], limit: int | None = None, proced
         for i, (p, r) in enumerate(zip(paths, resolved)):
             rng = np.random.default_rng([seed, 0x7A41A7, i])
             for k in range(variants):
-                stretch = np.exp(rng.uniform(-VARIANT_LOG_STRETCH, VARIANT_LOG_STRETCH, 3))
+                stretch = np.exp(rng.uniform(-variant_stretch, variant_stretch, 3))
                 yaw = float(rng.uniform(-math.pi, math.pi))
                 donor = ""
                 if len(paths) > 1 and rng.random() < VARIANT_TEXTURE_SWAP:
@@ -775,6 +780,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="render every mesh as K new objects instead: stretched 0.7-1.4x per axis, "
                         "turned about the vertical, half re-textured with another mesh's texture "
                         "(more distinct objects for the small networks; 0 = the meshes as they are)")
+    p.add_argument("--variant-stretch", type=float, default=VARIANT_LOG_STRETCH, metavar="A",
+                   help="variants scale each axis by exp(U(-A, A)) (default %(default)s: 0.7-1.4x; "
+                        "0.7: 0.5-2x, flat and long objects from compact ones)"),
     p.add_argument("--views-per-sample", type=_views_range, default=(1, MAX_VIEWS), metavar="LO..HI",
                    help="input views per sample, drawn uniformly (default 1..6)")
     p.add_argument("--samples-per-object", type=int, default=40)
@@ -792,7 +800,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Build the dataset described by parsed ``args`` (see ``build_parser``)."""
     try:
         cfg = DatasetConfig(objects=find_objects(args.meshes, args.objects, args.procedural,
-                                                     args.seed, args.variants),
+                                                     args.seed, args.variants, args.variant_stretch),
                             cell_size=args.cell_size, views=tuple(args.views_per_sample),
                             samples_per_object=args.samples_per_object, shard_size=args.shard_size,
                             seed=args.seed, fixed_views=not args.no_fixed_views)

@@ -34,21 +34,30 @@ from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, a
                          cells_to_input, conv_stage, input_stem, load_net, random_colour_mix,
                          run_training, save_net, train_loop, training_parser)
 
-__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "load_pair_samples", "main", "pair_errors",
+__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main", "pair_errors",
            "pair_probabilities", "train_pair_azimuth"]
 
 
 class PairAzimuthNet(nn.Module):
     """Shared input stem (``small_nets.input_stem``: cells above 32 px folded into channels) and
     two-stage encoder per view (→ 8×8 for 32 px), two joint stages on the concatenated features
-    (→ 4×4), an MLP head of ``bins`` logits."""
+    (→ 4×4), an MLP head of ``bins`` logits.
 
-    def __init__(self, width: int = 32, bins: int = 36, cell: int = 32) -> None:
+    ``correlation`` adds, at every position of the first view's feature map, the cosine similarity
+    of its feature with every position of the second's (a correlation volume, as relative-pose and
+    optical-flow networks use): which part of one view reappears where in the other is what the
+    azimuth is, and the joint convolutions only see the two maps side by side position by
+    position."""
+
+    def __init__(self, width: int = 32, bins: int = 36, cell: int = 32, correlation: bool = False) -> None:
         super().__init__()
         self.bins = bins
+        self.correlation = correlation
         self.stem, c_in = input_stem(cell)
         self.encoder = nn.ModuleList([conv_stage(c_in, width), conv_stage(width, 2 * width)])
-        self.joint = nn.ModuleList([conv_stage(4 * width, 4 * width), conv_stage(4 * width, 4 * width)])
+        feature_side = min(cell, BASE_CELL) // 4
+        c_joint = 4 * width + (feature_side ** 2 if correlation else 0)
+        self.joint = nn.ModuleList([conv_stage(c_joint, 4 * width), conv_stage(4 * width, 4 * width)])
         side = min(cell, BASE_CELL) // 8
         self.head = nn.Sequential(nn.Linear(4 * width * side * side, 256), nn.SiLU(), nn.Linear(256, bins))
 
@@ -62,9 +71,21 @@ class PairAzimuthNet(nn.Module):
         return self.compare(self.features(first), self.features(second))
 
     def compare(self, f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([f_first, f_second], dim=1)
+        parts = [f_first, f_second]
+        if self.correlation:
+            parts.append(correlation_volume(f_first, f_second))
+        x = torch.cat(parts, dim=1)
         x = self.joint[1](F.avg_pool2d(self.joint[0](x), 2))
         return self.head(x.flatten(1))
+
+
+def correlation_volume(f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
+    """[B, H·W, H, W]: channel m at position (y, x) is the cosine similarity of the first map's
+    feature at (y, x) with the second map's feature at flat position m."""
+    b, _, h, w = f_first.shape
+    a = F.normalize(f_first.flatten(2), dim=1)
+    c = F.normalize(f_second.flatten(2), dim=1)
+    return torch.einsum("bcn,bcm->bmn", a, c).reshape(b, h * w, h, w)
 
 
 @dataclass
@@ -78,7 +99,8 @@ class PairAzimuthEstimator:
     @classmethod
     def from_folder(cls, folder: str | Path) -> "PairAzimuthEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file."""
-        net, config = load_net(folder, lambda c: PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"])),
+        net, config = load_net(folder, lambda c: PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
+                                                                bool(c.get("correlation", False))),
                                ("width", "bins", "cell"))
         return cls(net, int(config["cell"]), config)
 
@@ -173,12 +195,15 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                        width: int = 32, bins: int = 36, steps: int = 3000, batch_size: int = 128,
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
                        val_every: int = 500, threads: int | None = None, colour: bool = True,
-                       init: str | Path | None = None, log=print) -> PairAzimuthEstimator:
+                       init: str | Path | None = None, correlation: bool = False,
+                       log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
     random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
     ``init``: start from a trained network's folder (its width, bins and cell size must match:
-    a :class:`ModelLoadError` otherwise), to continue training with a new schedule."""
+    a :class:`ModelLoadError` otherwise), to continue training with a new schedule.
+    ``correlation``: the network compares the views through a correlation volume too
+    (:class:`PairAzimuthNet`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -188,12 +213,13 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     log(f"pair-azimuth training: {len(pairs)} ordered pairs of {len(x_all)} views, {cell} px cells "
         f"({time.time() - t_start:.0f} s to load)")
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
-    net = PairAzimuthNet(width, bins, cell)
+    net = PairAzimuthNet(width, bins, cell, correlation)
     if init is not None:
         start = PairAzimuthEstimator.from_folder(init)
-        theirs = (int(start.config["width"]), start.bins, start.cell)
-        if theirs != (width, bins, cell):
-            raise ModelLoadError(f"--init {init}: width, bins, cell {theirs} do not match {(width, bins, cell)}")
+        theirs = (int(start.config["width"]), start.bins, start.cell, start.net.correlation)
+        if theirs != (width, bins, cell, correlation):
+            raise ModelLoadError(f"--init {init}: width, bins, cell, correlation {theirs} do not match "
+                                 f"{(width, bins, cell, correlation)}")
         net.load_state_dict(start.net.state_dict())
         log(f"starting from {init}")
     estimator = PairAzimuthEstimator(net, cell, {})
@@ -224,7 +250,8 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
         training["val_mirror_averaged"], message = _error_summary(
             pair_errors(estimator, *val[:3], mirror=True))
         log(f"final, mirror-averaged: {message}")
-    estimator.config = {"width": width, "bins": bins, "cell": cell, "training": training}
+    estimator.config = {"width": width, "bins": bins, "cell": cell, "correlation": correlation,
+                        "training": training}
     estimator.save(out)
     log(f"saved {out}")
     return estimator
@@ -239,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the objects' colours (default: one random channel permutation and hue "
                         "shift per pair, so the network cannot tell training objects by colour)")
     p.add_argument("--init", help="start from this trained pair-azimuth folder (continue training)")
+    p.add_argument("--correlation", action="store_true",
+                   help="compare the views through a correlation volume of their feature maps too")
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
-        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init),
+        a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init,
+        correlation=a.correlation),
         ("steps", "batch_size", "val_every", "bins"))

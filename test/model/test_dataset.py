@@ -148,6 +148,12 @@ def test_variants(objects_dir: Path, tmp_path: Path) -> None:
     assert np.shares_memory(ds._load_object(swapped, 0).mesh.texture, donor.texture)
     with pytest.raises(DatasetError, match="variants"):
         find_objects(paths, variants=-1)
+    wide = find_objects(paths, variants=40, seed=3, variant_stretch=0.7)   # flat and long ones too
+    factors = np.array([s.stretch for s in wide])
+    assert factors.min() >= np.exp(-0.7) - 1e-4 and factors.max() <= np.exp(0.7) + 1e-4
+    assert factors.min() < lo and factors.max() > hi
+    with pytest.raises(DatasetError, match="stretch"):
+        find_objects(paths, variants=1, variant_stretch=-0.1)
     # Samples of variants: labels agree with the poses; resuming renders nothing new.
     cfg = DatasetConfig(objects=specs[::3], cell_size=S, views=(3, 4), samples_per_object=1,
                         shard_size=2, seed=5, fixed_views=False)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sparp_ros.model.config import ModelLoadError
-from sparp_ros.model.pair_azimuth import (PairAzimuthEstimator, PairAzimuthNet, load_pair_samples, main,
-                                          pair_errors, train_pair_azimuth)
+from sparp_ros.model.pair_azimuth import (PairAzimuthEstimator, PairAzimuthNet, correlation_volume,
+                                          load_pair_samples, main, pair_errors, train_pair_azimuth)
 from sparp_ros.model.small_nets import CONFIG_FILE, WEIGHTS_FILE
 
 
@@ -99,7 +99,8 @@ def test_labels_are_the_azimuth_from_the_second_view_to_the_first(tmp_path):
     assert list(pairs[0]) == [0, 1]
 
 
-def test_a_short_training_run_learns_the_relative_azimuth(tmp_path):
+@pytest.mark.parametrize("correlation", [False, True])
+def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation):
     train, val = tmp_path / "train", tmp_path / "val"
     train.mkdir(), val.mkdir()
     _shard(train, 60, seed=2)
@@ -108,11 +109,13 @@ def test_a_short_training_run_learns_the_relative_azimuth(tmp_path):
     before = np.median(pair_errors(_estimator(width=8, bins=12), *data[:3]))
     lines = []
     est = train_pair_azimuth([train], tmp_path / "out", [val], width=8, bins=12, steps=120,
-                             batch_size=24, lr=3e-3, val_every=60, log=lines.append)
+                             batch_size=24, lr=3e-3, val_every=60, correlation=correlation,
+                             log=lines.append)
     errors = pair_errors(est, *data[:3])
     assert np.median(errors) < 0.5 * before and np.mean(errors < 30) > 0.8, (before, np.median(errors))
     assert any("within 30°" in line for line in lines)
-    assert PairAzimuthEstimator.from_folder(tmp_path / "out").config["training"]["steps"] == 120
+    back = PairAzimuthEstimator.from_folder(tmp_path / "out")
+    assert back.config["training"]["steps"] == 120 and back.net.correlation == correlation
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
 
 
@@ -150,3 +153,41 @@ def test_training_can_start_from_a_trained_network(tmp_path):
     assert not np.allclose(fresh.predict(*cells), start.predict(*cells), atol=1e-3)
     assert main(["--data", str(train), "--out", str(tmp_path / "x"), "--width", "16", "--bins", "12",
                  "--init", str(tmp_path / "start"), "--steps", "1"]) == 2
+
+
+def test_correlation_volume_finds_where_each_feature_went():
+    """Channel m at (y, x) is the cosine similarity of first[:, :, y, x] with the second map's flat
+    position m: for a second map that is the first shifted, the peak channel names the shifted
+    position, with similarity 1."""
+    torch.manual_seed(0)
+    first = torch.randn(2, 16, 8, 8)
+    second = torch.roll(first, shifts=(1, 2), dims=(2, 3))
+    corr = correlation_volume(first, second)
+    assert corr.shape == (2, 64, 8, 8)
+    ys, xs = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    expected = ((ys + 1) % 8) * 8 + (xs + 2) % 8
+    assert np.array_equal(corr.argmax(1)[0].numpy(), expected)
+    assert torch.allclose(corr.amax(1), torch.ones(2, 8, 8), atol=1e-5)
+
+
+def test_a_correlation_network_round_trips_and_old_configs_load_without_it(tmp_path):
+    """The correlation option is in the config and comes back from it; a config written before the
+    option existed loads as a network without it; ``init`` from a network of the other kind is
+    refused (exit 2 from the command line)."""
+    torch.manual_seed(1)
+    est = PairAzimuthEstimator(PairAzimuthNet(8, 12, 64, correlation=True).eval(), 64,
+                               {"width": 8, "bins": 12, "cell": 64, "correlation": True})
+    est.save(tmp_path / "corr")
+    back = PairAzimuthEstimator.from_folder(tmp_path / "corr")
+    cells = _cells(3, cell=64)
+    assert back.net.correlation and np.array_equal(back.predict(*cells), est.predict(*cells))
+    _estimator(seed=2).save(tmp_path / "plain")           # config without "correlation"
+    assert not PairAzimuthEstimator.from_folder(tmp_path / "plain").net.correlation
+    train = tmp_path / "train"
+    train.mkdir()
+    _shard(train, 4, seed=5)
+    with pytest.raises(ModelLoadError, match="correlation"):
+        train_pair_azimuth([train], tmp_path / "x", width=8, bins=12, steps=1, batch_size=4,
+                           init=tmp_path / "plain", correlation=True, log=lambda line: None)
+    assert main(["--data", str(train), "--out", str(tmp_path / "y"), "--width", "8", "--bins", "12",
+                 "--init", str(tmp_path / "plain"), "--steps", "1", "--correlation"]) == 2
