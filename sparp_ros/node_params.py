@@ -47,7 +47,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "view_angles": (True, "per-view model: take each view's camera elevation and roll from the "
                           "view-angle network shipped beside the weights (view_angles/), which "
                           "judges them better than the NOCS model's own frame; false = PnP's"),
-    "pair_azimuth_weight": (0.1, "per-view model: weight of the pair-azimuth network (pair_azimuth/ "
+    "pair_azimuth_weight": (0.3, "per-view model: weight of the pair-azimuth network (pair_azimuth/ "
                                  "beside the weights) in the azimuth search between views; 0 = "
                                  "the visibility score alone"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),

@@ -67,10 +67,10 @@ class PipelineConfig:
                                       # elevation and roll read by the view-angle network shipped
                                       # beside the weights (``view_angles/``), when there is one
     view_angle_weight: float = 1.0    # 1: the network's angles; 0: PnP's; between: a blend
-    pair_azimuth_weight: float = 0.1  # per-view mode: weight of the pair-azimuth network's cost
+    pair_azimuth_weight: float = 0.3  # per-view mode: weight of the pair-azimuth network's cost
                                       # (−log p, from ``pair_azimuth/`` beside the weights) added to
                                       # the visibility score of every pair; 0 = visibility alone
-                                      # (0.1 chosen on the validation samples, MODEL_CARD.md)
+                                      # (0.3 chosen on the validation samples, MODEL_CARD.md)
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
