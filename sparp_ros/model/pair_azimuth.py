@@ -34,8 +34,8 @@ from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, a
                          cells_to_input, conv_stage, input_stem, load_net, random_colour_mix,
                          run_training, save_net, train_loop, training_parser)
 
-__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main", "pair_errors",
-           "pair_probabilities", "train_pair_azimuth"]
+__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main",
+           "pair_errors", "pair_probabilities", "train_pair_azimuth"]
 
 
 class PairAzimuthNet(nn.Module):
@@ -99,9 +99,10 @@ class PairAzimuthEstimator:
     @classmethod
     def from_folder(cls, folder: str | Path) -> "PairAzimuthEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file."""
-        net, config = load_net(folder, lambda c: PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
-                                                                bool(c.get("correlation", False))),
-                               ("width", "bins", "cell"))
+        def build(c: dict) -> PairAzimuthNet:    # configs from before the option: no correlation
+            return PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
+                                  bool(c.get("correlation", False)))
+        net, config = load_net(folder, build, ("width", "bins", "cell"))
         return cls(net, int(config["cell"]), config)
 
     def save(self, folder: str | Path) -> None:
