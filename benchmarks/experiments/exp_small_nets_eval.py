@@ -19,7 +19,8 @@ from sparp_ros.conventions import CanonicalFrame, camera_azimuth  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg  # noqa: E402
 from sparp_ros.model.backend import DEFAULT_WEIGHTS  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
-from sparp_ros.model.view_angles import ViewAngleEstimator, angle_errors, load_view_samples  # noqa: E402
+from sparp_ros.model.view_angles import (ViewAngleEstimator, angle_errors, load_view_samples,  # noqa: E402
+                                         view_groups)
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 angle_nets = {f: ViewAngleEstimator.from_folder(f)
@@ -68,8 +69,9 @@ for f, rows in elevation_by_object.items():
 if os.environ.get("VAL_DATA"):
     for f, net in angle_nets.items():
         images, masks, labels, cell = load_view_samples([os.environ["VAL_DATA"]])
+        groups = view_groups([os.environ["VAL_DATA"]]) if net.context else None   # a set network
         for mirror in (False, True):
-            e = angle_errors(net, images, masks, labels, mirror=mirror)
+            e = angle_errors(net, images, masks, labels, mirror=mirror, groups=groups)
             print(f"view angles {f} on {os.environ['VAL_DATA']} ({cell} px, mirror {mirror}): |elevation "
                   f"error| median {np.median(e[:, 0]):.2f}° mean {e[:, 0].mean():.2f}°, |roll error| "
                   f"median {np.median(e[:, 1]):.2f}° ({len(e)} views)")

@@ -10,7 +10,8 @@ import torch
 from sparp_ros.geometry.view_angles import elevation_roll_deg
 from sparp_ros.model.config import ModelLoadError
 from sparp_ros.model.view_angles import (CONFIG_FILE, WEIGHTS_FILE, ViewAngleEstimator, ViewAngleNet,
-                                         angle_errors, load_view_samples, main, train_view_angles)
+                                         _sample_batches, angle_errors, load_view_samples, main,
+                                         others_mean, train_view_angles, view_groups)
 from sparp_ros.render.capture_renderer import look_at
 from sparp_ros.conventions import unit_direction
 
@@ -148,3 +149,59 @@ def test_mirror_averaging_is_mirror_consistent():
     assert np.allclose(a[:, 0], b[:, 0], atol=1e-4) and np.allclose(a[:, 1], -b[:, 1], atol=1e-4)
     a, b = est.predict(images, masks, mirror=False), est.predict(*flipped, mirror=False)
     assert not np.allclose(a[:, 1], -b[:, 1], atol=1e-3)
+
+
+def test_others_mean_averages_the_other_views_of_each_group():
+    f = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 7.0]])
+    ctx, has = others_mean(f, torch.tensor([0, 0, 0, 1]))
+    assert torch.allclose(ctx[0], torch.tensor([4.0, 3.0])) and torch.allclose(ctx[2], torch.tensor([2.0, 1.0]))
+    assert torch.equal(ctx[3], torch.zeros(2)) and has[:, 0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    ctx_all, _ = others_mean(f)                      # no groups: all views show one object
+    assert torch.allclose(ctx_all[3], f[:3].mean(0))
+
+
+def test_a_context_network_reads_each_view_with_its_own_objects_views_only(tmp_path):
+    torch.manual_seed(3)
+    est = ViewAngleEstimator(ViewAngleNet(8, 32, context=True).eval(), 32,
+                             {"width": 8, "cell": 32, "context": True})
+    images, masks = _cells(5, seed=2)
+    groups = np.array([0, 0, 0, 1, 1])
+    together = est.predict(images, masks, groups=groups)
+    assert np.allclose(together[:3], est.predict(images[:3], masks[:3]), atol=1e-5)
+    assert np.allclose(together[3:], est.predict(images[3:], masks[3:]), atol=1e-5)
+    alone = est.predict(images[:1], masks[:1])
+    assert not np.allclose(alone, together[:1], atol=1e-3)          # the other views matter
+    est.save(tmp_path / "ctx")
+    back = ViewAngleEstimator.from_folder(tmp_path / "ctx")
+    assert back.context and np.array_equal(back.predict(images, masks, groups=groups), together)
+    _estimator().save(tmp_path / "old")              # a config from before the option
+    config = json.loads((tmp_path / "old" / CONFIG_FILE).read_text())
+    config.pop("context", None)
+    (tmp_path / "old" / CONFIG_FILE).write_text(json.dumps(config))
+    assert not ViewAngleEstimator.from_folder(tmp_path / "old").context
+
+
+def test_context_batches_are_whole_samples(tmp_path):
+    _shard(tmp_path, 30, seed=4)
+    groups = view_groups([tmp_path])
+    with np.load(tmp_path / "shard_00000.npz") as d:
+        assert np.array_equal(np.bincount(groups), d["num_views"])
+    idx, batch_groups = _sample_batches(groups, 12)(torch.Generator().manual_seed(0))
+    for g in range(int(batch_groups[-1]) + 1):
+        views = idx[batch_groups == g].numpy()
+        assert len(set(groups[views])) == 1                          # one sample per group
+        assert len(views) == np.sum(groups == groups[views[0]])      # all of its views
+        assert np.array_equal(views, np.arange(views[0], views[0] + len(views)))
+
+
+def test_a_short_context_training_run_learns_the_elevation(tmp_path):
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    _shard(train, 40, seed=2)
+    _shard(val, 10, seed=3)
+    data, groups = load_view_samples([val]), view_groups([val])
+    est = train_view_angles([train], tmp_path / "out", [val], width=8, steps=150, batch_size=32,
+                            lr=3e-3, val_every=75, seed=0, context=True, log=lambda _: None)
+    after = np.median(angle_errors(est, *data[:3], groups=groups), axis=0)
+    assert after[0] < 8.0, after
+    assert ViewAngleEstimator.from_folder(tmp_path / "out").config["context"] is True
