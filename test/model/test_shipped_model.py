@@ -13,7 +13,9 @@ from sparp_ros.model.backend import DEFAULT_WEIGHTS
 # angles (second 2026-12-04 session; 35.2° over the 75 eval captures: 36 pairs are noisy), 34.9°
 # with the colour-augmented pair network (third session; 33.0° over the 75 eval captures), 35.3°
 # with the small networks trained on object variants (fourth session; 28.4° over the 75), 28.7°
-# with the correlation-volume pair network at search weight 0.3 (2026-12-05; 24.7° over the 75).
+# with the correlation-volume pair network at search weight 0.3 (2026-12-05; 24.7° over the 75),
+# 31.7° with the view-angle network of all 16 variant datasets (second 2026-12-05 session; 25.1°
+# over the 75).
 # Until 2026-12-04 this test let the captures' camera poses align the views (the pipeline's
 # default since per-view mode), which measured nothing of the model.
 # A uniformly random relative rotation has a median angle of ~126°, so the bound still catches a
