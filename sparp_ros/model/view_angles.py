@@ -127,6 +127,9 @@ class ViewAngleEstimator:
             raise ValueError(f"view-angle network needs N x {self.cell} x {self.cell} x 3 cells, "
                              f"got {images.shape}")
         g = None if groups is None else torch.as_tensor(np.asarray(groups), dtype=torch.long)
+        if g is not None and (g.shape != (len(images),) or (len(g) and int(g.min()) < 0)):
+            raise ValueError(f"groups must number each of the {len(images)} cells with an integer >= 0, "
+                             f"got shape {tuple(g.shape)}")
         x = cells_to_input(images, masks)
         out = self.net(x, g)
         if mirror:

@@ -169,6 +169,8 @@ def test_a_context_network_reads_each_view_with_its_own_objects_views_only(tmp_p
     together = est.predict(images, masks, groups=groups)
     assert np.allclose(together[:3], est.predict(images[:3], masks[:3]), atol=1e-5)
     assert np.allclose(together[3:], est.predict(images[3:], masks[3:]), atol=1e-5)
+    with pytest.raises(ValueError, match="groups must number each of the 5 cells"):
+        est.predict(images, masks, groups=groups[:4])
     alone = est.predict(images[:1], masks[:1])
     assert not np.allclose(alone, together[:1], atol=1e-3)          # the other views matter
     est.save(tmp_path / "ctx")
