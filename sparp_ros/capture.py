@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .camera import CameraError, PinholeCamera
-from .conventions import decode_nocs_png, encode_nocs_png
+from .conventions import CanonicalFrame, decode_nocs_png, encode_nocs_png
 
 
 class CaptureError(ValueError):
@@ -81,6 +81,17 @@ class GroundTruth:
     mesh: str | None = None
     object: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def canonical_frame(self) -> CanonicalFrame:
+        """The canonical object frame our renderer records (``extra["canonical"]``: view 0's frame,
+        DESIGN.md §1), in which the true NOCS maps are written: ``T_camera_object[i] @
+        frame.T_mesh_object`` is view i's true pose in it. :class:`CaptureError` for ground truth
+        without one (captures from other sources)."""
+        c = self.extra.get("canonical")
+        try:
+            return CanonicalFrame(np.asarray(c["center"], float), float(c["diagonal"]), float(c["azimuth"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CaptureError(f"ground truth without a canonical frame (extra['canonical']): {exc!r}") from exc
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sparp_ros.capture import Frame
-from sparp_ros.conventions import CanonicalFrame, rotation_angle_deg
+from sparp_ros.conventions import rotation_angle_deg
 from sparp_ros.pipeline import PipelineConfig, PipelineError, SparpPipeline
 
 OBJECTS = ["Nintendo_Mario_Action_Figure", "Vans_Cereal_Honey_Nut_Crunch_11_oz_box",
@@ -14,8 +14,7 @@ OBJECTS = ["Nintendo_Mario_Action_Figure", "Vans_Cereal_Honey_Nut_Crunch_11_oz_b
 
 
 def _gt_T_camera_object(capture, i):
-    c = capture.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = capture.gt.canonical_frame()
     return capture.gt.T_camera_object[i] @ frame.T_mesh_object, frame.diagonal
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 import sparp_ros.pipeline as pl  # noqa: E402
 from sparp_ros.capture import load_capture  # noqa: E402
-from sparp_ros.conventions import CanonicalFrame, camera_azimuth, rot_z  # noqa: E402
+from sparp_ros.conventions import camera_azimuth, rot_z  # noqa: E402
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
 from sparp_ros.geometry.azimuth import pair_scores, view_geometry  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg, tilt_correction  # noqa: E402
@@ -41,8 +41,7 @@ for cd in dirs:
     gt = cap.gt.T_camera_object
     if len(recorded) != len(cap.frames):      # a view without a pose: skip the capture
         continue
-    c = cap.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = cap.gt.canonical_frame()
     true_az = [camera_azimuth(T @ frame.T_mesh_object) for T in gt]
     n = len(recorded)
     scores, errors = [], []

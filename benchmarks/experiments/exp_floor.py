@@ -13,7 +13,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from sparp_ros.capture import load_capture  # noqa: E402
-from sparp_ros.conventions import CanonicalFrame, camera_azimuth, rot_z  # noqa: E402
+from sparp_ros.conventions import camera_azimuth, rot_z  # noqa: E402
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg, tilt_correction  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
@@ -29,8 +29,7 @@ for cd in dirs:
     cap = load_capture(cd)
     r = pipe(cap.frames)
     gt = cap.gt.T_camera_object
-    c = cap.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = cap.gt.canonical_frame()
     T_canonical = [T @ frame.T_mesh_object for T in gt]
     true_az = [camera_azimuth(T) for T in T_canonical]
     a0 = r.extra["azimuth_hypotheses"][0]["azimuths_deg"]

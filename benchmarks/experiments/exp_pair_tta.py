@@ -13,7 +13,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from sparp_ros.capture import load_capture  # noqa: E402
-from sparp_ros.conventions import CanonicalFrame, camera_azimuth  # noqa: E402
+from sparp_ros.conventions import camera_azimuth  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
@@ -39,8 +39,7 @@ dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split(
         for d in sorted((REPO / root / "captures").iterdir())]
 for cd in dirs:
     cap = load_capture(cd)
-    c = cap.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = cap.gt.canonical_frame()
     T_can = [T @ frame.T_mesh_object for T in cap.gt.T_camera_object]
     true_az = np.degrees([camera_azimuth(T) for T in T_can])
     cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]

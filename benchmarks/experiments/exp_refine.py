@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sparp_ros.capture import load_capture  # noqa: E402
-from sparp_ros.conventions import CanonicalFrame, rotation_angle_deg  # noqa: E402
+from sparp_ros.conventions import rotation_angle_deg  # noqa: E402
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline, _metric  # noqa: E402
 
@@ -58,8 +58,7 @@ class _Perturbed(SparpPipeline):
 
 
 def _per_view(T_est, capture):
-    c = capture.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = capture.gt.canonical_frame()
     rows = []
     for T, g in zip(T_est, capture.gt.T_camera_object):
         if T is None:

@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from sparp_ros.capture import Frame
-from sparp_ros.conventions import CanonicalFrame, nocs_to_object, rotation_angle_deg
+from sparp_ros.conventions import nocs_to_object, rotation_angle_deg
 from sparp_ros.geometry.refine import RefineError, RefineParams, refine_poses
 from sparp_ros.pipeline import PipelineConfig, PipelineError, SparpPipeline
 
@@ -26,8 +26,7 @@ def captures(objects_dir):
 def _observations(capture):
     """(true T_camera_object in the canonical frame, depth points per view (camera frame),
     canonical surface points per view (object frame, metres), size) of a rendered capture."""
-    c = capture.gt.extra["canonical"]
-    frame = CanonicalFrame(np.asarray(c["center"]), float(c["diagonal"]), float(c["azimuth"]))
+    frame = capture.gt.canonical_frame()
     T_true, depth, surface = [], [], []
     for f, T in zip(capture.frames, capture.gt.T_camera_object):
         T_true.append(T @ frame.T_mesh_object)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparp_ros.capture import Capture, load_capture
+from sparp_ros.capture import Capture, CaptureError, GroundTruth, load_capture
 from sparp_ros.conventions import CanonicalFrame, invert_rigid, transform_points
 from sparp_ros.render import render_capture
 
@@ -20,8 +20,14 @@ def captures(objects_dir: Path) -> list[Capture]:
 
 
 def _canonical(capture: Capture) -> CanonicalFrame:
-    c = capture.gt.extra["canonical"]
-    return CanonicalFrame(center=np.asarray(c["center"]), diagonal=c["diagonal"], azimuth=c["azimuth"])
+    return capture.gt.canonical_frame()
+
+
+def test_ground_truth_without_a_canonical_frame_is_a_clear_error() -> None:
+    with pytest.raises(CaptureError, match="without a canonical frame"):
+        GroundTruth([np.eye(4)]).canonical_frame()
+    with pytest.raises(CaptureError, match="without a canonical frame"):
+        GroundTruth([np.eye(4)], extra={"canonical": {"center": [0, 0, 0]}}).canonical_frame()
 
 
 def test_nocs_in_unit_cube_and_consistent_with_pose(captures: list[Capture]) -> None:
