@@ -19,7 +19,6 @@ negates the label, brightness changes model lighting.
 """
 from __future__ import annotations
 
-import glob
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 
 from .config import ModelLoadError
 from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, augment_colour,
-                         cells_to_input, conv_stage, input_stem, load_net, random_colour_mix,
+                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net, random_colour_mix,
                          run_training, save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main",
@@ -153,26 +152,19 @@ def load_pair_samples(folders: list[str | Path]) -> tuple[PackedCells, torch.Ten
     """Every view (network input [V,4,S,S] when indexed) and every ordered pair of views of one sample
     (index pairs [P,2]) with its azimuth in degrees [P] (maps the second view's frame onto the
     first's), and the cell size S."""
-    images, masks, pairs, azimuths = [], [], [], []
+    views = load_dataset_views(folders, ("azimuth_self",))
+    all_az = np.degrees(views.fields["azimuth_self"].astype(np.float64))
+    pairs, azimuths = [], []
     count = 0
-    for folder in folders:
-        shards = sorted(glob.glob(str(Path(folder) / "shard_*.npz")))
-        if not shards:
-            raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
-        for path in shards:
-            with np.load(path) as d:      # each array read once (indexing d reloads it)
-                shard_images, shard_masks, shard_az = d["images"], d["masks"], d["azimuth_self"]
-                for i, n in enumerate(d["num_views"].astype(int)):
-                    images.append(shard_images[i, :n])
-                    masks.append(shard_masks[i, :n] > 0)
-                    az = np.degrees(shard_az[i, :n].astype(np.float64))
-                    for a in range(n):
-                        for b in range(n):
-                            if a != b:          # p_ref = Rz(az_k) p_k  ⇒  p_a = Rz(az_b − az_a) p_b
-                                pairs.append((count + a, count + b))
-                                azimuths.append((az[b] - az[a]) % 360.0)
-                    count += n
-    x = PackedCells(np.concatenate(images), np.concatenate(masks))
+    for n in views.num_views:
+        az = all_az[count:count + n]
+        for a in range(n):
+            for b in range(n):
+                if a != b:          # p_ref = Rz(az_k) p_k  ⇒  p_a = Rz(az_b − az_a) p_b
+                    pairs.append((count + a, count + b))
+                    azimuths.append((az[b] - az[a]) % 360.0)
+        count += n
+    x = PackedCells(views.images, views.masks)
     return x, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2), np.asarray(azimuths), int(x.shape[-1])
 
 

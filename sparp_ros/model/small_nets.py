@@ -1,11 +1,13 @@
 """What the pipeline's small CNNs share: their input (a cell as the diffusion model sees it), their
 conv stage, a weights folder of ``config.json`` + ``model.safetensors`` (never pickle), and their
-training loop and command-line skeleton."""
+training loop and command-line skeleton, and how their training views are read."""
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -68,8 +70,8 @@ class PackedCells:
         if images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3]:
             raise ValueError(f"cells N×S×S×3 and masks N×S×S expected, "
                              f"got {images.shape}, {masks.shape}")
-        self.rgb = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
-        self.mask = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))
+        self.rgb = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))   # no copy when
+        self.mask = torch.from_numpy(np.ascontiguousarray(masks, dtype=bool))       # already packed
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -84,6 +86,67 @@ class PackedCells:
         if rgb.ndim == 3:                         # one integer index: keep the batch axis
             rgb, mask = rgb[None], mask[None]
         return _input_from(rgb, mask)
+
+
+@dataclass
+class DatasetViews:
+    """Every view of every sample of some ``sparp-ros dataset`` folders, in folder, shard and sample
+    order: cells [N,S,S,3] uint8, masks [N,S,S] bool, the requested per-view arrays [N,...], and
+    the view count of each sample (views of one sample are contiguous and show one object)."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    fields: dict[str, np.ndarray]
+    num_views: np.ndarray
+
+    @property
+    def cell(self) -> int:
+        return int(self.images.shape[1])
+
+
+def dataset_shards(folders: list[str | Path]) -> list[str]:
+    """The shard files of ``folders`` in order; a folder without any is an error that says how to
+    make one."""
+    paths = []
+    for folder in folders:
+        shards = sorted(glob.glob(str(Path(folder) / "shard_*.npz")))
+        if not shards:
+            raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
+        paths += shards
+    return paths
+
+
+def load_dataset_views(folders: list[str | Path], fields: tuple[str, ...] = ()) -> DatasetViews:
+    """Read every view of ``folders`` into arrays allocated once at their final size. Why: the
+    small networks train on a few hundred thousand 64 px views (5 GB for 32 datasets); gathering
+    them in lists and concatenating held twice that at the peak, and two trainings side by side
+    were killed for memory while loading."""
+    shards = dataset_shards(folders)
+    counts = []
+    for path in shards:                  # a first pass reads only the view counts (npz is lazy)
+        with np.load(path) as d:
+            counts.append(d["num_views"].astype(int))
+    num_views = np.concatenate(counts) if counts else np.zeros(0, int)
+    total = int(num_views.sum())
+    images = masks = None
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for path, shard_counts in zip(shards, counts):
+        with np.load(path) as d:         # each array read once (indexing d reloads it)
+            arrays = {key: d[key] for key in ("images", "masks", *fields)}
+        if images is None:
+            images = np.empty((total, *arrays["images"].shape[2:]), np.uint8)
+            masks = np.empty((total, *arrays["masks"].shape[2:]), bool)
+            out = {key: np.empty((total, *arrays[key].shape[2:]), arrays[key].dtype) for key in fields}
+        for i, n in enumerate(shard_counts):
+            images[start:start + n] = arrays["images"][i, :n]
+            masks[start:start + n] = arrays["masks"][i, :n] > 0
+            for key in fields:
+                out[key][start:start + n] = arrays[key][i, :n]
+            start += n
+    if images is None:
+        raise FileNotFoundError(f"no views in {[str(f) for f in folders]}")
+    return DatasetViews(images, masks, out, num_views)
 
 
 def as_input(x: "torch.Tensor | PackedCells") -> torch.Tensor:

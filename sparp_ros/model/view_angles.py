@@ -19,7 +19,6 @@ negated) and brightness changes augment the crops.
 """
 from __future__ import annotations
 
-import glob
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
 from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, PackedCells, augment_brightness, cells_to_input,
-                         conv_stage, input_stem, load_net, run_training, save_net, train_loop,
-                         training_parser)
+                         conv_stage, dataset_shards, input_stem, load_dataset_views, load_net,
+                         run_training, save_net, train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "others_mean", "train_view_angles",
@@ -142,30 +141,18 @@ class ViewAngleEstimator:
 def load_view_samples(folders: list[str | Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Every view of every sample in ``sparp-ros dataset`` shards: (cells N×S×S×3 uint8, masks
     N×S×S bool, labels N×2 degrees, cell size S)."""
-    images, masks, labels = [], [], []
-    for folder in folders:
-        shards = sorted(glob.glob(str(Path(folder) / "shard_*.npz")))
-        if not shards:
-            raise FileNotFoundError(f"no shard_*.npz in {folder} (make one with `sparp-ros dataset`)")
-        for path in shards:
-            with np.load(path) as d:      # each array read once (indexing d reloads it)
-                shard_images, shard_masks, shard_poses = d["images"], d["masks"], d["T_camera_object"]
-                for i, n in enumerate(d["num_views"].astype(int)):
-                    images.append(shard_images[i, :n])
-                    masks.append(shard_masks[i, :n] > 0)
-                    labels.extend(elevation_roll_deg(T.astype(np.float64)) for T in shard_poses[i, :n])
-    x, m = np.concatenate(images), np.concatenate(masks)
-    return x, m, np.asarray(labels, np.float64), int(x.shape[1])
+    views = load_dataset_views(folders, ("T_camera_object",))
+    labels = [elevation_roll_deg(T) for T in views.fields["T_camera_object"].astype(np.float64)]
+    return views.images, views.masks, np.asarray(labels, np.float64).reshape(-1, 2), views.cell
 
 
 def view_groups(folders: list[str | Path]) -> np.ndarray:
     """For the views of :func:`load_view_samples` (same folders, same order), the number of the
     sample each belongs to [N] (int64): views of one sample show one object."""
     counts = []
-    for folder in folders:
-        for path in sorted(glob.glob(str(Path(folder) / "shard_*.npz"))):
-            with np.load(path) as d:
-                counts.extend(d["num_views"].astype(int))
+    for path in dataset_shards(folders):
+        with np.load(path) as d:
+            counts.extend(d["num_views"].astype(int))
     return np.repeat(np.arange(len(counts)), counts)
 
 

@@ -1,5 +1,6 @@
-"""What the small networks share: the colour augmentation of their training, and the packed
-training cells that turn into exactly the network input when indexed."""
+"""What the small networks share: the colour augmentation of their training, the packed
+training cells that turn into exactly the network input when indexed, and the reader of their
+training views."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 import pytest
 
 from sparp_ros.model.small_nets import (PackedCells, as_input, augment_colour, cells_to_input,
-                                        random_colour_mix)
+                                        load_dataset_views, random_colour_mix)
 
 
 def test_packed_cells_index_to_the_network_input_bit_for_bit():
@@ -58,3 +59,36 @@ def test_augment_colour_recolours_the_object_and_leaves_grey_and_background():
     expected = (mix[0] @ x[0, :3, fg]).clamp(-1, 1)
     assert torch.allclose(out[0, :3, fg], expected, atol=1e-5)
     assert out.abs().max() <= 1.0
+
+
+def _write_shard(path, rng, samples: int, max_views: int = 6, S: int = 8):
+    num_views = rng.integers(1, max_views + 1, samples)
+    images = rng.integers(0, 256, (samples, max_views, S, S, 3), dtype=np.uint8)
+    masks = (rng.random((samples, max_views, S, S)) < 0.5).astype(np.uint8) * 255
+    azimuth = rng.uniform(-3, 3, (samples, max_views)).astype(np.float32)
+    np.savez(path, images=images, masks=masks, num_views=num_views, azimuth_self=azimuth)
+    return [(images[i, :n], masks[i, :n] > 0, azimuth[i, :n]) for i, n in enumerate(num_views)]
+
+
+def test_dataset_views_are_every_sample_s_views_in_order(tmp_path):
+    rng = np.random.default_rng(5)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    expected = (_write_shard(tmp_path / "a" / "shard_00000.npz", rng, 4)
+                + _write_shard(tmp_path / "a" / "shard_00001.npz", rng, 3)
+                + _write_shard(tmp_path / "b" / "shard_00000.npz", rng, 5))
+    views = load_dataset_views([tmp_path / "a", tmp_path / "b"], ("azimuth_self",))
+    assert views.cell == 8 and views.images.dtype == np.uint8 and views.masks.dtype == bool
+    assert views.num_views.tolist() == [len(e[0]) for e in expected]
+    assert np.array_equal(views.images, np.concatenate([e[0] for e in expected]))
+    assert np.array_equal(views.masks, np.concatenate([e[1] for e in expected]))
+    assert np.array_equal(views.fields["azimuth_self"], np.concatenate([e[2] for e in expected]))
+    packed = PackedCells(views.images, views.masks)          # packing the loaded views copies nothing
+    assert np.shares_memory(packed.rgb.numpy(), views.images)
+    assert np.shares_memory(packed.mask.numpy(), views.masks)
+
+
+def test_dataset_views_name_a_folder_without_shards(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.*sparp-ros dataset"):
+        load_dataset_views([tmp_path / "empty"])
