@@ -46,15 +46,31 @@ class PairAzimuthNet(nn.Module):
     of its feature with every position of the second's (a correlation volume, as relative-pose and
     optical-flow networks use): which part of one view reappears where in the other is what the
     azimuth is, and the joint convolutions only see the two maps side by side position by
-    position."""
+    position.
 
-    def __init__(self, width: int = 32, bins: int = 36, cell: int = 32, correlation: bool = False) -> None:
+    ``attention`` (layers, 0 = none) lets the two feature maps attend to each other before they are
+    compared: both maps' positions are tokens of one transformer (with a position and a view
+    embedding), so a feature can take in what the other view shows anywhere, not only at the same
+    position or through one similarity per position pair."""
+
+    def __init__(self, width: int = 32, bins: int = 36, cell: int = 32, correlation: bool = False,
+                 attention: int = 0) -> None:
         super().__init__()
+        if attention < 0 or (attention and width % 2):
+            raise ValueError(f"attention layers must be ≥ 0 and need an even width (4 heads over "
+                             f"2·width channels), got {attention} layers at width {width}")
         self.bins = bins
         self.correlation = correlation
+        self.attention = attention
         self.stem, c_in = input_stem(cell)
         self.encoder = nn.ModuleList([conv_stage(c_in, width), conv_stage(width, 2 * width)])
         feature_side = min(cell, BASE_CELL) // 4
+        if attention:
+            self.token_position = nn.Parameter(0.02 * torch.randn(feature_side ** 2, 2 * width))
+            self.token_view = nn.Parameter(0.02 * torch.randn(2, 2 * width))
+            layer = nn.TransformerEncoderLayer(2 * width, nhead=4, dim_feedforward=4 * width, dropout=0.0,
+                                               activation="gelu", batch_first=True, norm_first=True)
+            self.cross_view = nn.TransformerEncoder(layer, attention, enable_nested_tensor=False)
         c_joint = 4 * width + (feature_side ** 2 if correlation else 0)
         self.joint = nn.ModuleList([conv_stage(c_joint, 4 * width), conv_stage(4 * width, 4 * width)])
         side = min(cell, BASE_CELL) // 8
@@ -70,12 +86,23 @@ class PairAzimuthNet(nn.Module):
         return self.compare(self.features(first), self.features(second))
 
     def compare(self, f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
+        if self.attention:
+            f_first, f_second = self._attend(f_first, f_second)
         parts = [f_first, f_second]
         if self.correlation:
             parts.append(correlation_volume(f_first, f_second))
         x = torch.cat(parts, dim=1)
         x = self.joint[1](F.avg_pool2d(self.joint[0](x), 2))
         return self.head(x.flatten(1))
+
+    def _attend(self, f_first: torch.Tensor, f_second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both maps [B,C,H,W] through the cross-view transformer, as maps again (residual)."""
+        b, c, h, w = f_first.shape
+        tokens = torch.cat([f_first.flatten(2).transpose(1, 2) + self.token_view[0],
+                            f_second.flatten(2).transpose(1, 2) + self.token_view[1]], dim=1)
+        tokens = self.cross_view(tokens + self.token_position.repeat(2, 1))
+        maps = tokens.transpose(1, 2).reshape(b, c, 2, h, w)
+        return f_first + maps[:, :, 0], f_second + maps[:, :, 1]
 
 
 def correlation_volume(f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
@@ -98,9 +125,9 @@ class PairAzimuthEstimator:
     @classmethod
     def from_folder(cls, folder: str | Path) -> "PairAzimuthEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file."""
-        def build(c: dict) -> PairAzimuthNet:    # configs from before the option: no correlation
+        def build(c: dict) -> PairAzimuthNet:    # configs from before the options: neither
             return PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
-                                  bool(c.get("correlation", False)))
+                                  bool(c.get("correlation", False)), int(c.get("attention", 0)))
         net, config = load_net(folder, build, ("width", "bins", "cell"))
         return cls(net, int(config["cell"]), config)
 
@@ -189,14 +216,14 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
                        val_every: int = 500, threads: int | None = None, colour: bool = True,
                        init: str | Path | None = None, correlation: bool = False,
-                       log=print) -> PairAzimuthEstimator:
+                       attention: int = 0, log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
     random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
     ``init``: start from a trained network's folder (its width, bins and cell size must match:
     a :class:`ModelLoadError` otherwise), to continue training with a new schedule.
-    ``correlation``: the network compares the views through a correlation volume too
-    (:class:`PairAzimuthNet`)."""
+    ``correlation``: the network compares the views through a correlation volume too;
+    ``attention``: through that many cross-view transformer layers (:class:`PairAzimuthNet`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -206,13 +233,14 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     log(f"pair-azimuth training: {len(pairs)} ordered pairs of {len(x_all)} views, {cell} px cells "
         f"({time.time() - t_start:.0f} s to load)")
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
-    net = PairAzimuthNet(width, bins, cell, correlation)
+    net = PairAzimuthNet(width, bins, cell, correlation, attention)
     if init is not None:
         start = PairAzimuthEstimator.from_folder(init)
-        theirs = (int(start.config["width"]), start.bins, start.cell, start.net.correlation)
-        if theirs != (width, bins, cell, correlation):
-            raise ModelLoadError(f"--init {init}: width, bins, cell, correlation {theirs} do not match "
-                                 f"{(width, bins, cell, correlation)}")
+        theirs = (int(start.config["width"]), start.bins, start.cell, start.net.correlation,
+                  start.net.attention)
+        if theirs != (width, bins, cell, correlation, attention):
+            raise ModelLoadError(f"--init {init}: width, bins, cell, correlation, attention {theirs} do not "
+                                 f"match {(width, bins, cell, correlation, attention)}")
         net.load_state_dict(start.net.state_dict())
         log(f"starting from {init}")
     estimator = PairAzimuthEstimator(net, cell, {})
@@ -244,7 +272,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
             pair_errors(estimator, *val[:3], mirror=True))
         log(f"final, mirror-averaged: {message}")
     estimator.config = {"width": width, "bins": bins, "cell": cell, "correlation": correlation,
-                        "training": training}
+                        "attention": attention, "training": training}
     estimator.save(out)
     log(f"saved {out}")
     return estimator
@@ -261,9 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", help="start from this trained pair-azimuth folder (continue training)")
     p.add_argument("--correlation", action="store_true",
                    help="compare the views through a correlation volume of their feature maps too")
+    p.add_argument("--attention", type=int, default=0, metavar="LAYERS",
+                   help="let the two views' feature maps attend to each other in this many transformer "
+                        "layers before they are compared (default 0: none)")
     a = p.parse_args(argv)
+    if a.attention < 0:
+        p.error("--attention must be 0 or more")
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
         a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init,
-        correlation=a.correlation),
+        correlation=a.correlation, attention=a.attention),
         ("steps", "batch_size", "val_every", "bins"))

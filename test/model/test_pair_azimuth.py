@@ -99,8 +99,8 @@ def test_labels_are_the_azimuth_from_the_second_view_to_the_first(tmp_path):
     assert list(pairs[0]) == [0, 1]
 
 
-@pytest.mark.parametrize("correlation", [False, True])
-def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation):
+@pytest.mark.parametrize("correlation, attention", [(False, 0), (True, 0), (True, 1)])
+def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation, attention):
     train, val = tmp_path / "train", tmp_path / "val"
     train.mkdir(), val.mkdir()
     _shard(train, 60, seed=2)
@@ -110,12 +110,13 @@ def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation)
     lines = []
     est = train_pair_azimuth([train], tmp_path / "out", [val], width=8, bins=12, steps=120,
                              batch_size=24, lr=3e-3, val_every=60, correlation=correlation,
-                             log=lines.append)
+                             attention=attention, log=lines.append)
     errors = pair_errors(est, *data[:3])
     assert np.median(errors) < 0.5 * before and np.mean(errors < 30) > 0.8, (before, np.median(errors))
     assert any("within 30°" in line for line in lines)
     back = PairAzimuthEstimator.from_folder(tmp_path / "out")
     assert back.config["training"]["steps"] == 120 and back.net.correlation == correlation
+    assert back.net.attention == attention
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
 
 
@@ -191,3 +192,29 @@ def test_a_correlation_network_round_trips_and_old_configs_load_without_it(tmp_p
                            init=tmp_path / "plain", correlation=True, log=lambda line: None)
     assert main(["--data", str(train), "--out", str(tmp_path / "y"), "--width", "8", "--bins", "12",
                  "--init", str(tmp_path / "plain"), "--steps", "1", "--correlation"]) == 2
+
+
+def test_cross_view_attention_mixes_the_views_and_round_trips(tmp_path):
+    """With attention the first view's features depend on the second view (without it they do
+    not); the option comes back from the config, old configs load without it, and bad values are
+    refused."""
+    torch.manual_seed(3)
+    net = PairAzimuthNet(8, 12, 64, correlation=True, attention=2).eval()
+    f = torch.randn(3, 16, 8, 8)
+    a1, _ = net._attend(f[:1], f[1:2])
+    a2, _ = net._attend(f[:1], f[2:3])
+    assert a1.shape == (1, 16, 8, 8) and not torch.allclose(a1, a2)
+    est = PairAzimuthEstimator(net, 64, {"width": 8, "bins": 12, "cell": 64, "correlation": True,
+                                         "attention": 2})
+    est.save(tmp_path / "att")
+    back = PairAzimuthEstimator.from_folder(tmp_path / "att")
+    cells = _cells(3, cell=64)
+    probs = back.predict(*cells)
+    assert back.net.attention == 2 and np.array_equal(probs, est.predict(*cells))
+    assert probs.shape == (3, 3, 12) and np.allclose(probs[~np.eye(3, dtype=bool)].sum(-1), 1.0)
+    _estimator(seed=2).save(tmp_path / "plain")           # config without "attention"
+    assert PairAzimuthEstimator.from_folder(tmp_path / "plain").net.attention == 0
+    with pytest.raises(ValueError, match="even width"):
+        PairAzimuthNet(7, 12, 32, attention=1)
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "x"), "--attention", "-1"])
