@@ -3,9 +3,11 @@ pair-azimuth network's cost (−log p). The pipeline runs once per capture (imag
 its search inputs are recorded; each rule is then replayed on them: weights on the network, the
 network or visibility alone, a per-pair weight from the network's confidence (mean − min of its
 cost curve), re-ranking the kept hypotheses by one judge, bins interpolated linearly between their
-centres. Relative rotation of the chosen (and best of the kept) hypothesis.
-``CAPTURES="benchmarks/out/eval25 ..." PAIR=DIR PAIR_ENSEMBLE="DIR DIR" python .../exp_combine_judges.py``
-(PAIR: another pair network; PAIR_ENSEMBLE: the mean of several networks' probabilities)."""
+centres, probabilities smoothed over neighbouring bins before the cost. Relative rotation of the chosen
+(and best of the kept) hypothesis.
+``CAPTURES="benchmarks/out/eval25 ..." PAIR=DIR PAIR_ENSEMBLE="DIR DIR" WEIGHTS=0.05,0.1,0.2,0.4 W=0.1
+python .../exp_combine_judges.py`` (PAIR: another pair network; PAIR_ENSEMBLE: the mean of several
+networks' probabilities; WEIGHTS: the network weights tried; W: the weight of the other rules)."""
 import os
 import sys
 from pathlib import Path
@@ -90,11 +92,23 @@ def interpolated(curve):
     return np.interp(np.arange(STEPS), x, np.tile(curve[centres], 3))
 
 
-def rule(w_vis, w_net, confidence=False, interp=False):
+def smoothed(curve, spread_bins=1.0):
+    """The cost of probabilities spread over neighbouring bins (a circular Gaussian of
+    ``spread_bins``): a network one bin off still gives the true azimuth some probability."""
+    probs = np.exp(-curve)                     # ≈ p of the bin (each grid step carries its bin's p)
+    offsets = np.arange(-STEPS // 2, STEPS // 2)
+    kernel = np.exp(-0.5 * (offsets / (spread_bins * STEPS / 36)) ** 2)
+    kernel = np.roll(kernel / kernel.sum(), -STEPS // 2)
+    spread = np.real(np.fft.ifft(np.fft.fft(probs) * np.fft.fft(kernel)))
+    return -np.log(np.maximum(spread, 1e-4))
+
+
+def rule(w_vis, w_net, confidence=False, interp=False, smooth=0.0):
     def costs(c):
         out = {}
         for k, v in c["vis"].items():
             net = interpolated(c["net"][k]) if interp else c["net"][k]
+            net = smoothed(net, smooth) if smooth else net
             weight = (net.mean() - net.min()) if confidence else 1.0
             out[k] = w_vis * v + w_net * weight * net
         return out
@@ -118,12 +132,15 @@ def evaluate(name, costs, rerank=None):
 
 
 print(f"{len(captures)} captures")
-for w in (0.05, 0.1, 0.2, 0.4):
+W = float(os.environ.get("W", 0.1))
+for w in (float(x) for x in os.environ.get("WEIGHTS", "0.05,0.1,0.2,0.4").split(",")):
     evaluate(f"visibility + {w} network", rule(1, w))
 evaluate("network alone", rule(0, 1))
 evaluate("visibility alone", rule(1, 0))
-evaluate("+0.1 network, re-ranked by network", rule(1, 0.1), rerank=rule(0, 1))
-evaluate("+0.1 network, re-ranked by visibility", rule(1, 0.1), rerank=rule(1, 0))
-for w in (0.05, 0.1, 0.2):
+evaluate(f"+{W} network, re-ranked by network", rule(1, W), rerank=rule(0, 1))
+evaluate(f"+{W} network, re-ranked by visibility", rule(1, W), rerank=rule(1, 0))
+for w in (W / 2, W, 2 * W):
     evaluate(f"visibility + {w} confidence x network", rule(1, w, confidence=True))
-evaluate("visibility + 0.1 network, interpolated", rule(1, 0.1, interp=True))
+evaluate(f"visibility + {W} network, interpolated", rule(1, W, interp=True))
+for spread in (0.5, 1.0):
+    evaluate(f"visibility + {W} network, smoothed {spread} bin", rule(1, W, smooth=spread))
