@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from .config import ModelLoadError
 from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, augment_colour,
-                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net, random_colour_mix,
-                         run_training, save_net, train_loop, training_parser)
+                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
+                         random_colour_mix, run_training, save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main",
            "pair_errors", "pair_probabilities", "train_pair_azimuth"]

@@ -116,16 +116,27 @@ def dataset_shards(folders: list[str | Path]) -> list[str]:
     return paths
 
 
+def _view_counts(shards: list[str]) -> list[np.ndarray]:
+    counts = []
+    for path in shards:
+        with np.load(path) as d:
+            counts.append(d["num_views"].astype(int))
+    return counts
+
+
+def sample_view_counts(folders: list[str | Path]) -> np.ndarray:
+    """The view count of every sample of ``folders``, in :func:`load_dataset_views`' order."""
+    counts = _view_counts(dataset_shards(folders))
+    return np.concatenate(counts) if counts else np.zeros(0, int)
+
+
 def load_dataset_views(folders: list[str | Path], fields: tuple[str, ...] = ()) -> DatasetViews:
     """Read every view of ``folders`` into arrays allocated once at their final size. Why: the
     small networks train on a few hundred thousand 64 px views (5 GB for 32 datasets); gathering
     them in lists and concatenating held twice that at the peak, and two trainings side by side
     were killed for memory while loading."""
     shards = dataset_shards(folders)
-    counts = []
-    for path in shards:                  # a first pass reads only the view counts (npz is lazy)
-        with np.load(path) as d:
-            counts.append(d["num_views"].astype(int))
+    counts = _view_counts(shards)        # a first pass reads only the view counts (npz is lazy)
     num_views = np.concatenate(counts) if counts else np.zeros(0, int)
     total = int(num_views.sum())
     images = masks = None

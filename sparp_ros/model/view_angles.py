@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
 from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, PackedCells, augment_brightness, cells_to_input,
-                         conv_stage, dataset_shards, input_stem, load_dataset_views, load_net,
-                         run_training, save_net, train_loop, training_parser)
+                         conv_stage, input_stem, load_dataset_views, load_net, run_training,
+                         sample_view_counts, save_net, train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
            "cells_to_input", "load_view_samples", "main", "others_mean", "train_view_angles",
@@ -149,10 +149,7 @@ def load_view_samples(folders: list[str | Path]) -> tuple[np.ndarray, np.ndarray
 def view_groups(folders: list[str | Path]) -> np.ndarray:
     """For the views of :func:`load_view_samples` (same folders, same order), the number of the
     sample each belongs to [N] (int64): views of one sample show one object."""
-    counts = []
-    for path in dataset_shards(folders):
-        with np.load(path) as d:
-            counts.extend(d["num_views"].astype(int))
+    counts = sample_view_counts(folders)
     return np.repeat(np.arange(len(counts)), counts)
 
 
