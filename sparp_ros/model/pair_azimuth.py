@@ -33,8 +33,8 @@ from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, a
                          cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
                          random_colour_mix, run_training, save_net, train_loop, training_parser)
 
-__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples", "main",
-           "pair_errors", "pair_probabilities", "train_pair_azimuth"]
+__all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples",
+           "load_widened", "main", "pair_errors", "pair_probabilities", "train_pair_azimuth"]
 
 
 class PairAzimuthNet(nn.Module):
@@ -51,10 +51,15 @@ class PairAzimuthNet(nn.Module):
     ``attention`` (layers, 0 = none) lets the two feature maps attend to each other before they are
     compared: both maps' positions are tokens of one transformer (with a position and a view
     embedding), so a feature can take in what the other view shows anywhere, not only at the same
-    position or through one similarity per position pair."""
+    position or through one similarity per position pair.
+
+    ``fine_correlation`` adds a second correlation volume at the encoder's finer scale (its last
+    stage before pooling: 16×16 for 32 px), average-pooled over the first view's positions to the
+    8×8 grid: one 8×8 cell of the coarse map blurs a handle or a label's edge into its
+    neighbours, and which small part reappears where is what tells one side from the next."""
 
     def __init__(self, width: int = 32, bins: int = 36, cell: int = 32, correlation: bool = False,
-                 attention: int = 0) -> None:
+                 attention: int = 0, fine_correlation: bool = False) -> None:
         super().__init__()
         if attention < 0 or (attention and width % 2):
             raise ValueError(f"attention layers must be ≥ 0 and need an even width (4 heads over "
@@ -62,6 +67,7 @@ class PairAzimuthNet(nn.Module):
         self.bins = bins
         self.correlation = correlation
         self.attention = attention
+        self.fine_correlation = fine_correlation
         self.stem, c_in = input_stem(cell)
         self.encoder = nn.ModuleList([conv_stage(c_in, width), conv_stage(width, 2 * width)])
         feature_side = min(cell, BASE_CELL) // 4
@@ -71,27 +77,34 @@ class PairAzimuthNet(nn.Module):
             layer = nn.TransformerEncoderLayer(2 * width, nhead=4, dim_feedforward=4 * width, dropout=0.0,
                                                activation="gelu", batch_first=True, norm_first=True)
             self.cross_view = nn.TransformerEncoder(layer, attention, enable_nested_tensor=False)
-        c_joint = 4 * width + (feature_side ** 2 if correlation else 0)
+        c_joint = (4 * width + (feature_side ** 2 if correlation else 0)
+                   + ((2 * feature_side) ** 2 if fine_correlation else 0))
         self.joint = nn.ModuleList([conv_stage(c_joint, 4 * width), conv_stage(4 * width, 4 * width)])
         side = min(cell, BASE_CELL) // 8
         self.head = nn.Sequential(nn.Linear(4 * width * side * side, 256), nn.SiLU(), nn.Linear(256, bins))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Each view's feature map, computed once per view and compared per pair: the 8×8 map (for
+        32 px), or with ``fine_correlation`` the last stage's 16×16 map before its pooling."""
         x = self.stem(x)
-        for stage in self.encoder:
-            x = F.avg_pool2d(stage(x), 2)
-        return x
+        x = F.avg_pool2d(self.encoder[0](x), 2)
+        x = self.encoder[1](x)
+        return x if self.fine_correlation else F.avg_pool2d(x, 2)
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return self.compare(self.features(first), self.features(second))
 
     def compare(self, f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
+        fine = []
+        if self.fine_correlation:
+            fine = [F.avg_pool2d(correlation_volume(f_first, f_second), 2)]
+            f_first, f_second = F.avg_pool2d(f_first, 2), F.avg_pool2d(f_second, 2)
         if self.attention:
             f_first, f_second = self._attend(f_first, f_second)
         parts = [f_first, f_second]
         if self.correlation:
             parts.append(correlation_volume(f_first, f_second))
-        x = torch.cat(parts, dim=1)
+        x = torch.cat(parts + fine, dim=1)
         x = self.joint[1](F.avg_pool2d(self.joint[0](x), 2))
         return self.head(x.flatten(1))
 
@@ -103,6 +116,29 @@ class PairAzimuthNet(nn.Module):
         tokens = self.cross_view(tokens + self.token_position.repeat(2, 1))
         maps = tokens.transpose(1, 2).reshape(b, c, 2, h, w)
         return f_first + maps[:, :, 0], f_second + maps[:, :, 1]
+
+
+def load_widened(net: nn.Module, trained: nn.Module) -> None:
+    """Load ``trained``'s weights into ``net``, whose convolutions may take more input channels
+    (appended after the trained ones, as ``PairAzimuthNet.compare`` appends the fine correlation):
+    those get zero weights, so ``net`` starts as exactly the trained network's function and
+    training grows the new inputs' use from there, instead of from scratch.
+    ValueError for any other difference."""
+    theirs = trained.state_dict()
+    state = net.state_dict()
+    if set(state) != set(theirs):
+        raise ValueError(f"cannot widen: parameters differ ({sorted(set(state) ^ set(theirs))[:4]} ...)")
+    for name, value in state.items():
+        old = theirs[name]
+        if old.shape == value.shape:
+            value.copy_(old)
+        elif value.ndim == 4 and old.ndim == 4 and value.shape[0] == old.shape[0] \
+                and value.shape[2:] == old.shape[2:] and value.shape[1] > old.shape[1]:
+            value.zero_()
+            value[:, :old.shape[1]] = old
+        else:
+            raise ValueError(f"cannot widen {name}: {tuple(old.shape)} → {tuple(value.shape)}")
+    net.load_state_dict(state)
 
 
 def correlation_volume(f_first: torch.Tensor, f_second: torch.Tensor) -> torch.Tensor:
@@ -127,7 +163,8 @@ class PairAzimuthEstimator:
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file."""
         def build(c: dict) -> PairAzimuthNet:    # configs from before the options: neither
             return PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
-                                  bool(c.get("correlation", False)), int(c.get("attention", 0)))
+                                  bool(c.get("correlation", False)), int(c.get("attention", 0)),
+                                  bool(c.get("fine_correlation", False)))
         net, config = load_net(folder, build, ("width", "bins", "cell"))
         return cls(net, int(config["cell"]), config)
 
@@ -216,14 +253,16 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
                        val_every: int = 500, threads: int | None = None, colour: bool = True,
                        init: str | Path | None = None, correlation: bool = False,
-                       attention: int = 0, log=print) -> PairAzimuthEstimator:
+                       attention: int = 0, fine_correlation: bool = False, log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
     random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
-    ``init``: start from a trained network's folder (its width, bins and cell size must match:
-    a :class:`ModelLoadError` otherwise), to continue training with a new schedule.
+    ``init``: start from a trained network's folder (its width, bins, cell size and options must
+    match: a :class:`ModelLoadError` otherwise), to continue training with a new schedule; a
+    network without the fine correlation may start one with it (:func:`load_widened`).
     ``correlation``: the network compares the views through a correlation volume too;
-    ``attention``: through that many cross-view transformer layers (:class:`PairAzimuthNet`)."""
+    ``attention``: through that many cross-view transformer layers; ``fine_correlation``: through
+    a correlation volume at the finer scale too (:class:`PairAzimuthNet`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -233,16 +272,23 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
     log(f"pair-azimuth training: {len(pairs)} ordered pairs of {len(x_all)} views, {cell} px cells "
         f"({time.time() - t_start:.0f} s to load)")
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
-    net = PairAzimuthNet(width, bins, cell, correlation, attention)
+    options = (correlation, attention, fine_correlation)
+    net = PairAzimuthNet(width, bins, cell, *options)
     if init is not None:
         start = PairAzimuthEstimator.from_folder(init)
         theirs = (int(start.config["width"]), start.bins, start.cell, start.net.correlation,
-                  start.net.attention)
-        if theirs != (width, bins, cell, correlation, attention):
-            raise ModelLoadError(f"--init {init}: width, bins, cell, correlation, attention {theirs} do not "
-                                 f"match {(width, bins, cell, correlation, attention)}")
-        net.load_state_dict(start.net.state_dict())
-        log(f"starting from {init}")
+                  start.net.attention, start.net.fine_correlation)
+        widened = theirs[:5] == (width, bins, cell, correlation, attention) and fine_correlation \
+            and not start.net.fine_correlation
+        if theirs != (width, bins, cell, *options) and not widened:
+            raise ModelLoadError(f"--init {init}: width, bins, cell, correlation, attention, fine "
+                                 f"correlation {theirs} do not match {(width, bins, cell, *options)}")
+        if widened:
+            load_widened(net, start.net)
+            log(f"starting from {init}, its joint stage widened to the fine correlation (new inputs at 0)")
+        else:
+            net.load_state_dict(start.net.state_dict())
+            log(f"starting from {init}")
     estimator = PairAzimuthEstimator(net, cell, {})
 
     def batch_loss(gen: torch.Generator) -> torch.Tensor:
@@ -272,7 +318,8 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
             pair_errors(estimator, *val[:3], mirror=True))
         log(f"final, mirror-averaged: {message}")
     estimator.config = {"width": width, "bins": bins, "cell": cell, "correlation": correlation,
-                        "attention": attention, "training": training}
+                        "attention": attention, "fine_correlation": fine_correlation,
+                        "training": training}
     estimator.save(out)
     log(f"saved {out}")
     return estimator
@@ -292,11 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attention", type=int, default=0, metavar="LAYERS",
                    help="let the two views' feature maps attend to each other in this many transformer "
                         "layers before they are compared (default 0: none)")
+    p.add_argument("--fine-correlation", action="store_true",
+                   help="compare the views through a correlation volume of their finer (16×16) feature "
+                        "maps too")
     a = p.parse_args(argv)
     if a.attention < 0:
         p.error("--attention must be 0 or more")
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
         a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init,
-        correlation=a.correlation, attention=a.attention),
+        correlation=a.correlation, attention=a.attention, fine_correlation=a.fine_correlation),
         ("steps", "batch_size", "val_every", "bins"))

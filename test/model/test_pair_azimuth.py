@@ -7,7 +7,8 @@ import torch
 
 from sparp_ros.model.config import ModelLoadError
 from sparp_ros.model.pair_azimuth import (PairAzimuthEstimator, PairAzimuthNet, correlation_volume,
-                                          load_pair_samples, main, pair_errors, train_pair_azimuth)
+                                          load_pair_samples, load_widened, main, pair_errors,
+                                          train_pair_azimuth)
 from sparp_ros.model.small_nets import CONFIG_FILE, WEIGHTS_FILE
 
 
@@ -99,8 +100,9 @@ def test_labels_are_the_azimuth_from_the_second_view_to_the_first(tmp_path):
     assert list(pairs[0]) == [0, 1]
 
 
-@pytest.mark.parametrize("correlation, attention", [(False, 0), (True, 0), (True, 1)])
-def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation, attention):
+@pytest.mark.parametrize("correlation, attention, fine", [(False, 0, False), (True, 0, False), (True, 1, False),
+                                                       (True, 0, True)])
+def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation, attention, fine):
     train, val = tmp_path / "train", tmp_path / "val"
     train.mkdir(), val.mkdir()
     _shard(train, 60, seed=2)
@@ -110,13 +112,13 @@ def test_a_short_training_run_learns_the_relative_azimuth(tmp_path, correlation,
     lines = []
     est = train_pair_azimuth([train], tmp_path / "out", [val], width=8, bins=12, steps=120,
                              batch_size=24, lr=3e-3, val_every=60, correlation=correlation,
-                             attention=attention, log=lines.append)
+                             attention=attention, fine_correlation=fine, log=lines.append)
     errors = pair_errors(est, *data[:3])
     assert np.median(errors) < 0.5 * before and np.mean(errors < 30) > 0.8, (before, np.median(errors))
     assert any("within 30°" in line for line in lines)
     back = PairAzimuthEstimator.from_folder(tmp_path / "out")
     assert back.config["training"]["steps"] == 120 and back.net.correlation == correlation
-    assert back.net.attention == attention
+    assert back.net.attention == attention and back.net.fine_correlation == fine
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
 
 
@@ -218,3 +220,42 @@ def test_cross_view_attention_mixes_the_views_and_round_trips(tmp_path):
         PairAzimuthNet(7, 12, 32, attention=1)
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path), "--out", str(tmp_path / "x"), "--attention", "-1"])
+
+
+def test_a_fine_correlation_network_round_trips_and_grows_from_a_trained_one(tmp_path):
+    """The fine correlation is in the config and comes back from it (old configs load without it);
+    a trained network without it seeds one with it (``--init``): the new inputs start at zero, so
+    the widened network answers exactly as the trained one before training moves it; other
+    differences are still refused."""
+    torch.manual_seed(4)
+    plain = PairAzimuthEstimator(PairAzimuthNet(8, 12, 64, correlation=True).eval(), 64,
+                                 {"width": 8, "bins": 12, "cell": 64, "correlation": True})
+    plain.save(tmp_path / "corr")
+    assert not PairAzimuthEstimator.from_folder(tmp_path / "corr").net.fine_correlation
+    fine = PairAzimuthNet(8, 12, 64, correlation=True, fine_correlation=True).eval()
+    assert fine.features(torch.zeros(1, 4, 64, 64)).shape == (1, 16, 16, 16)    # before the last pooling
+    cells = _cells(3, cell=64)
+    fresh = PairAzimuthEstimator(fine, 64, {}).predict(*cells)
+    load_widened(fine, plain.net)
+    widened = PairAzimuthEstimator(fine, 64, {"width": 8, "bins": 12, "cell": 64, "correlation": True,
+                                              "fine_correlation": True})
+    assert np.allclose(widened.predict(*cells), plain.predict(*cells), atol=1e-6)
+    assert not np.allclose(fresh, plain.predict(*cells), atol=1e-3)
+    widened.save(tmp_path / "fine")
+    back = PairAzimuthEstimator.from_folder(tmp_path / "fine")
+    assert back.net.fine_correlation and np.array_equal(back.predict(*cells), widened.predict(*cells))
+    with pytest.raises(ValueError, match="cannot widen"):
+        load_widened(PairAzimuthNet(16, 12, 64, correlation=True, fine_correlation=True), plain.net)
+    train = tmp_path / "train"
+    train.mkdir()
+    _shard(train, 4, seed=5)
+    PairAzimuthEstimator(PairAzimuthNet(8, 12, 32, correlation=True), 32,          # the shard's cells
+                         {"width": 8, "bins": 12, "cell": 32, "correlation": True}).save(tmp_path / "corr32")
+    lines = []
+    est = train_pair_azimuth([train], tmp_path / "grown", width=8, bins=12, steps=2, batch_size=4,
+                             init=tmp_path / "corr32", correlation=True, fine_correlation=True,
+                             log=lines.append)
+    assert est.net.fine_correlation and any("widened" in line for line in lines)
+    with pytest.raises(ModelLoadError, match="fine"):          # fine → plain is not a widening
+        train_pair_azimuth([train], tmp_path / "z", width=8, bins=12, steps=1, batch_size=4,
+                           init=tmp_path / "grown", correlation=True, log=lambda line: None)
