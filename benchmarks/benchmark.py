@@ -162,7 +162,7 @@ def warm_up(method: str, capture: Path) -> float:
     first-call costs are paid here (and reported apart), not charged to the first capture.
     The pipeline is cached per configuration, so ``run_eval`` reuses what this built."""
     from sparp_ros.capture import load_capture
-    from sparp_ros.conventions import CAMERA_MOTION_SUFFIX
+    from sparp_ros.evaluation.run import method_options
     t0 = time.perf_counter()
     cap = load_capture(capture)
     if method in BASELINES:
@@ -172,9 +172,8 @@ def warm_up(method: str, capture: Path) -> float:
             run_pycolmap(cap, tmp)
     else:
         from sparp_ros.pipeline import reconstruct_capture
-        name = method.partition(CAMERA_MOTION_SUFFIX)[0]
-        reconstruct_capture(cap, backend=name, device="cpu",
-                            align_with_camera_motion=method.endswith(CAMERA_MOTION_SUFFIX))
+        name, options = method_options(method)
+        reconstruct_capture(cap, backend=name, device="cpu", **options)
     return time.perf_counter() - t0
 
 

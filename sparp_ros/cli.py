@@ -24,7 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .conventions import CAMERA_MOTION_SUFFIX
+from .conventions import METHOD_SUFFIXES
 from .model.backend import BACKENDS
 
 DEFAULT_BACKEND = "model"    # reconstruct: the network works on any images (accuracy: its MODEL_CARD)
@@ -184,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("captures", nargs="+")
     e.add_argument("--out", required=True)
     e.add_argument("--backend", action="append",
-                   choices=list(BACKENDS) + [b + CAMERA_MOTION_SUFFIX for b in BACKENDS],
+                   choices=list(BACKENDS) + [b + s for s in METHOD_SUFFIXES for b in BACKENDS],
                    help="repeatable; BACKEND+tf aligns the views by the captures' camera poses "
-                        "(as on a robot with TF) instead of from the images alone")
+                        "(as on a robot with TF) instead of from the images (and depth, where "
+                        "captured); BACKEND+images aligns them from the images alone")
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
     _model_arguments(e)

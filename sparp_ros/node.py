@@ -251,8 +251,10 @@ class SparpNodeCore:
             model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
             refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
+            align_with_depth=bool(p["align_with_depth"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
             pair_azimuth_weight=float(p["pair_azimuth_weight"]),
+            pair_azimuth_weight_depth=float(p["pair_azimuth_weight_depth"]),
             isolate_mesh=bool(p["isolate_mesh"]))
 
     def _keyframe_config(self) -> KeyframeConfig:

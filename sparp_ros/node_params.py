@@ -41,6 +41,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "align_with_camera_motion": (True, "per-view model: align the views by their camera poses "
                                        "(TF, world_frame) when every view has one, instead of the "
                                        "visibility search"),
+    "align_with_depth": (True, "per-view model: when every view has depth (use_depth), the search "
+                               "that aligns the views tests their measured surfaces instead of "
+                               "the predicted shapes; false = the predicted shapes"),
     "assume_upright": (True, "with camera poses from TF: the object's z axis is world_frame's +z "
                              "(REP 103; objects resting upright, as the model was trained), so "
                              "only its heading comes from the images; false = tilt from the images"),
@@ -50,6 +53,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "pair_azimuth_weight": (0.3, "per-view model: weight of the pair-azimuth network (pair_azimuth/ "
                                  "beside the weights) in the azimuth search between views; 0 = "
                                  "the visibility score alone"),
+    "pair_azimuth_weight_depth": (0.1, "per-view model: the same weight when the search tests the "
+                                       "views' measured surfaces (align_with_depth)"),
     "mesh": (True, "build a mesh (Marker, shape_msgs/Mesh); false = pose only, faster"),
     "isolate_mesh": (True, "run the Poisson surface in a child process so a native crash there "
                            "cannot take the node down (the pose is still published)"),

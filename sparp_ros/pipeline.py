@@ -17,7 +17,8 @@ import numpy as np
 
 from .capture import Capture, Frame
 from .conventions import invert_rigid
-from .geometry.azimuth import joint_azimuths, pair_cost_curve, rot_z, view_geometry
+from .geometry.azimuth import (ViewGeometry, depth_scale, joint_azimuths, measured_view_geometry,
+                               object_centre, pair_cost_curve, rot_z, view_geometry)
 from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
@@ -35,6 +36,7 @@ log = logging.getLogger("sparp_ros.pipeline")
 
 MAX_VIEWS = 6
 AZIMUTH_STEPS = 360          # the azimuth search's grid (1°)
+MIN_DEPTH_PIXELS = 20        # a view's depth on the object below this: the search uses the predicted shapes
 
 
 class PipelineError(ValueError):
@@ -59,6 +61,8 @@ class PipelineConfig:
     azimuth_hypotheses: int = 3      # per-view mode: azimuths kept per view (mixture of experts)
     align_with_camera_motion: bool = True  # per-view mode: views with T_world_camera (TF) are
                                            # aligned by the camera motion instead of the search
+    align_with_depth: bool = True     # per-view mode: when every posed view has depth, the azimuth
+                                      # search tests the measured surfaces, not the predicted shapes
     assume_upright: bool = True       # ...and then the object's z axis is the world frame's +z
                                       # (REP 103 z-up; the model's frames are gravity-aligned, it
                                       # was trained on upright objects): only the heading comes from
@@ -71,6 +75,10 @@ class PipelineConfig:
                                       # (−log p, from ``pair_azimuth/`` beside the weights) added to
                                       # the visibility score of every pair; 0 = visibility alone
                                       # (0.3 chosen on the validation samples, MODEL_CARD.md)
+    pair_azimuth_weight_depth: float = 0.1  # ...when the search tests measured surfaces
+                                      # (align_with_depth): they judge sharper than predicted
+                                      # shapes, so the network counts less (0.1 chosen on 50 eval
+                                      # captures that are not the bar's, MODEL_CARD.md)
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
@@ -104,7 +112,9 @@ class SparpPipeline:
         self.view_angle_estimator = self._load_small_net(
             VIEW_ANGLES_FOLDER, "view-angle", self.config.view_angles, _view_angle_estimator)
         self.pair_azimuth_estimator = self._load_small_net(
-            PAIR_AZIMUTH_FOLDER, "pair-azimuth", self.config.pair_azimuth_weight > 0, _pair_azimuth_estimator)
+            PAIR_AZIMUTH_FOLDER, "pair-azimuth",
+            max(self.config.pair_azimuth_weight, self.config.pair_azimuth_weight_depth) > 0,
+            _pair_azimuth_estimator)
 
     def __call__(self, frames: list[Frame]) -> Reconstruction:
         timings: dict[str, float] = {}
@@ -378,11 +388,14 @@ class SparpPipeline:
                 rotations[i] = rot_z(a)
                 azimuths[str(i)] = float(np.degrees(a))
             return rotations, [{"azimuths_deg": azimuths, "score": None, "source": "camera_motion"}]
-        geoms = {}
-        for i, ((cell, _), p, r) in enumerate(zip(cells, preds, pnp)):
-            if r.ok:
-                uv, X = correspondences(p.nocs, p.mask)
-                geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
+        geoms = self._measured_geometries(cells, preds, pnp) if self.config.align_with_depth else None
+        geometry = "measured" if geoms is not None else "predicted"
+        if geoms is None:
+            geoms = {}
+            for i, ((cell, _), p, r) in enumerate(zip(cells, preds, pnp)):
+                if r.ok:
+                    uv, X = correspondences(p.nocs, p.mask)
+                    geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
         order = [ref] + [i for i in sorted(geoms) if i != ref]
         pair_costs = None
         if self.pair_azimuth_estimator is not None and len(order) > 1:
@@ -393,13 +406,46 @@ class SparpPipeline:
                           for a in range(len(order)) for b in range(a + 1, len(order))}
         joint = joint_azimuths([geoms[i] for i in order], steps=AZIMUTH_STEPS,
                                top_k=self.config.azimuth_hypotheses, seed=self.config.seed,
-                               pair_costs=pair_costs, pair_cost_weight=self.config.pair_azimuth_weight)
+                               pair_costs=pair_costs,
+                               pair_cost_weight=(self.config.pair_azimuth_weight_depth if geometry == "measured"
+                                                 else self.config.pair_azimuth_weight))
         rotations = [np.eye(3)] * n
         for i, a in zip(order, joint[0].azimuths):
             rotations[i] = rot_z(a)
         hypotheses = [{"azimuths_deg": {str(i): float(np.degrees(a)) for i, a in zip(order, h.azimuths)},
-                       "score": h.score, "source": "visibility_search"} for h in joint]
+                       "score": h.score, "source": "visibility_search", "geometry": geometry}
+                      for h in joint]
         return rotations, hypotheses
+
+    @staticmethod
+    def _measured_geometries(cells, preds, pnp: list[PnPResult]) -> dict[int, ViewGeometry] | None:
+        """The posed views' geometries from their depth (``measured_view_geometry``), or None
+        unless every posed view has enough depth on the object: the search must compare like with
+        like, measured surfaces or predicted shapes, not one view of each."""
+        data = {}
+        for i, ((cell, depth), p, r) in enumerate(zip(cells, preds, pnp)):
+            if not r.ok:
+                continue
+            if depth is None:
+                return None
+            surface = cell.mask & (depth > 0)
+            paired = surface & p.mask
+            if paired.sum() < MIN_DEPTH_PIXELS:
+                return None
+            v, u = np.nonzero(surface)
+            uv = np.stack([u, v], 1).astype(np.float64)
+            uv_paired, X = correspondences(p.nocs, paired)
+            data[i] = (uv, cell.camera.unproject(uv, depth[surface]), X,
+                       cell.camera.unproject(uv_paired, depth[paired]), cell, r)
+        scale = depth_scale([(X, D) for _, _, X, D, _, _ in data.values()])
+        if scale is None or not data:
+            return None
+        geoms = {}
+        for i, (uv, measured, X, D, cell, r) in data.items():
+            R = r.T_camera_unit[:3, :3]
+            geoms[i] = measured_view_geometry(measured, uv, object_centre(X, D, R, scale), R, scale,
+                                              cell.camera, cell.mask)
+        return geoms
 
     def _refine(self, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float,
                 frames: list[Frame]) -> tuple[list[PnPResult], list[dict]]:

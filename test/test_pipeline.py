@@ -344,7 +344,8 @@ def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
 
 @pytest.mark.parametrize("folder, what, off, attribute", [
     ("view_angles", "view-angle", {"view_angles": False}, "view_angle_estimator"),
-    ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0}, "pair_azimuth_estimator")])
+    ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0, "pair_azimuth_weight_depth": 0.0},
+     "pair_azimuth_estimator")])
 def test_a_broken_small_network_is_refused_clearly(tmp_path, folder, what, off, attribute):
     """Weights folder with a small network's folder that cannot be read: a PipelineError naming
     it; switched off, the pipeline does not load it."""
@@ -394,7 +395,8 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     own = np.degrees([camera_azimuth(v.T_camera_object) for v in shared.views])   # p_0 = Rz(own_k − own_0) p_k
     D = own[None, :] - own[:, None]                                                # p_i = Rz(own_j − own_i) p_j
     pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
-                                            align_with_camera_motion=False, pair_azimuth_weight=1.0))
+                                            align_with_camera_motion=False, pair_azimuth_weight=1.0,
+                                            pair_azimuth_weight_depth=1.0))
     pipeline.pair_azimuth_estimator = _PairJudge(D)
     recon = pipeline(capture.frames)
     errors = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
@@ -402,3 +404,20 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     pipeline.pair_azimuth_estimator = _PairJudge(-D)   # the wrong way round must not pass
     wrong = relative_rotation_errors([v.T_camera_object for v in pipeline(capture.frames).views], gt)
     assert max(wrong) > 20.0, wrong
+
+
+def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures):
+    """With depth in every posed view the azimuth search tests the measured surfaces (the record
+    says so); a view without depth, or ``align_with_depth`` off, falls back to the predicted
+    shapes for all views. Either way the oracle's per-view frames come out aligned."""
+    from dataclasses import replace as with_field
+    from sparp_ros.evaluation.metrics import relative_rotation_errors
+    capture = captures["Schleich_Hereford_Bull"]
+    one_without = [with_field(f, depth=None) if i == 2 else f for i, f in enumerate(capture.frames)]
+    for frames, depth_on, geometry in [(capture.frames, True, "measured"), (one_without, True, "predicted"),
+                                       (capture.frames, False, "predicted")]:
+        recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+                                             align_with_depth=depth_on))(frames)
+        assert recon.extra["azimuth_hypotheses"][0]["geometry"] == geometry
+        errors = relative_rotation_errors([v.T_camera_object for v in recon.views], capture.gt.T_camera_object)
+        assert max(errors) < 3.5, (geometry, errors)

@@ -7,8 +7,12 @@ centres, probabilities smoothed over neighbouring bins before the cost. Relative
 (and best of the kept) hypothesis.
 ``CAPTURES="benchmarks/out/eval25 ..." PAIR=DIR PAIR_ENSEMBLE="DIR DIR" WEIGHTS=0.05,0.1,0.2,0.4 W=0.1
 python .../exp_combine_judges.py`` (PAIR: another pair network; PAIR_ENSEMBLE: the mean of several
-networks' probabilities; WEIGHTS: the network weights tried; W: the weight of the other rules)."""
+networks' probabilities; WEIGHTS: the network weights tried; W: the weight of the other rules;
+``ALIGN_DEPTH=1``: the visibility score tests the captures' measured depth; ``CACHE=FILE``: the
+recorded inputs are saved there, and read from there when it exists; ``SPREADS=0.5,1``: the spreads
+tried at weight W; ``DEPTH_TOL=0.03``: the visibility score's depth tolerance; ``SMOOTH_WEIGHTS=0.1,0.2 SPREAD=1``: weights tried with that spread)."""
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -35,7 +39,8 @@ def recording_search(views, **kw):
 
 pl.joint_azimuths = recording_search
 pipe = pl.SparpPipeline(pl.PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
-                                          pair_azimuth_weight=0.1))
+                                          pair_azimuth_weight=0.1,
+                                          align_with_depth=os.environ.get("ALIGN_DEPTH", "0") == "1"))
 nets = [PairAzimuthEstimator.from_folder(f) for f in
         (os.environ.get("PAIR_ENSEMBLE") or os.environ.get("PAIR") or "").split()]
 if nets:
@@ -47,8 +52,14 @@ if nets:
     pipe.pair_azimuth_estimator = MeanOfNetworks()
 
 captures = []
-for d in [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
-          for d in sorted((REPO / root / "captures").iterdir())]:
+CACHE = os.environ.get("CACHE")          # a file: the recorded search inputs, reused when it exists
+dirs = [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").split()
+        for d in sorted((REPO / root / "captures").iterdir())]
+if CACHE and Path(CACHE).exists():
+    with open(CACHE, "rb") as fh:
+        captures = pickle.load(fh)
+    dirs = []
+for d in dirs:
     recorded.clear()
     cap = load_capture(d)
     r = pipe(cap.frames)
@@ -63,6 +74,9 @@ for d in [d for root in os.environ.get("CAPTURES", "benchmarks/out/eval25").spli
            for i in range(len(views)) for j in range(i + 1, len(views))}
     captures.append(dict(order=order, own=own, n=len(r.views), gt=cap.gt.T_camera_object, views=views,
                          vis=vis, net=recorded["pair_costs"]))
+if CACHE and dirs:
+    with open(CACHE, "wb") as fh:
+        pickle.dump(captures, fh)
 
 
 def errors(c, azimuths):
@@ -84,6 +98,13 @@ def run_search(c, S):
 
 
 pair_scores = az.pair_scores
+if os.environ.get("DEPTH_TOL"):       # the visibility score's depth tolerance (diagonals), replayed
+    az.violation_fraction.__defaults__ = (float(os.environ["DEPTH_TOL"]),)
+    for c in captures:
+        rng = np.random.default_rng(0)
+        v = c["views"]
+        c["vis"] = {(i, j): az.pair_scores(v[i], v[j], STEPS, 600, rng)
+                    for i in range(len(v)) for j in range(i + 1, len(v))}
 
 
 def interpolated(curve):
@@ -133,6 +154,7 @@ def evaluate(name, costs, rerank=None):
 
 print(f"{len(captures)} captures")
 W = float(os.environ.get("W", 0.1))
+SPREAD = float(os.environ.get("SPREAD", 1.0))        # the spread of the SMOOTH_WEIGHTS rules
 for w in (float(x) for x in os.environ.get("WEIGHTS", "0.05,0.1,0.2,0.4").split(",")):
     evaluate(f"visibility + {w} network", rule(1, w))
 evaluate("network alone", rule(0, 1))
@@ -142,5 +164,7 @@ evaluate(f"+{W} network, re-ranked by visibility", rule(1, W), rerank=rule(1, 0)
 for w in (W / 2, W, 2 * W):
     evaluate(f"visibility + {w} confidence x network", rule(1, w, confidence=True))
 evaluate(f"visibility + {W} network, interpolated", rule(1, W, interp=True))
-for spread in (0.5, 1.0):
+for spread in (float(x) for x in os.environ.get("SPREADS", "0.5,1.0").split(",")):
     evaluate(f"visibility + {W} network, smoothed {spread} bin", rule(1, W, smooth=spread))
+for w in (float(x) for x in os.environ.get("SMOOTH_WEIGHTS", "").split(",") if x):
+    evaluate(f"visibility + {w} network, smoothed {SPREAD} bin", rule(1, w, smooth=SPREAD))

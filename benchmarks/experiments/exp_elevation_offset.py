@@ -2,8 +2,9 @@
 score see a common elevation offset ``b`` of all views of a capture? At the true azimuths, every
 view's frame is raised by b in ``ELEVATIONS`` (default −20…20° by 5°); the relative rotation is
 measured at b = 0, at the b the visibility score prefers, and at the best b per capture (the
-most a common-offset correction could give). ``CAPTURES="benchmarks/out/eval25 ..." python
-.../exp_elevation_offset.py``."""
+most a common-offset correction could give). ``ALIGN_DEPTH=1``: the visibility score tests the
+captures' measured depth (``measured_view_geometry``) instead of the predicted shapes.
+``CAPTURES="benchmarks/out/eval25 ..." python .../exp_elevation_offset.py``."""
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import sparp_ros.pipeline as pl  # noqa: E402
 from sparp_ros.capture import load_capture  # noqa: E402
 from sparp_ros.conventions import camera_azimuth, rot_z  # noqa: E402
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
-from sparp_ros.geometry.azimuth import pair_scores, view_geometry  # noqa: E402
+from sparp_ros.geometry.azimuth import measured_view_geometry, pair_scores, view_geometry  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg, tilt_correction  # noqa: E402
 
 recorded = []          # the arguments of the pipeline's view_geometry calls: each posed view's frame
@@ -27,8 +28,18 @@ def recording_view_geometry(*args):
     return view_geometry(*args)
 
 
+def recording_measured_geometry(measured, uv, centre, R, scale, camera, mask):
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, centre / scale
+    recorded.append((measured, uv, T, camera, mask, centre, scale))
+    return measured_view_geometry(measured, uv, centre, R, scale, camera, mask)
+
+
+DEPTH = os.environ.get("ALIGN_DEPTH", "0") == "1"
 pl.view_geometry = recording_view_geometry
-pipe = pl.SparpPipeline(pl.PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False))
+pl.measured_view_geometry = recording_measured_geometry
+pipe = pl.SparpPipeline(pl.PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
+                                          align_with_depth=DEPTH))
 offsets = np.array([float(b) for b in os.environ.get("ELEVATIONS", "-20,-15,-10,-5,0,5,10,15,20").split(",")])
 res = {"b = 0": [], "b by visibility": [], "best b per capture": []}
 picked = []
@@ -47,12 +58,16 @@ for cd in dirs:
     scores, errors = [], []
     for b in offsets:
         views, Rs = [], []
-        for i, (X, uv, T, camera, mask) in enumerate(recorded):
+        for i, (X, uv, T, camera, mask, *measured) in enumerate(recorded):
             elevation, roll = elevation_roll_deg(T)
             Q = tilt_correction(T, elevation + b, roll)
             T_b = T.copy()
             T_b[:3, :3] = T[:3, :3] @ Q.T
-            views.append(view_geometry(X @ Q.T, uv, T_b, camera, mask))
+            if measured:          # X: the measured camera-frame points; the object centre kept
+                centre, scale = measured
+                views.append(measured_view_geometry(X, uv, centre, T_b[:3, :3], scale, camera, mask))
+            else:
+                views.append(view_geometry(X @ Q.T, uv, T_b, camera, mask))
             M = np.eye(4)
             M[:3, :3] = T_b[:3, :3] @ rot_z(true_az[i] - true_az[0]).T
             Rs.append(M)

@@ -1,7 +1,9 @@
 """Experiment: how much of the 4-view relative-rotation error is the choice among the azimuth
 hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis (what ships), the
 best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
-(a perfect search). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
+(a perfect search). ``ALIGN_DEPTH=1``: the search tests the captures' measured depth instead of the
+predicted shapes (RGB-D alignment); ``REFINE=J``: depth ICP refinement after the scale with J joint
+passes (``REFINE_ROT=deg``: its largest rotation change). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
 CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" VIEWS=n python .../exp_hypotheses.py`` (CAPTURES:
 eval_shared.py output folders, default the seed-0 eval captures; VIEWS: the first n views of each)."""
 import json
@@ -23,7 +25,11 @@ VIEWS = int(os.environ.get("VIEWS", 0)) or None
 pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", mesh=False,
                                     weights=os.environ.get("WEIGHTS"), azimuth_hypotheses=K,
                                     view_angles=os.environ.get("VIEW_ANGLES", "1") == "1",
-                                    pair_azimuth_weight=float(os.environ.get("PAIR_WEIGHT", 0))))
+                                    pair_azimuth_weight=float(os.environ.get("PAIR_WEIGHT", 0)),
+                                    align_with_depth=os.environ.get("ALIGN_DEPTH", "0") == "1",
+                                    refine="REFINE" in os.environ,
+                                    refine_joint_passes=int(os.environ.get("REFINE", 0)),
+                                    refine_max_rotation_deg=float(os.environ.get("REFINE_ROT", 10))))
 res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
 rank_of_best = []
 az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)

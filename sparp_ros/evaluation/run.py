@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..capture import Capture, load_capture
-from ..conventions import CAMERA_MOTION_SUFFIX
+from ..conventions import CAMERA_MOTION_SUFFIX, IMAGES_ONLY_SUFFIX, METHOD_SUFFIXES
 from .metrics import (FINE_FSCORE_FRACTIONS, fscore_key, mesh_metrics, relative_rotation_errors,
                       relative_translation_angle_errors, relative_translation_errors, scale_error,
                       summarize_rotation)
@@ -81,10 +81,27 @@ def _scale_applies(capture: Capture) -> bool:
     return bool(capture.gt.metric) and (_has_depth(capture) or _has_camera_motion(capture))
 
 
+def method_options(method: str) -> tuple[str, dict[str, bool]]:
+    """``<backend>[+tf|+images]`` → (backend, PipelineConfig fields): without a suffix the views
+    are aligned from the images and, where the capture has it, their depth, never from the camera
+    poses (what relative-rotation metrics measure: the poses would give them for free); ``+tf``
+    aligns them by the camera poses (a robot with TF); ``+images`` from the images alone."""
+    name, plus, rest = method.partition("+")
+    options = {"align_with_camera_motion": False}
+    if plus and plus + rest not in METHOD_SUFFIXES:
+        raise ValueError(f"unknown method {method!r}: a backend, optionally with one of the "
+                         f"suffixes {', '.join(METHOD_SUFFIXES)}")
+    if plus + rest == CAMERA_MOTION_SUFFIX:
+        options["align_with_camera_motion"] = True
+    elif plus + rest == IMAGES_ONLY_SUFFIX:
+        options["align_with_depth"] = False
+    return name, options
+
+
 def _run_backend(capture: Capture, backend: str, device: str,
                  model: dict[str, Any] | None = None) -> dict[str, Any]:
     """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record.
-    ``backend`` may end in ``+tf`` (see ``CAMERA_MOTION_SUFFIX``); ``model`` (PipelineConfig
+    ``backend`` may end in ``+tf`` or ``+images`` (:func:`method_options`); ``model`` (PipelineConfig
     fields: ``weights``, ``model_domain``, ``inference_steps``) applies to the model backend."""
     n = len(capture.frames)
     metric = _scale_applies(capture)
@@ -92,11 +109,8 @@ def _run_backend(capture: Capture, backend: str, device: str,
     try:
         # imported here: the pipeline is optional for metric-only use and heavy to import
         from ..pipeline import reconstruct_capture
-        name, _, suffix = backend.partition(CAMERA_MOTION_SUFFIX)
-        if suffix:
-            raise ValueError(f"unknown method {backend!r}: the suffix is {CAMERA_MOTION_SUFFIX!r} alone")
-        recon = reconstruct_capture(capture, backend=name, device=device,
-                                    align_with_camera_motion=backend.endswith(CAMERA_MOTION_SUFFIX),
+        name, options = method_options(backend)
+        recon = reconstruct_capture(capture, backend=name, device=device, **options,
                                     **((model or {}) if name == "model" else {}))
     except Exception as exc:  # noqa: BLE001 -- a method failing a capture is a result, not a crash
         elapsed = time.perf_counter() - t0
@@ -265,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="*", default=["oracle"],
                         help="pipeline backends to evaluate (default: oracle); append +tf "
                              "(e.g. model+tf) to let the views be aligned by the capture's camera "
-                             "poses, as on a robot with TF")
+                             "poses, as on a robot with TF, or +images to align them from the "
+                             "images alone where the captures have depth")
     parser.add_argument("--baseline", default="pycolmap",
                         help="classical baseline: pycolmap or none (default: pycolmap)")
     parser.add_argument("--device", default="cpu")

@@ -26,8 +26,9 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..conventions import rot_z
 
-__all__ = ["AzimuthHypothesis", "JointAzimuths", "ViewGeometry", "joint_azimuths",
-           "pair_cost_curve", "pair_scores", "rot_z", "search_azimuth", "view_geometry", "violation_fraction"]
+__all__ = ["AzimuthHypothesis", "JointAzimuths", "ViewGeometry", "depth_scale", "joint_azimuths",
+           "measured_view_geometry", "object_centre", "pair_cost_curve", "pair_scores", "rot_z",
+           "search_azimuth", "view_geometry", "violation_fraction"]
 
 
 @dataclass
@@ -62,6 +63,49 @@ def view_geometry(points: np.ndarray, uv: np.ndarray, T_camera_object: np.ndarra
         depth = cv2.erode(np.where(np.isinf(depth), 1e9, depth).astype(np.float32), k)
         depth = np.where(depth >= 1e9, np.inf, depth)
     return ViewGeometry(points, T_camera_object, camera, mask, depth)
+
+
+def depth_scale(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """Metres per unit of the object frame shared by all views, from each view's (unit-scale NOCS
+    points, measured camera-frame points) at the same pixels: the ratio of their spreads about
+    their centroids (needs no rotation, so a view's orientation error does not bias it), the median
+    over the views (one view's bad NOCS does not move it). None without usable views."""
+    ratios = []
+    for X, D in pairs:
+        if len(X) < 10:
+            continue
+        spread_x = np.sum((X - X.mean(0)) ** 2)
+        if spread_x > 1e-12:
+            ratios.append(np.sqrt(np.sum((D - D.mean(0)) ** 2) / spread_x))
+    return float(np.median(ratios)) if ratios else None
+
+
+def object_centre(nocs_points: np.ndarray, measured: np.ndarray, R_camera_object: np.ndarray,
+                  scale: float) -> np.ndarray:
+    """The object frame's origin in the camera (metres) from unit-scale NOCS points and the
+    measured camera-frame points at the same pixels, the orientation being known: the centroid of
+    the measured points minus the rotated, scaled centroid of their predicted object coordinates."""
+    return measured.mean(0) - scale * (np.asarray(R_camera_object, float) @ nocs_points.mean(0))
+
+
+def measured_view_geometry(measured: np.ndarray, uv: np.ndarray, centre: np.ndarray,
+                           R_camera_object: np.ndarray, scale: float, camera: PinholeCamera,
+                           mask: np.ndarray, tolerance_px: int = 1) -> ViewGeometry:
+    """A view's geometry for the visibility tests from its *measured* surface (a depth camera's
+    N×3 camera-frame points, metres, at pixels ``uv``) instead of the predicted NOCS shape; the
+    object frame from ``centre`` (:func:`object_centre`), the view's orientation
+    ``R_camera_object`` (PnP and the view-angle network) and the common ``scale``
+    (:func:`depth_scale`).
+
+    Why: the predicted 32 px NOCS shapes are blurry, so a wrong azimuth often violates no more
+    than the right one; a depth camera's surface is exact, and in the tests it is the points moved
+    into the other view and the z-buffer they are tested against. Only the object centre still
+    comes from the NOCS, and the orientation from the networks."""
+    R = np.asarray(R_camera_object, float)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, centre / scale
+    points = (measured - centre) @ R / scale                           # R^T (D − c) / s, unit frame
+    return view_geometry(points, uv, T, camera, mask, tolerance_px)
 
 
 def violation_fraction(points_in_target: np.ndarray, target: ViewGeometry,

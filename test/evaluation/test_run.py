@@ -137,15 +137,25 @@ def test_run_eval_rejects_unknown_baseline(tmp_path):
 
 def test_camera_poses_align_views_only_for_tf_methods(tmp_path, fake_pipeline):
     """Relative rotations measure the images: a plain method must not get the capture's camera
-    poses for alignment; ``<backend>+tf`` (robot with TF) must."""
+    poses for alignment; ``<backend>+tf`` (robot with TF) must; ``<backend>+images`` must not use
+    the depth for alignment either."""
     mesh_path = tmp_path / "box.ply"
     trimesh.creation.box(extents=[0.1, 0.1, 0.1]).export(mesh_path)
     _write_capture(tmp_path / "cap", 3, 0, mesh_path)
-    metrics = run_eval([tmp_path / "cap"], tmp_path / "out", backends=["exact", "exact+tf"],
+    metrics = run_eval([tmp_path / "cap"], tmp_path / "out", backends=["exact", "exact+tf", "exact+images"],
                        baseline=None, command="test")
-    assert set(metrics) == {"exact", "exact+tf"}
+    assert set(metrics) == {"exact", "exact+tf", "exact+images"}
     assert fake_pipeline.calls == [("exact", {"align_with_camera_motion": False}),
-                                   ("exact", {"align_with_camera_motion": True})]
+                                   ("exact", {"align_with_camera_motion": True}),
+                                   ("exact", {"align_with_camera_motion": False, "align_with_depth": False})]
+
+
+def test_an_unknown_method_suffix_is_named():
+    from sparp_ros.evaluation.run import method_options
+    assert method_options("model+images") == ("model", {"align_with_camera_motion": False,
+                                                        "align_with_depth": False})
+    with pytest.raises(ValueError, match=r"model\+depth.*\+tf, \+images"):
+        method_options("model+depth")
 
 
 def test_run_eval_with_the_real_oracle_pipeline(objects_dir, tmp_path):
