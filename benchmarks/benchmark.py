@@ -10,7 +10,8 @@
 2. ``eval``: every method on every view count, each (view count, method) in its own process so that
    its peak RSS (``getrusage``) is its own, after one untimed warm-up capture (imports, model
    loading; reported apart): ``oracle`` (ground-truth NOCS), ``model`` (the shipped
-   model, views aligned by the image-only azimuth search), ``model+tf`` (views aligned by the
+   model, views aligned by the azimuth search on the images and the captures' depth),
+   ``model+images`` (the search on the images alone), ``model+tf`` (views aligned by the
    captures' camera poses, as on a robot with TF) and ``pycolmap`` (SfM; not run on 1 view).
 3. ``sweep``: robustness of ``oracle`` and ``model`` on the 4-view captures of
    ``--sweep-objects`` objects (evenly spaced over the name-sorted list) under focal error,
@@ -45,7 +46,7 @@ DEFAULT_OUT = REPO / "benchmarks" / "out" / "bench"
 DEFAULT_RESULTS = REPO / "benchmarks" / "RESULTS.md"
 
 VIEW_COUNTS = (1, 2, 4, 6)
-METHODS = ("oracle", "model", "model+tf", "pycolmap")
+METHODS = ("oracle", "model", "model+images", "model+tf", "pycolmap")
 BASELINES = ("pycolmap",)
 SWEEP_BACKENDS = ("oracle", "model")
 SWEEP_VIEWS = 4
@@ -60,6 +61,7 @@ SWEEP_LEVELS: dict[str, tuple[float, ...]] = {
 NEUTRAL_LEVEL = {"focal": 1.0, "blur": 0}       # where "clean" sits on each kind's axis (else 0)
 STYLE = {"oracle": dict(color="tab:blue", marker="o", ls="-"),
          "model": dict(color="tab:orange", marker="s", ls="-"),
+         "model+images": dict(color="tab:purple", marker="v", ls="-."),
          "model+tf": dict(color="tab:green", marker="^", ls="--"),
          "pycolmap": dict(color="tab:red", marker="D", ls=":")}
 """One look per method in every plot (dashed / dotted so that coinciding lines stay visible)."""
@@ -550,6 +552,18 @@ def step_record(run: dict[str, Any], name: str) -> dict[str, Any] | None:
     return None
 
 
+def method_commands(data: dict[str, Any]) -> dict[str, list[str]]:
+    """The commands that produced the eval results, each with its methods (in report order): an
+    eval step rerun for some methods leaves the other methods' results of an earlier run."""
+    by_command: dict[str, list[str]] = {}
+    for n in sorted(data["eval"]):
+        for method, m in data["eval"][n].items():
+            cmd = (m.get("per_capture") or {}).get("command") or "?"
+            if method not in by_command.setdefault(cmd, []):
+                by_command[cmd].append(method)
+    return {cmd: _method_order(methods) for cmd, methods in by_command.items()}
+
+
 def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
     data = collect(out)
     run = data["run"]
@@ -591,7 +605,12 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
                  f"{_f(l0[0], '.1f')} → {_f(l1[0], '.1f')} |")
     L.append("")
     eval_rec = (run.get("steps") or {}).get("eval")
-    if eval_rec and run.get("command") and eval_rec.get("command") != run.get("command"):
+    by_command = method_commands(data)
+    if len(by_command) > 1:          # a later eval of some methods beside an earlier run's others
+        L += ["The methods' results come from different runs on the same captures and settings: "
+              + "; ".join(f"{', '.join(methods)} from `{cmd}`" for cmd, methods in by_command.items())
+              + ". Each eval table's caption names the latest.", ""]
+    elif eval_rec and run.get("command") and eval_rec.get("command") != run.get("command"):
         L += [f"The eval step is a later run of that step alone (`{eval_rec['command']}`, the same "
               "captures and settings), made to time every view count at a comparable load; the "
               f"full run's own eval step took {_f(run.get('eval_s') and run['eval_s'] / 60, '.0f')}"
@@ -639,8 +658,11 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
               "only adds information. Every method sees the same captures.", "",
               "- **oracle**: ground-truth NOCS through our PnP / scale / mesh stages — a test "
               "instrument, the upper bound of the geometry, not a method.",
-              "- **model**: the shipped tiny model (per-view NOCS), views aligned by the image-only "
-              "joint azimuth search.",
+              "- **model**: the shipped tiny model (per-view NOCS), views aligned by the joint "
+              "azimuth search on the images and the captures' depth (the measured surfaces in its "
+              "visibility tests, `align_with_depth`), as on a robot with an RGB-D camera.",
+              "- **model+images**: the same, views aligned from the images alone (the predicted "
+              "shapes in the visibility tests); the depth still gives the scale.",
               "- **model+tf**: the same NOCS, views aligned by the captures' camera poses "
               "(`T_world_camera`, as TF gives on a robot). The relative rotations then *are* the "
               "camera motion (exact in these renders), so its rotation columns measure TF, not the "

@@ -1,7 +1,7 @@
-"""Smoke test of the benchmark script behind `make bench` (slow: run by benchmarks/run.sh, not by
+"""The benchmark script behind `make bench`. Smoke test (slow: run by benchmarks/run.sh, not by
 `make test`): on one object it renders the captures, runs every kind of method in its own process,
 sweeps two perturbations and writes a report with its plots — into a temporary folder, never over
-benchmarks/RESULTS.md."""
+benchmarks/RESULTS.md. Fast: the report says which run each method's results come from."""
 from __future__ import annotations
 
 import json
@@ -53,3 +53,18 @@ def test_benchmark_script_on_one_object(objects_dir, tmp_path):
     clean = json.loads((out / "sweep" / "eval" / "oracle" / "clean" / "metrics.json")
                        .read_text())["oracle"]
     assert focal["scale_error"] > clean["scale_error"]           # a wrong focal shows in the scale
+
+
+def test_the_report_names_the_run_each_method_comes_from():
+    """An eval step rerun for some methods keeps the other methods' earlier results: the report
+    groups the methods by the command that produced them, in report order."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "benchmarks" / "benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    full, later = "benchmark.py all", "benchmark.py eval --methods model model+images"
+    data = {"eval": {n: {"pycolmap": {"per_capture": {"command": full}},
+                         "model+images": {"per_capture": {"command": later}},
+                         "oracle": {"per_capture": {"command": full}},
+                         "model": {"per_capture": {"command": later}}} for n in (2, 4)}}
+    assert bench.method_commands(data) == {full: ["oracle", "pycolmap"], later: ["model", "model+images"]}

@@ -152,9 +152,55 @@ def evaluate(name, costs, rerank=None):
           f"{s['acc30']:.2f}   best of 3 {b['median_rotation_error_deg']:5.1f}° / {b['acc30']:.2f}", flush=True)
 
 
-print(f"{len(captures)} captures")
 W = float(os.environ.get("W", 0.1))
 SPREAD = float(os.environ.get("SPREAD", 1.0))        # the spread of the SMOOTH_WEIGHTS rules
+
+
+def support_fraction(points_in_target, target, tolerance):
+    """Fraction of points that land on the target view's surface (inside its silhouette, within
+    ``tolerance`` diagonals of its z-buffer): positive evidence of overlap, which the violation
+    test does not reward (a point hidden behind the surface is free there)."""
+    T = target.T_camera_object
+    pc = points_in_target @ T[:3, :3].T + T[:3, 3]
+    z = pc[..., 2]
+    K = target.camera.K
+    safe_z = np.where(z > 1e-6, z, 1e-6)
+    u = np.round(K[0, 0] * pc[..., 0] / safe_z + K[0, 2]).astype(int)
+    v = np.round(K[1, 1] * pc[..., 1] / safe_z + K[1, 2]).astype(int)
+    H, W = target.mask.shape
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (z > 1e-6)
+    surface = target.depth[np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)]
+    return (inside & np.isfinite(surface) & (np.abs(z - surface) < tolerance)).mean(axis=-1)
+
+
+def support_curves(c, tolerance, max_points=600):
+    rng = np.random.default_rng(0)
+    views = c["views"]
+    Rs = np.stack([rot_z(a) for a in np.arange(STEPS) * (2 * np.pi / STEPS)])
+    out = {}
+    for i in range(len(views)):
+        for j in range(i + 1, len(views)):
+            pv, po = views[i].points, views[j].points
+            pv = pv if len(pv) <= max_points else pv[rng.choice(len(pv), max_points, replace=False)]
+            po = po if len(po) <= max_points else po[rng.choice(len(po), max_points, replace=False)]
+            v_in_o = np.einsum("aij,nj->ani", Rs, pv)
+            o_in_v = np.einsum("aji,nj->ani", Rs, po)
+            out[i, j] = 0.5 * (support_fraction(v_in_o, views[j], tolerance)
+                               + support_fraction(o_in_v, views[i], tolerance))
+    return out
+
+
+print(f"{len(captures)} captures")
+if os.environ.get("SUPPORT"):          # visibility − λ·support + W·network, λ in SUPPORT
+    tol = float(os.environ.get("SUPPORT_TOL", 0.03))
+    for c in captures:
+        c["support"] = support_curves(c, tol)
+    for lam in (float(x) for x in os.environ["SUPPORT"].split(",")):
+        def with_support(c, lam=lam):
+            return {k: v - lam * c["support"][k] + W * c["net"][k] for k, v in c["vis"].items()}
+        evaluate(f"visibility − {lam} support + {W} network", with_support)
+    if os.environ.get("SUPPORT_ONLY"):
+        sys.exit(0)
 for w in (float(x) for x in os.environ.get("WEIGHTS", "0.05,0.1,0.2,0.4").split(",")):
     evaluate(f"visibility + {w} network", rule(1, w))
 evaluate("network alone", rule(0, 1))
