@@ -427,10 +427,14 @@ class SparpPipeline:
             if not r.ok:
                 continue
             if depth is None:
+                if any(d is not None for _, d in cells):
+                    log.info("align: view %d has no depth; the search uses the predicted shapes", i)
                 return None
             surface = cell.mask & (depth > 0)
             paired = surface & p.mask
             if paired.sum() < MIN_DEPTH_PIXELS:
+                log.info("align: view %d has depth on only %d pixels of the object (< %d); the search "
+                         "uses the predicted shapes", i, int(paired.sum()), MIN_DEPTH_PIXELS)
                 return None
             v, u = np.nonzero(surface)
             uv = np.stack([u, v], 1).astype(np.float64)

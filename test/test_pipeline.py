@@ -406,13 +406,14 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     assert max(wrong) > 20.0, wrong
 
 
-def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures):
+def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures, caplog):
     """With depth in every posed view the azimuth search tests the measured surfaces (the record
     says so); a view without depth, or ``align_with_depth`` off, falls back to the predicted
     shapes for all views. Either way the oracle's per-view frames come out aligned."""
     from dataclasses import replace as with_field
     from sparp_ros.evaluation.metrics import relative_rotation_errors
     capture = captures["Schleich_Hereford_Bull"]
+    caplog.set_level("INFO", logger="sparp_ros.pipeline")
     one_without = [with_field(f, depth=None) if i == 2 else f for i, f in enumerate(capture.frames)]
     for frames, depth_on, geometry in [(capture.frames, True, "measured"), (one_without, True, "predicted"),
                                        (capture.frames, False, "predicted")]:
@@ -421,3 +422,4 @@ def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures):
         assert recon.extra["azimuth_hypotheses"][0]["geometry"] == geometry
         errors = relative_rotation_errors([v.T_camera_object for v in recon.views], capture.gt.T_camera_object)
         assert max(errors) < 3.5, (geometry, errors)
+    assert "view 2 has no depth" in caplog.text
