@@ -10,7 +10,8 @@ python .../exp_combine_judges.py`` (PAIR: another pair network; PAIR_ENSEMBLE: t
 networks' probabilities; WEIGHTS: the network weights tried; W: the weight of the other rules;
 ``ALIGN_DEPTH=1``: the visibility score tests the captures' measured depth; ``CACHE=FILE``: the
 recorded inputs are saved there, and read from there when it exists; ``SPREADS=0.5,1``: the spreads
-tried at weight W; ``DEPTH_TOL=0.03``: the visibility score's depth tolerance; ``SMOOTH_WEIGHTS=0.1,0.2 SPREAD=1``: weights tried with that spread)."""
+tried at weight W; ``SUPPORT=0.5,1 [SUPPORT_TOL=0.03 SUPPORT_ONLY=1]``: visibility − λ × the
+fraction of points landing on the other view's surface + W × network; ``DEPTH_TOL=0.03``: the visibility score's depth tolerance; ``SMOOTH_WEIGHTS=0.1,0.2 SPREAD=1``: weights tried with that spread)."""
 import os
 import pickle
 import sys
@@ -160,17 +161,8 @@ def support_fraction(points_in_target, target, tolerance):
     """Fraction of points that land on the target view's surface (inside its silhouette, within
     ``tolerance`` diagonals of its z-buffer): positive evidence of overlap, which the violation
     test does not reward (a point hidden behind the surface is free there)."""
-    T = target.T_camera_object
-    pc = points_in_target @ T[:3, :3].T + T[:3, 3]
-    z = pc[..., 2]
-    K = target.camera.K
-    safe_z = np.where(z > 1e-6, z, 1e-6)
-    u = np.round(K[0, 0] * pc[..., 0] / safe_z + K[0, 2]).astype(int)
-    v = np.round(K[1, 1] * pc[..., 1] / safe_z + K[1, 2]).astype(int)
-    H, W = target.mask.shape
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (z > 1e-6)
-    surface = target.depth[np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)]
-    return (inside & np.isfinite(surface) & (np.abs(z - surface) < tolerance)).mean(axis=-1)
+    z, in_silhouette, surface = az.project_into(points_in_target, target)
+    return (in_silhouette & np.isfinite(surface) & (np.abs(z - surface) < tolerance)).mean(axis=-1)
 
 
 def support_curves(c, tolerance, max_points=600):

@@ -27,8 +27,8 @@ from ..camera import PinholeCamera
 from ..conventions import rot_z
 
 __all__ = ["AzimuthHypothesis", "JointAzimuths", "ViewGeometry", "depth_scale", "joint_azimuths",
-           "measured_view_geometry", "object_centre", "pair_cost_curve", "pair_scores", "rot_z",
-           "search_azimuth", "view_geometry", "violation_fraction"]
+           "measured_view_geometry", "object_centre", "pair_cost_curve", "pair_scores", "project_into",
+           "rot_z", "search_azimuth", "view_geometry", "violation_fraction"]
 
 
 @dataclass
@@ -108,10 +108,11 @@ def measured_view_geometry(measured: np.ndarray, uv: np.ndarray, centre: np.ndar
     return view_geometry(points, uv, T, camera, mask, tolerance_px)
 
 
-def violation_fraction(points_in_target: np.ndarray, target: ViewGeometry,
-                       depth_tolerance: float = 0.03) -> np.ndarray:
-    """For a batch of point sets (A×N×3, in the target view's object frame) the fraction of points
-    outside the target silhouette or in front of its surface (tolerance in diagonal units)."""
+def project_into(points_in_target: np.ndarray, target: ViewGeometry
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points (…×3, in the target view's object frame) seen by the target view: their depth z,
+    whether they fall inside its silhouette, and its z-buffer's surface depth at their pixel (inf
+    where it has none), each of shape …."""
     T = target.T_camera_object
     pc = points_in_target @ T[:3, :3].T + T[:3, 3]
     z = pc[..., 2]
@@ -122,8 +123,14 @@ def violation_fraction(points_in_target: np.ndarray, target: ViewGeometry,
     H, W = target.mask.shape
     inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (z > 1e-6)
     uc, vc = np.clip(u, 0, W - 1), np.clip(v, 0, H - 1)
-    in_silhouette = inside & target.mask[vc, uc]
-    surface = target.depth[vc, uc]        # inf where the lenient z-buffer has no surface
+    return z, inside & target.mask[vc, uc], target.depth[vc, uc]
+
+
+def violation_fraction(points_in_target: np.ndarray, target: ViewGeometry,
+                       depth_tolerance: float = 0.03) -> np.ndarray:
+    """For a batch of point sets (A×N×3, in the target view's object frame) the fraction of points
+    outside the target silhouette or in front of its surface (tolerance in diagonal units)."""
+    z, in_silhouette, surface = project_into(points_in_target, target)
     in_front = in_silhouette & np.isfinite(surface) & (z < surface - depth_tolerance)
     bad = ~in_silhouette | in_front
     return bad.mean(axis=-1)
