@@ -3,7 +3,8 @@ hypotheses. On the 25 eval captures, image-only alignment: the first hypothesis 
 best of the kept hypotheses (an ideal selector), and the true azimuths between the per-view frames
 (a perfect search). ``ALIGN_DEPTH=1``: the search tests the captures' measured depth instead of the
 predicted shapes (RGB-D alignment); ``REFINE=J``: depth ICP refinement after the scale with J joint
-passes (``REFINE_ROT=deg``: its largest rotation change). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
+passes (``REFINE_ROT=deg``: its largest rotation change); ``ANGLES_ENSEMBLE="DIR DIR"``: the mean of
+these view-angle networks (same cell size) instead of the weights' own. ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
 CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" VIEWS=n python .../exp_hypotheses.py`` (CAPTURES:
 eval_shared.py output folders, default the seed-0 eval captures; VIEWS: the first n views of each)."""
 import json
@@ -19,6 +20,18 @@ from sparp_ros.capture import load_capture  # noqa: E402
 from sparp_ros.conventions import camera_azimuth, rot_z  # noqa: E402
 from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rotation  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
+
+if os.environ.get("ANGLES_ENSEMBLE"):     # the mean of several view-angle networks' answers
+    import sparp_ros.pipeline as pl  # noqa: E402
+    from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+    angle_nets = [ViewAngleEstimator.from_folder(f) for f in os.environ["ANGLES_ENSEMBLE"].split()]
+
+    class MeanOfViewAngleNetworks:
+        cell = angle_nets[0].cell
+
+        def predict(self, images, masks, *args, **kwargs):
+            return np.mean([n.predict(images, masks, *args, **kwargs) for n in angle_nets], axis=0)
+    pl._view_angle_estimator = lambda folder: MeanOfViewAngleNetworks()
 
 K = int(os.environ.get("HYPOTHESES", 3))
 VIEWS = int(os.environ.get("VIEWS", 0)) or None
