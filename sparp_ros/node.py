@@ -42,7 +42,9 @@ configuration: a native crash there loses the mesh, not the node (the pose is st
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
+import signal
 import sys
 import threading
 import time
@@ -725,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     ``--lifecycle`` runs the managed node (``--autostart``: configured and activated at once)."""
     args = _ros_argv(list(sys.argv if argv is None else argv))
     options = _node_options(args)
+    if hasattr(signal, "SIGUSR1"):     # `kill -USR1 <pid>`: every thread's stack on stderr, to see
+        faulthandler.register(signal.SIGUSR1, all_threads=True)   # where a node hangs
     rclpy.init(args=args)
     node = None
     try:

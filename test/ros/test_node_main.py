@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,12 +56,15 @@ class _ProcessLog:
         return any(text in line for line in list(self.lines))
 
     def stop(self, timeout_s: float = 15.0) -> tuple[int, str]:
-        """Ctrl-C, wait (kill after ``timeout_s``: code -9); (exit code, everything it printed)."""
+        """Ctrl-C, wait (kill after ``timeout_s``: code -9, after asking the node for its threads'
+        stacks, which then end its output); (exit code, everything it printed)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
             rc = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)      # the node dumps every thread's stack first
+            time.sleep(3.0)
             self.proc.kill()
             self.proc.wait()
             rc = -9
