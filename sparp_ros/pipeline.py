@@ -404,11 +404,11 @@ class SparpPipeline:
             pair_costs = {(a, b): pair_cost_curve(probs[order[a], order[b]], probs[order[b], order[a]],
                                                   AZIMUTH_STEPS)
                           for a in range(len(order)) for b in range(a + 1, len(order))}
+        weight = (self.config.pair_azimuth_weight_depth if geometry == "measured"
+                  else self.config.pair_azimuth_weight)
         joint = joint_azimuths([geoms[i] for i in order], steps=AZIMUTH_STEPS,
                                top_k=self.config.azimuth_hypotheses, seed=self.config.seed,
-                               pair_costs=pair_costs,
-                               pair_cost_weight=(self.config.pair_azimuth_weight_depth if geometry == "measured"
-                                                 else self.config.pair_azimuth_weight))
+                               pair_costs=pair_costs, pair_cost_weight=weight)
         rotations = [np.eye(3)] * n
         for i, a in zip(order, joint[0].azimuths):
             rotations[i] = rot_z(a)

@@ -404,6 +404,14 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     pipeline.pair_azimuth_estimator = _PairJudge(-D)   # the wrong way round must not pass
     wrong = relative_rotation_errors([v.T_camera_object for v in pipeline(capture.frames).views], gt)
     assert max(wrong) > 20.0, wrong
+    # every view has depth, so the weight for measured surfaces is the one that applies
+    deaf = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+                                        pair_azimuth_weight=1.0, pair_azimuth_weight_depth=0.0))
+    deaf.pair_azimuth_estimator = _PairJudge(D)
+    recon = deaf(capture.frames)
+    assert recon.extra["azimuth_hypotheses"][0]["geometry"] == "measured"
+    unheard = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
+    assert max(unheard) > 10.0, unheard
 
 
 def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures, caplog):
