@@ -342,10 +342,9 @@ class SparpPipeline:
         for (cell, depth), pred, r in zip(cells, preds, pnp):
             if depth is None or not r.ok:
                 continue
-            valid = pred.mask & (depth > 0)
-            uv, X = correspondences(pred.nocs, valid)
+            X, D = _nocs_and_depth_points(pred, cell, depth, pred.mask & (depth > 0))
             src.append(X)
-            dst.append(cell.camera.unproject(uv, depth[valid]))
+            dst.append(D)
         est = scale_from_depth(src, dst) if src else None
         if est is not None:
             return est
@@ -438,9 +437,8 @@ class SparpPipeline:
                 return None
             v, u = np.nonzero(surface)
             uv = np.stack([u, v], 1).astype(np.float64)
-            uv_paired, X = correspondences(p.nocs, paired)
-            data[i] = (uv, cell.camera.unproject(uv, depth[surface]), X,
-                       cell.camera.unproject(uv_paired, depth[paired]), cell, r)
+            X, D = _nocs_and_depth_points(p, cell, depth, paired)
+            data[i] = (uv, cell.camera.unproject(uv, depth[surface]), X, D, cell, r)
         scale = depth_scale([(X, D) for _, _, X, D, _, _ in data.values()])
         if scale is None or not data:
             return None
@@ -517,6 +515,14 @@ def _view_angle_estimator(folder: Path):
 def _pair_azimuth_estimator(folder: Path):
     from .model.pair_azimuth import PairAzimuthEstimator
     return PairAzimuthEstimator.from_folder(folder)
+
+
+def _nocs_and_depth_points(pred: NocsPrediction, cell: CellView, depth: np.ndarray, valid: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """A view's predicted object points (unit scale) and measured camera-frame points (metres) at
+    the same ``valid`` pixels of its cell: the pairs the depth scale and the object centre fit."""
+    uv, X = correspondences(pred.nocs, valid)
+    return X, cell.camera.unproject(uv, depth[valid])
 
 
 def _cut(frame: Frame, box, size: int) -> tuple[np.ndarray, np.ndarray]:

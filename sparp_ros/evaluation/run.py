@@ -87,13 +87,12 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
     poses (what relative-rotation metrics measure: the poses would give them for free); ``+tf``
     aligns them by the camera poses (a robot with TF); ``+images`` from the images alone."""
     name, plus, rest = method.partition("+")
-    options = {"align_with_camera_motion": False}
-    if plus and plus + rest not in METHOD_SUFFIXES:
+    suffix = plus + rest
+    if suffix and suffix not in METHOD_SUFFIXES:
         raise ValueError(f"unknown method {method!r}: a backend, optionally with one of the "
                          f"suffixes {', '.join(METHOD_SUFFIXES)}")
-    if plus + rest == CAMERA_MOTION_SUFFIX:
-        options["align_with_camera_motion"] = True
-    elif plus + rest == IMAGES_ONLY_SUFFIX:
+    options = {"align_with_camera_motion": suffix == CAMERA_MOTION_SUFFIX}
+    if suffix == IMAGES_ONLY_SUFFIX:
         options["align_with_depth"] = False
     return name, options
 
