@@ -149,6 +149,7 @@ def rotation_angle_deg(R: np.ndarray) -> float:
 # rotation metrics measure: the camera poses would give them for free).
 CAMERA_MOTION_SUFFIX = "+tf"
 # "<backend>+images": the views are aligned from the images alone even where the capture has depth
-# (which otherwise gives the azimuth search the measured surfaces); depth still gives the scale.
+# (which otherwise gives the azimuth search the measured surfaces and the view-angle network the
+# surface's slant); depth still gives the scale.
 IMAGES_ONLY_SUFFIX = "+images"
 METHOD_SUFFIXES = (CAMERA_MOTION_SUFFIX, IMAGES_ONLY_SUFFIX)

@@ -27,7 +27,8 @@ from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_
 from .geometry.surface_worker import SurfaceWorker
 from .geometry.view_angles import elevation_roll_deg, tilt_correction
 from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView,
-                            NocsBackend, NocsPrediction, PAIR_AZIMUTH_FOLDER, VIEW_ANGLES_FOLDER,
+                            NocsBackend, NocsPrediction, PAIR_AZIMUTH_FOLDER, VIEW_ANGLES_DEPTH_FOLDER,
+                            VIEW_ANGLES_FOLDER,
                             make_backend)
 from .reconstruction import Reconstruction, ViewPose
 from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
@@ -70,6 +71,9 @@ class PipelineConfig:
     view_angles: bool = True          # per-view mode: move each view's frame to the camera
                                       # elevation and roll read by the view-angle network shipped
                                       # beside the weights (``view_angles/``), when there is one
+    view_angles_depth: bool = True    # ...and for views with depth, the RGB-D view-angle network
+                                      # (``view_angles_depth/``), when there is one: it reads the
+                                      # slant of the measured surface
     view_angle_weight: float = 1.0    # 1: the network's angles; 0: PnP's; between: a blend
     pair_azimuth_weight: float = 0.3  # per-view mode: weight of the pair-azimuth network's cost
                                       # (−log p, from ``pair_azimuth/`` beside the weights) added to
@@ -111,6 +115,10 @@ class SparpPipeline:
             raise PipelineError(str(exc)) from exc
         self.view_angle_estimator = self._load_small_net(
             VIEW_ANGLES_FOLDER, "view-angle", self.config.view_angles, _view_angle_estimator)
+        self.view_angle_depth_estimator = self._load_small_net(
+            VIEW_ANGLES_DEPTH_FOLDER, "RGB-D view-angle",
+            self.view_angle_estimator is not None and self.config.view_angles_depth,
+            _view_angle_estimator)
         self.pair_azimuth_estimator = self._load_small_net(
             PAIR_AZIMUTH_FOLDER, "pair-azimuth",
             max(self.config.pair_azimuth_weight, self.config.pair_azimuth_weight_depth) > 0,
@@ -279,16 +287,48 @@ class SparpPipeline:
                               for f in frames))
         return np.stack(images), np.stack(masks)
 
+    def _net_depth(self, frames: list[Frame], cells, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every view's depth (metres, 0 = none; all 0 for a view without depth) cut like
+        :meth:`_net_cells`, and the focal length of each cut's camera in its pixels."""
+        if size == self.cell_size:
+            depth = [np.zeros((size, size), np.float32) if d is None else d for _, d in cells]
+            return np.stack(depth), np.array([c.camera.K[0, 0] for c, _ in cells])
+        depth, focal = [], []
+        for f in frames:
+            box = crop_box_from_mask(f.mask, self.config.crop_margin)
+            depth.append(np.zeros((size, size), np.float32) if f.depth is None
+                         else crop_image(f.depth, box, size, nearest=True))
+            focal.append(crop_camera(f.camera, box, size).K[0, 0])
+        return np.stack(depth).astype(np.float32), np.array(focal)
+
+    def _view_angles(self, frames: list[Frame], cells) -> tuple[np.ndarray, list[str]]:
+        """Each view's (elevation, roll) from the view-angle network, and which network gave it:
+        ``"rgbd"`` (the RGB-D network, for a view with depth on enough of its object) or
+        ``"rgb"``."""
+        net = self.view_angle_estimator
+        angles = net.predict(*self._net_cells(frames, cells, net.cell))
+        sources = ["rgb"] * len(frames)
+        depth_net = self.view_angle_depth_estimator
+        if depth_net is None or all(f.depth is None for f in frames):
+            return angles, sources
+        images, masks = self._net_cells(frames, cells, depth_net.cell)
+        depth, focal = self._net_depth(frames, cells, depth_net.cell)
+        measured = ((depth > 0) & np.isfinite(depth) & masks).sum(axis=(1, 2)) >= MIN_DEPTH_PIXELS
+        if measured.any():
+            angles[measured] = depth_net.predict_with_depth(images[measured], masks[measured],
+                                                            depth[measured], focal[measured])
+            sources = ["rgbd" if m else "rgb" for m in measured]
+        return angles, sources
+
     def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult], frames: list[Frame]):
         """Each posed view's frame turned (about its origin) so that its camera sits at the
         network's elevation and roll (blended with PnP's by ``view_angle_weight``); the NOCS map
         turns with it, so every pixel keeps its point and PnP's fit is unchanged. Returns the new
         predictions, poses and a per-view record of the angles."""
         w = float(np.clip(self.config.view_angle_weight, 0.0, 1.0))
-        net = self.view_angle_estimator.predict(
-            *self._net_cells(frames, cells, self.view_angle_estimator.cell))
+        net, sources = self._view_angles(frames, cells)
         new_preds, new_pnp, record = [], [], []
-        for p, r, (el_net, roll_net) in zip(preds, pnp, net):
+        for p, r, (el_net, roll_net), source in zip(preds, pnp, net, sources):
             if not r.ok:
                 new_preds.append(p)
                 new_pnp.append(r)
@@ -306,6 +346,7 @@ class SparpPipeline:
             new_pnp.append(replace(r, T_camera_unit=T))
             record.append({"elevation_deg_pnp": el_pnp, "roll_deg_pnp": roll_pnp,
                            "elevation_deg_net": float(el_net), "roll_deg_net": float(roll_net),
+                           "network": source,
                            "elevation_deg": float(el), "roll_deg": float(roll)})
         return new_preds, new_pnp, record
 

@@ -322,6 +322,57 @@ def test_view_angles_move_each_frame_to_the_given_elevation_and_roll(captures):
     assert plain.extra["view_angles"] is None          # no network: the PnP angles stay
 
 
+class _FixedAnglesWithDepth(_FixedAngles):
+    """Stands in for the RGB-D view-angle network: the angles it was given for the views it is
+    asked about, and what it was given."""
+
+    def predict_with_depth(self, images, masks, depth, focal):
+        self.seen.append((images, masks, depth, focal))
+        return self.angles[:len(images)]
+
+
+def test_views_with_depth_take_the_rgbd_view_angle_network(captures):
+    """Views whose depth covers their object get the RGB-D network's angles (its input: the same
+    crop as the RGB network's, the depth in metres, the crop camera's focal length); a view
+    without depth keeps the RGB network's; no depth at all, or the option off, asks only it."""
+    from dataclasses import replace as replaced
+    from sparp_ros.geometry.view_angles import elevation_roll_deg
+    capture = captures["Schleich_Hereford_Bull"]
+    config = PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False)
+    plain = SparpPipeline(config)(capture.frames)
+    true = np.array([elevation_roll_deg(v.T_camera_object) for v in plain.views])
+    rgb_angles, rgbd_angles = true + [5.0, 1.0], true - [4.0, 2.0]
+    pipeline = SparpPipeline(config)
+    pipeline.view_angle_estimator = _FixedAngles(rgb_angles, cell=64)
+    pipeline.view_angle_depth_estimator = depth_net = _FixedAnglesWithDepth(rgbd_angles, cell=64)
+    recon = pipeline(capture.frames)
+    record = recon.extra["view_angles"]
+    assert [r["network"] for r in record] == ["rgbd"] * 4
+    assert [r["elevation_deg"] for r in record] == pytest.approx(rgbd_angles[:, 0])
+    images, masks, depth, focal = depth_net.seen[0]
+    assert images.shape == (4, 64, 64, 3) and depth.shape == (4, 64, 64) and depth.dtype == np.float32
+    rgb_images, _ = pipeline.view_angle_estimator.seen[0]
+    assert np.array_equal(images, rgb_images)                      # the same crops
+    for k, frame in enumerate(capture.frames):
+        on = masks[k] & (depth[k] > 0)
+        full = frame.mask & (frame.depth > 0)
+        assert on.sum() > 0.9 * masks[k].sum()
+        # metres, as the frame's depth
+        assert np.median(depth[k][on]) == pytest.approx(np.median(frame.depth[full]), rel=0.02)
+        # the focal length is the cut's: the object's angular width is the frame's
+        assert masks[k].any(axis=0).sum() / focal[k] == pytest.approx(
+            frame.mask.any(axis=0).sum() / frame.camera.K[0, 0], rel=0.1)
+    # one view without depth: the RGB network's angles for it
+    frames = [replaced(f, depth=None) if k == 2 else f for k, f in enumerate(capture.frames)]
+    record = pipeline(frames).extra["view_angles"]
+    assert [r["network"] for r in record] == ["rgbd", "rgbd", "rgb", "rgbd"]
+    assert record[2]["elevation_deg"] == pytest.approx(rgb_angles[2, 0])
+    # no depth anywhere: the RGB-D network is not asked
+    asked = len(depth_net.seen)
+    record = pipeline([replaced(f, depth=None) for f in capture.frames]).extra["view_angles"]
+    assert [r["network"] for r in record] == ["rgb"] * 4 and len(depth_net.seen) == asked
+
+
 def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
     """A view-angle network trained on 64 px cells gets the same crop boxes as the model's 32 px
     cells, cut again from the full frames at 64 px (finer detail, same object)."""
@@ -344,6 +395,7 @@ def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
 
 @pytest.mark.parametrize("folder, what, off, attribute", [
     ("view_angles", "view-angle", {"view_angles": False}, "view_angle_estimator"),
+    ("view_angles_depth", "RGB-D view-angle", {"view_angles_depth": False}, "view_angle_depth_estimator"),
     ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0, "pair_azimuth_weight_depth": 0.0},
      "pair_azimuth_estimator")])
 def test_a_broken_small_network_is_refused_clearly(tmp_path, folder, what, off, attribute):

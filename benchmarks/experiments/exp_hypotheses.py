@@ -4,7 +4,8 @@ best of the kept hypotheses (an ideal selector), and the true azimuths between t
 (a perfect search). ``ALIGN_DEPTH=1``: the search tests the captures' measured depth instead of the
 predicted shapes (RGB-D alignment); ``REFINE=J``: depth ICP refinement after the scale with J joint
 passes (``REFINE_ROT=deg``: its largest rotation change); ``ANGLES_ENSEMBLE="DIR DIR"``: the mean of
-these view-angle networks (same cell size) instead of the weights' own. ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
+these view-angle networks (same cell size) instead of the weights' own; ``ANGLES_DEPTH=DIR``: this
+RGB-D view-angle network for views with depth instead of the weights' own (``""``: none). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
 CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" VIEWS=n python .../exp_hypotheses.py`` (CAPTURES:
 eval_shared.py output folders, default the seed-0 eval captures; VIEWS: the first n views of each)."""
 import json
@@ -43,6 +44,10 @@ pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="mod
                                     refine="REFINE" in os.environ,
                                     refine_joint_passes=int(os.environ.get("REFINE", 0)),
                                     refine_max_rotation_deg=float(os.environ.get("REFINE_ROT", 10))))
+if os.environ.get("ANGLES_DEPTH") is not None:   # another RGB-D view-angle network ("": none)
+    from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+    pipe.view_angle_depth_estimator = (ViewAngleEstimator.from_folder(os.environ["ANGLES_DEPTH"])
+                                       if os.environ["ANGLES_DEPTH"] else None)
 res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
 rank_of_best = []
 az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)

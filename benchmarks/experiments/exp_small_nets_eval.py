@@ -2,6 +2,7 @@
 view-angle network's elevation / roll error and each pair-azimuth network's error on every ordered
 pair of views (mirror-averaged, as the pipeline asks), each fed its own cell size from the full
 frames; per object, the view-angle networks' median |elevation error| and mean error (bias).
+An RGB-D view-angle network (``--depth``) gets the captures' depth as the pipeline cuts it.
 ``VAL_DATA=DIR``: also the view-angle networks on a dataset folder (e.g. ``runs/data_val``; cells of
 the networks' size), with and without mirror averaging.
 ``ANGLES="DIR ..." PAIRS="DIR ..." CAPTURES="benchmarks/out/eval25 ..." python
@@ -41,7 +42,12 @@ for cd in dirs:
     true_az = np.degrees([camera_azimuth(T) for T in T_canonical])
     cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
     for f, net in angle_nets.items():
-        signed = net.predict(*pipe._net_cells(cap.frames, cells, net.cell)) - true_angles
+        images, masks = pipe._net_cells(cap.frames, cells, net.cell)
+        if net.uses_depth:      # an RGB-D network: the captures' depth too
+            signed = net.predict_with_depth(images, masks, *pipe._net_depth(cap.frames, cells, net.cell))
+        else:
+            signed = net.predict(images, masks)
+        signed = signed - true_angles
         angle_err[f].append(np.abs(signed))
         elevation_by_object[f].setdefault(cd.name.rsplit("_s", 1)[0], []).extend(signed[:, 0])
     for f, net in pair_nets.items():
@@ -67,10 +73,12 @@ for f, rows in elevation_by_object.items():
         print(f"  {name[:50]:50s} {np.median(np.abs(e)):5.1f}° {np.mean(e):+6.1f}°")
 if os.environ.get("VAL_DATA"):
     for f, net in angle_nets.items():
-        images, masks, labels, cell = load_view_samples([os.environ["VAL_DATA"]])
+        val = load_view_samples([os.environ["VAL_DATA"]], with_depth=net.uses_depth)
+        images, masks, labels, cell = val[:4]
         groups = view_groups([os.environ["VAL_DATA"]]) if net.context else None   # a set network
         for mirror in (False, True):
-            e = angle_errors(net, images, masks, labels, mirror=mirror, groups=groups)
+            e = angle_errors(net, images, masks, labels, mirror=mirror, groups=groups,
+                             depth=val.depth, depth_valid=val.depth_valid)
             print(f"view angles {f} on {os.environ['VAL_DATA']} ({cell} px, mirror {mirror}): |elevation "
                   f"error| median {np.median(e[:, 0]):.2f}° mean {e[:, 0].mean():.2f}°, |roll error| "
                   f"median {np.median(e[:, 1]):.2f}° ({len(e)} views)")

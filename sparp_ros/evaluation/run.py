@@ -85,7 +85,8 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
     """``<backend>[+tf|+images]`` → (backend, PipelineConfig fields): without a suffix the views
     are aligned from the images and, where the capture has it, their depth, never from the camera
     poses (what relative-rotation metrics measure: the poses would give them for free); ``+tf``
-    aligns them by the camera poses (a robot with TF); ``+images`` from the images alone."""
+    aligns them by the camera poses (a robot with TF); ``+images`` from the images alone (the
+    azimuth search and the view-angle network do without the depth)."""
     name, plus, rest = method.partition("+")
     suffix = plus + rest
     if suffix and suffix not in METHOD_SUFFIXES:
@@ -94,6 +95,7 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
     options = {"align_with_camera_motion": suffix == CAMERA_MOTION_SUFFIX}
     if suffix == IMAGES_ONLY_SUFFIX:
         options["align_with_depth"] = False
+        options["view_angles_depth"] = False
     return name, options
 
 

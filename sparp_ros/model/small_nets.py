@@ -31,47 +31,93 @@ def conv_stage(c_in: int, c_out: int) -> nn.Sequential:
 BASE_CELL = 32              # the small networks' stages are sized for 32 px after the stem
 
 
-def input_stem(cell: int) -> tuple[nn.Module, int]:
+def input_stem(cell: int, channels: int = 4) -> tuple[nn.Module, int]:
     """(stem, channels after it) for cells of side ``cell``: cells larger than 32 px are folded
     into channels (pixel unshuffle by ``cell // 32``), so a 64 px cell costs the stages what a
     32 px one does while its first convolution still sees every pixel. Why: the frames' crops
     are 250–400 px, and the 32 px cells of the diffusion model keep too little of the texture
     and outline that the camera's elevation and the azimuth between views are read from."""
     if cell <= BASE_CELL:
-        return nn.Identity(), 4
+        return nn.Identity(), channels
     if cell % BASE_CELL:
         raise ValueError(f"small networks take cells of at most {BASE_CELL} px or a multiple of it, got {cell}")
     f = cell // BASE_CELL
-    return nn.PixelUnshuffle(f), 4 * f * f
+    return nn.PixelUnshuffle(f), channels * f * f
 
 
-def cells_to_input(images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
+DEPTH_CHANNELS = 2          # relative depth, and where it is measured (±1)
+RELATIVE_DEPTH_CLIP = 2.0   # cell widths: farther from the object's median depth is not the object
+
+
+def relative_depth(depth: np.ndarray, masks: np.ndarray, focal_px: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Metric depth cells (N×S×S, metres, 0 = none) → (depth relative to each cell's median on
+    the object, in cell widths at that distance, N×S×S float32; where it is measured, N×S×S
+    bool). ``focal_px`` [N]: each cell camera's focal length in cell pixels.
+
+    Why this unit: (z − z_med)·f / (S·z_med) is the depth in the unit of the cell's lateral
+    extent, so an object's depth map does not change with its size or distance, as its image does
+    not: a network learns shape, not the metric scale of the 69 training scans."""
+    depth = np.asarray(depth, np.float32)
+    valid = np.asarray(masks, bool) & np.isfinite(depth) & (depth > 0)
+    rel = np.zeros(depth.shape, np.float32)
+    size = depth.shape[-1]
+    for k in range(len(depth)):
+        if not valid[k].any():
+            continue
+        z_med = float(np.median(depth[k][valid[k]]))
+        unit = size * z_med / float(focal_px[k])
+        rel[k][valid[k]] = np.clip((depth[k][valid[k]] - z_med) / unit,
+                                   -RELATIVE_DEPTH_CLIP, RELATIVE_DEPTH_CLIP)
+    return rel, valid
+
+
+def cells_to_input(images: np.ndarray, masks: np.ndarray, depth: np.ndarray | None = None,
+                   depth_valid: np.ndarray | None = None) -> torch.Tensor:
     """Cells (N×S×S×3 uint8, N×S×S bool/0-1) → the network input [N, 4, S, S]: RGB in [-1, 1]
-    with the background 0 (grey, as the denoiser's condition), the mask as ±1."""
-    return _input_from(torch.from_numpy(np.ascontiguousarray(images)),
-                       torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32)))
+    with the background 0 (grey, as the denoiser's condition), the mask as ±1. With ``depth``
+    (:func:`relative_depth`'s two arrays): [N, 6, S, S], the relative depth (0 where not
+    measured) and where it is measured (±1) after them."""
+    rgb = torch.from_numpy(np.ascontiguousarray(images))
+    mask = torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32))
+    if depth is None:
+        return _input_from(rgb, mask)
+    return _input_from(rgb, mask, torch.from_numpy(np.ascontiguousarray(depth, np.float32)),
+                       torch.from_numpy(np.ascontiguousarray(depth_valid, bool)))
 
 
-def _input_from(rgb_u8: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _input_from(rgb_u8: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor | None = None,
+                depth_valid: torch.Tensor | None = None) -> torch.Tensor:
     rgb = rgb_u8.float().permute(0, 3, 1, 2) / 127.5 - 1.0
     m = mask.float()[:, None]
     rgb = torch.where(m > 0.5, rgb, torch.zeros_like(rgb))
-    return torch.cat([rgb, m * 2.0 - 1.0], dim=1)
+    parts = [rgb, m * 2.0 - 1.0]
+    if depth is not None:
+        v = depth_valid.float()[:, None]
+        parts += [depth.float()[:, None] * v, v * 2.0 - 1.0]
+    return torch.cat(parts, dim=1)
 
 
 class PackedCells:
-    """Training cells kept as they are stored (uint8 RGB, bool mask), turned into the network
-    input of :func:`cells_to_input` when indexed (``packed[idx]`` = ``cells_to_input(images[idx],
-    masks[idx])``, bit for bit). Why: the input in float32 is 5.3× larger — eight 64 px datasets
-    (77 000 views) took 5 GB plus as much again while converting, and two trainings side by side
-    ran out of memory; a batch converts in microseconds."""
+    """Training cells kept as they are stored (uint8 RGB, bool mask; relative depth as float16),
+    turned into the network input of :func:`cells_to_input` when indexed (``packed[idx]`` =
+    ``cells_to_input(images[idx], masks[idx], ...)``, bit for bit without depth). Why: the input
+    in float32 is 5.3× larger — eight 64 px datasets (77 000 views) took 5 GB plus as much again
+    while converting, and two trainings side by side ran out of memory; a batch converts in
+    microseconds."""
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray) -> None:
+    def __init__(self, images: np.ndarray, masks: np.ndarray, depth: np.ndarray | None = None,
+                 depth_valid: np.ndarray | None = None) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3]:
             raise ValueError(f"cells N×S×S×3 and masks N×S×S expected, "
                              f"got {images.shape}, {masks.shape}")
+        if depth is not None and (depth.shape != masks.shape or depth_valid is None
+                                  or depth_valid.shape != masks.shape):
+            raise ValueError(f"depth and its validity must be N×S×S like the masks {masks.shape}")
         self.rgb = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))   # no copy when
         self.mask = torch.from_numpy(np.ascontiguousarray(masks, dtype=bool))       # already packed
+        self.depth = None if depth is None else torch.from_numpy(np.ascontiguousarray(depth, np.float16))
+        self.depth_valid = None if depth is None else torch.from_numpy(np.ascontiguousarray(depth_valid, bool))
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -79,25 +125,34 @@ class PackedCells:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         n, s, w, _ = self.rgb.shape
-        return (n, 4, s, w)
+        return (n, 4 if self.depth is None else 4 + DEPTH_CHANNELS, s, w)
 
     def __getitem__(self, idx) -> torch.Tensor:
         rgb, mask = self.rgb[idx], self.mask[idx]
+        depth = valid = None
+        if self.depth is not None:
+            depth, valid = self.depth[idx], self.depth_valid[idx]
         if rgb.ndim == 3:                         # one integer index: keep the batch axis
             rgb, mask = rgb[None], mask[None]
-        return _input_from(rgb, mask)
+            if depth is not None:
+                depth, valid = depth[None], valid[None]
+        return _input_from(rgb, mask, depth, valid)
 
 
 @dataclass
 class DatasetViews:
     """Every view of every sample of some ``sparp-ros dataset`` folders, in folder, shard and sample
     order: cells [N,S,S,3] uint8, masks [N,S,S] bool, the requested per-view arrays [N,...], and
-    the view count of each sample (views of one sample are contiguous and show one object)."""
+    the view count of each sample (views of one sample are contiguous and show one object); when
+    asked for, each view's relative depth [N,S,S] float16 and where it is measured [N,S,S] bool
+    (:func:`relative_depth`)."""
 
     images: np.ndarray
     masks: np.ndarray
     fields: dict[str, np.ndarray]
     num_views: np.ndarray
+    depth: np.ndarray | None = None
+    depth_valid: np.ndarray | None = None
 
     @property
     def cell(self) -> int:
@@ -130,34 +185,47 @@ def sample_view_counts(folders: list[str | Path]) -> np.ndarray:
     return np.concatenate(counts) if counts else np.zeros(0, int)
 
 
-def load_dataset_views(folders: list[str | Path], fields: tuple[str, ...] = ()) -> DatasetViews:
+def load_dataset_views(folders: list[str | Path], fields: tuple[str, ...] = (),
+                       with_depth: bool = False) -> DatasetViews:
     """Read every view of ``folders`` into arrays allocated once at their final size. Why: the
     small networks train on a few hundred thousand 64 px views (5 GB for 32 datasets); gathering
     them in lists and concatenating held twice that at the peak, and two trainings side by side
-    were killed for memory while loading."""
+    were killed for memory while loading. ``with_depth``: each view's relative depth too, made
+    from its NOCS target (``dataset.view_depth``) shard by shard (the NOCS are never all held)."""
     shards = dataset_shards(folders)
     counts = _view_counts(shards)        # a first pass reads only the view counts (npz is lazy)
     num_views = np.concatenate(counts) if counts else np.zeros(0, int)
     total = int(num_views.sum())
-    images = masks = None
+    images = masks = depth = depth_valid = None
     out: dict[str, np.ndarray] = {}
+    depth_keys = ("nocs_ref", "T_camera_object", "diagonal", "K") if with_depth else ()
     start = 0
     for path, shard_counts in zip(shards, counts):
         with np.load(path) as d:         # each array read once (indexing d reloads it)
-            arrays = {key: d[key] for key in ("images", "masks", *fields)}
+            arrays = {key: d[key] for key in {"images", "masks", *fields, *depth_keys}}
         if images is None:
             images = np.empty((total, *arrays["images"].shape[2:]), np.uint8)
             masks = np.empty((total, *arrays["masks"].shape[2:]), bool)
             out = {key: np.empty((total, *arrays[key].shape[2:]), arrays[key].dtype) for key in fields}
+            if with_depth:
+                depth = np.empty(masks.shape, np.float16)
+                depth_valid = np.empty(masks.shape, bool)
+        if with_depth:
+            from .dataset import view_depth      # the renderer's module: imported only when used
+            z = view_depth(arrays["nocs_ref"], arrays["T_camera_object"], arrays["diagonal"])
         for i, n in enumerate(shard_counts):
             images[start:start + n] = arrays["images"][i, :n]
             masks[start:start + n] = arrays["masks"][i, :n] > 0
             for key in fields:
                 out[key][start:start + n] = arrays[key][i, :n]
+            if with_depth:
+                rel, valid = relative_depth(z[i, :n], masks[start:start + n], arrays["K"][i, :n, 0, 0])
+                depth[start:start + n] = rel
+                depth_valid[start:start + n] = valid
             start += n
     if images is None:
         raise FileNotFoundError(f"no views in {[str(f) for f in folders]}")
-    return DatasetViews(images, masks, out, num_views)
+    return DatasetViews(images, masks, out, num_views, depth, depth_valid)
 
 
 def as_input(x: "torch.Tensor | PackedCells") -> torch.Tensor:

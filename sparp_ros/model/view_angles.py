@@ -8,7 +8,10 @@ training samples, judges it better (8.8° in a 10-minute probe). The pipeline mo
 PnP frame to these angles (``geometry.view_angles.tilt_correction``) before the views are aligned.
 
 Input: the pipeline's cell (RGB with the background grey, plus the mask), like the denoiser's
-condition. Output: (elevation, roll) in degrees, conventions of ``geometry.view_angles``.
+condition; a ``depth`` network also reads the view's depth inside the mask (RGB-D cameras), as
+depth relative to its median in cell widths (``small_nets.relative_depth``): the slant of the
+surfaces a camera sees is its elevation, which one image leaves to the network's guess of the
+shape. Output: (elevation, roll) in degrees, conventions of ``geometry.view_angles``.
 
 A weights folder holds ``config.json`` (architecture, cell size, training record) and
 ``model.safetensors``; nothing else is ever loaded (no pickle).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,14 +33,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
-from .small_nets import (CONFIG_FILE, WEIGHTS_FILE, PackedCells, augment_brightness, cells_to_input,
-                         conv_stage, input_stem, load_dataset_views, load_net, run_training,
-                         sample_view_counts, save_net, train_loop, training_parser)
+from .small_nets import (CONFIG_FILE, DEPTH_CHANNELS, WEIGHTS_FILE, PackedCells, augment_brightness,
+                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
+                         relative_depth, run_training, sample_view_counts, save_net, train_loop, training_parser)
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "angle_errors",
-           "cells_to_input", "load_view_samples", "main", "others_mean", "train_view_angles",
-           "view_groups"]
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "ViewSamples",
+           "angle_errors", "cells_to_input", "load_view_samples", "main", "others_mean",
+           "train_view_angles", "view_groups"]
 ANGLE_UNIT_DEG = 30.0          # the network's outputs are angles / 30°: order one for the loss
+DEPTH_NOISE_MAX = 0.02         # training: per-view depth noise sd up to this (cell widths)
+DEPTH_DROPOUT_MAX = 0.1        # training: up to this fraction of the depth pixels lost (holes)
 
 
 class ViewAngleNet(nn.Module):
@@ -47,12 +53,16 @@ class ViewAngleNet(nn.Module):
     ``context``: the head also sees the mean feature of the *other* views of the same object
     (and whether there are any). Why: one view's elevation error is mostly a per-object bias —
     an unseen shape's proportions and its camera elevation trade off in a single image — while
-    views from other elevations and sides show the shape that view alone leaves open."""
+    views from other elevations and sides show the shape that view alone leaves open.
 
-    def __init__(self, width: int = 32, cell: int = 32, context: bool = False) -> None:
+    ``depth``: the input has the view's relative depth and its validity too
+    (``small_nets.cells_to_input`` with depth: 6 channels instead of 4)."""
+
+    def __init__(self, width: int = 32, cell: int = 32, context: bool = False, depth: bool = False) -> None:
         super().__init__()
         self.context = context
-        self.stem, c_in = input_stem(cell)
+        self.depth = depth
+        self.stem, c_in = input_stem(cell, 4 + (DEPTH_CHANNELS if depth else 0))
         chans = [c_in, width, 2 * width, 4 * width, 4 * width]
         self.stages = nn.ModuleList(conv_stage(i, o) for i, o in zip(chans[:-1], chans[1:]))
         head_in = 2 * chans[-1] + 1 if context else chans[-1]
@@ -101,8 +111,9 @@ class ViewAngleEstimator:
     def from_folder(cls, folder: str | Path) -> "ViewAngleEstimator":
         """Load ``config.json`` + ``model.safetensors``; :class:`ModelLoadError` naming the file on
         any problem (missing, corrupt, pickle, shapes that do not fit the config)."""
-        def build(c: dict) -> ViewAngleNet:      # configs from before the option: no context
-            return ViewAngleNet(int(c["width"]), int(c["cell"]), bool(c.get("context", False)))
+        def build(c: dict) -> ViewAngleNet:      # configs from before the options: no context, no depth
+            return ViewAngleNet(int(c["width"]), int(c["cell"]), bool(c.get("context", False)),
+                                bool(c.get("depth", False)))
         net, config = load_net(folder, build, ("width", "cell"))
         return cls(net, int(config["cell"]), config)
 
@@ -113,12 +124,18 @@ class ViewAngleEstimator:
     def context(self) -> bool:
         return self.net.context
 
+    @property
+    def uses_depth(self) -> bool:
+        return self.net.depth
+
     @torch.no_grad()
     def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True,
-                groups: np.ndarray | None = None) -> np.ndarray:
+                groups: np.ndarray | None = None, depth: np.ndarray | None = None,
+                depth_valid: np.ndarray | None = None) -> np.ndarray:
         """(elevation, roll) in degrees for each cell: an N×2 float array. The cells are views of
         one object, or of the objects ``groups`` [N] numbers (a context network reads each view
-        with the others of its object).
+        with the others of its object). A depth network needs ``depth`` and ``depth_valid``
+        (N×S×S, ``small_nets.relative_depth`` of the cells' metric depth); others ignore them.
 
         ``mirror`` averages with the answer for the mirrored cells (same elevation, roll negated:
         the network was trained on mirrored cells too), a free second opinion."""
@@ -129,21 +146,47 @@ class ViewAngleEstimator:
         if g is not None and (g.shape != (len(images),) or (len(g) and int(g.min()) < 0)):
             raise ValueError(f"groups must number each of the {len(images)} cells with an integer >= 0, "
                              f"got shape {tuple(g.shape)}")
-        x = cells_to_input(images, masks)
+        if self.uses_depth:
+            if depth is None or depth_valid is None:
+                raise ValueError("this view-angle network reads depth: give depth and depth_valid")
+            x = cells_to_input(images, masks, depth, depth_valid)
+        else:
+            x = cells_to_input(images, masks)
         out = self.net(x, g)
         if mirror:
             flipped = self.net(x.flip(-1), g) * torch.tensor([1.0, -1.0])
             out = 0.5 * (out + flipped)
         return out.numpy().astype(np.float64) * ANGLE_UNIT_DEG
 
+    def predict_with_depth(self, images: np.ndarray, masks: np.ndarray, depth_m: np.ndarray,
+                           focal_px: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """:meth:`predict` of a depth network from metric depth cells (N×S×S metres, 0 = none)
+        and each cell camera's focal length in cell pixels [N]."""
+        rel, valid = relative_depth(depth_m, masks, focal_px)
+        return self.predict(images, masks, mirror, depth=rel, depth_valid=valid)
+
 
 # ------------------------------------------------------------------------------------- training
-def load_view_samples(folders: list[str | Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Every view of every sample in ``sparp-ros dataset`` shards: (cells N×S×S×3 uint8, masks
-    N×S×S bool, labels N×2 degrees, cell size S)."""
-    views = load_dataset_views(folders, ("T_camera_object",))
+class ViewSamples(NamedTuple):
+    """Every view of some dataset folders: cells N×S×S×3 uint8, masks N×S×S bool, labels N×2
+    degrees (elevation, roll), cell size S; with depth, the relative depth N×S×S and where it is
+    measured (``small_nets.relative_depth``), else None."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    cell: int
+    depth: np.ndarray | None = None
+    depth_valid: np.ndarray | None = None
+
+
+def load_view_samples(folders: list[str | Path], with_depth: bool = False) -> ViewSamples:
+    """Every view of every sample in ``sparp-ros dataset`` shards (``with_depth``: its depth too,
+    made from the NOCS targets)."""
+    views = load_dataset_views(folders, ("T_camera_object",), with_depth=with_depth)
     labels = [elevation_roll_deg(T) for T in views.fields["T_camera_object"].astype(np.float64)]
-    return views.images, views.masks, np.asarray(labels, np.float64).reshape(-1, 2), views.cell
+    return ViewSamples(views.images, views.masks, np.asarray(labels, np.float64).reshape(-1, 2),
+                       views.cell, views.depth, views.depth_valid)
 
 
 def view_groups(folders: list[str | Path]) -> np.ndarray:
@@ -155,9 +198,11 @@ def view_groups(folders: list[str | Path]) -> np.ndarray:
 
 def angle_errors(estimator: ViewAngleEstimator, images: np.ndarray, masks: np.ndarray,
                  labels: np.ndarray, batch: int = 512, mirror: bool = True,
-                 groups: np.ndarray | None = None) -> np.ndarray:
+                 groups: np.ndarray | None = None, depth: np.ndarray | None = None,
+                 depth_valid: np.ndarray | None = None) -> np.ndarray:
     """|predicted − true| (degrees) per view: N×2 (elevation, roll). ``groups`` [N]: the object of
-    each view, views of one object contiguous (:func:`view_groups`); None: every view alone."""
+    each view, views of one object contiguous (:func:`view_groups`); None: every view alone.
+    ``depth``, ``depth_valid``: as :meth:`ViewAngleEstimator.predict` (a depth network needs them)."""
     if groups is None:
         groups = np.arange(len(images))
     cuts = [0, *(np.flatnonzero(np.diff(groups)) + 1), len(images)]    # batches end between objects
@@ -165,7 +210,9 @@ def angle_errors(estimator: ViewAngleEstimator, images: np.ndarray, masks: np.nd
     for k, end in enumerate(cuts[1:], 1):
         if end - start >= batch or k == len(cuts) - 1:
             g = groups[start:end]
-            pred.append(estimator.predict(images[start:end], masks[start:end], mirror, g - g[0]))
+            d = None if depth is None else depth[start:end].astype(np.float32)
+            v = None if depth_valid is None else depth_valid[start:end]
+            pred.append(estimator.predict(images[start:end], masks[start:end], mirror, g - g[0], d, v))
             start = end
     return np.abs(np.concatenate(pred) - labels)
 
@@ -173,25 +220,30 @@ def angle_errors(estimator: ViewAngleEstimator, images: np.ndarray, masks: np.nd
 def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[str | Path] | None = None,
                       width: int = 32, steps: int = 4500, batch_size: int = 128, lr: float = 2e-3,
                       max_minutes: float | None = None, seed: int = 0, val_every: int = 500,
-                      threads: int | None = None, context: bool = False,
+                      threads: int | None = None, context: bool = False, depth: bool = False,
                       log=print) -> ViewAngleEstimator:
     """Train on shards ``data`` (one-cycle learning rate over ``steps``; ``max_minutes`` stops
     early), log the validation error on ``val_data`` (held-out objects) as it goes, save to
     ``out`` and return the estimator. Deterministic by ``seed`` on one thread count.
 
     ``context`` (:class:`ViewAngleNet`): a batch is whole samples (about ``batch_size`` views),
-    each view read with the other views of its sample; a mirror image mirrors the whole sample."""
+    each view read with the other views of its sample; a mirror image mirrors the whole sample.
+    ``depth``: an RGB-D network (:class:`ViewAngleNet`), its depth made from the shards' NOCS
+    targets (exact), with noise and holes added in training as a depth camera has them."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t_start = time.time()
-    images, masks, labels, cell = load_view_samples(data)
-    val = load_view_samples(val_data) if val_data else None
-    log(f"view-angle training: {len(images)} views of {cell} px cells ({time.time() - t_start:.0f} s to "
-        f"load), elevation sd {labels[:, 0].std():.1f}°, roll sd {labels[:, 1].std():.1f}°")
-    x_all = PackedCells(images, masks)
+    train = load_view_samples(data, with_depth=depth)
+    images, masks, labels, cell = train[:4]
+    val = load_view_samples(val_data, with_depth=depth) if val_data else None
+    log(f"view-angle training: {len(images)} views of {cell} px cells{' with depth' if depth else ''} "
+        f"({time.time() - t_start:.0f} s to load), elevation sd {labels[:, 0].std():.1f}°, "
+        f"roll sd {labels[:, 1].std():.1f}°")
+    x_all = PackedCells(images, masks, train.depth, train.depth_valid)
+    del train
     y_all = torch.from_numpy(labels / ANGLE_UNIT_DEG).float()
-    net = ViewAngleNet(width, cell, context)
+    net = ViewAngleNet(width, cell, context, depth)
     estimator = ViewAngleEstimator(net, cell, {})
     draw = _sample_batches(view_groups(data), batch_size) if context else None
     val_groups = view_groups(val_data) if (context and val_data) else None
@@ -208,16 +260,19 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
         x[flip] = x[flip].flip(-1)
         y[flip, 1] = -y[flip, 1]
         x = augment_brightness(x, 0.7 + 0.6 * torch.rand(len(idx), 1, 1, 1, generator=gen))
+        if depth:
+            x = _augment_depth(x, gen)
         return F.smooth_l1_loss(net(x, groups), y, beta=0.1)
 
     def validate() -> tuple[dict, str]:
-        e = np.median(angle_errors(estimator, *val[:3], groups=val_groups), axis=0)
+        e = np.median(angle_errors(estimator, *val[:3], groups=val_groups, depth=val.depth,
+                                   depth_valid=val.depth_valid), axis=0)
         return ({"val_elevation_deg": float(e[0]), "val_roll_deg": float(e[1])},
                 f"validation median error elevation {e[0]:.1f}°, roll {e[1]:.1f}°")
 
     step, history, minutes = train_loop(net, batch_loss, steps, lr, seed, max_minutes,
                                         validate if val is not None else None, val_every, log)
-    estimator.config = {"width": width, "cell": cell, "context": context,
+    estimator.config = {"width": width, "cell": cell, "context": context, "depth": depth,
                         "training": {"data": [str(d) for d in data], "views": len(images),
                                      "steps": step, "batch_size": batch_size, "lr": lr, "seed": seed,
                                      "minutes": minutes,
@@ -233,10 +288,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context", action="store_true",
                    help="read each view with the other views of its object (a set network: the "
                         "pipeline passes all views of a capture)")
+    p.add_argument("--depth", action="store_true",
+                   help="an RGB-D network: read each view's depth too (made from the NOCS targets; "
+                        "the pipeline uses it where the views have depth)")
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_view_angles(
         a.data, a.out, a.val_data, a.width, a.steps, a.batch_size, a.lr, a.max_minutes, a.seed,
-        val_every=a.val_every, threads=a.threads, context=a.context))
+        val_every=a.val_every, threads=a.threads, context=a.context, depth=a.depth))
+
+
+def _augment_depth(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Depth as a depth camera gives it, on inputs with depth channels (4: relative depth, 5:
+    validity ±1): per view, Gaussian noise of a random sd up to ``DEPTH_NOISE_MAX`` and a random
+    fraction up to ``DEPTH_DROPOUT_MAX`` of the pixels lost. Why: the targets' depth is exact, a
+    sensor's is not, and a network that trusts every pixel would read its noise as slant."""
+    n = len(x)
+    valid = x[:, 5:6] > 0
+    sd = DEPTH_NOISE_MAX * torch.rand(n, 1, 1, 1, generator=gen)
+    noisy = x[:, 4:5] + sd * torch.randn(x[:, 4:5].shape, generator=gen)
+    lost = torch.rand(x[:, 4:5].shape, generator=gen) < DEPTH_DROPOUT_MAX * torch.rand(n, 1, 1, 1, generator=gen)
+    keep = valid & ~lost
+    out = x.clone()
+    out[:, 4:5] = torch.where(keep, noisy, torch.zeros_like(noisy))
+    out[:, 5:6] = keep.float() * 2.0 - 1.0
+    return out
 
 
 def _sample_batches(groups: np.ndarray, batch_size: int):
