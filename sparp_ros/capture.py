@@ -27,13 +27,29 @@ class CaptureError(ValueError):
     """A capture folder is missing, malformed or inconsistent; the message names the file."""
 
 
+def _known_depth(depth: np.ndarray) -> np.ndarray:
+    """Depth with every value that is not a measurement (NaN, ±inf: REP 118's "no return";
+    negative) set to 0, our "unknown", as float32. Why here: ``ros_io`` cleans depth images from
+    topics, but a frame built in Python would otherwise carry inf into the depth scale fit and
+    the measured surfaces. The array itself when it is already clean."""
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise CaptureError(f"depth must be HxW metres, got shape {depth.shape}")
+    as_float = depth.astype(np.float32, copy=False)
+    bad = ~np.isfinite(as_float) | (as_float < 0)
+    if not bad.any():
+        return as_float
+    return np.where(bad, np.float32(0.0), as_float)
+
+
 @dataclass
 class Frame:
     """One keyframe: an RGB image with its camera and optional depth, mask and NOCS."""
 
     image: np.ndarray                       # HxWx3 uint8 RGB
     camera: PinholeCamera
-    depth: np.ndarray | None = None         # HxW float32 metres, 0 = unknown
+    depth: np.ndarray | None = None         # HxW float32 metres, 0 = unknown (NaN, ±inf and
+                                            # negative values become 0, see __post_init__)
     mask: np.ndarray | None = None          # HxW bool
     nocs: np.ndarray | None = None          # HxWx3 float32 in [0, 1], ground truth only
     stamp: float | None = None
@@ -50,6 +66,8 @@ class Frame:
             arr = getattr(self, name)
             if arr is not None and arr.shape[:2] != (h, w):
                 raise CaptureError(f"{name} is {arr.shape[1]}x{arr.shape[0]}, image is {w}x{h}")
+        if self.depth is not None:
+            self.depth = _known_depth(self.depth)
 
     @classmethod
     def from_sensor(cls, image: np.ndarray, camera: PinholeCamera, **parts: Any) -> "Frame":
