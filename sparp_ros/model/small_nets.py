@@ -240,9 +240,10 @@ def augment_brightness(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
 
 
 def _with_object_rgb(x: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-    """``x`` with its RGB replaced by ``rgb`` (clamped to [-1, 1]) on the object, 0 elsewhere."""
+    """``x`` with its RGB replaced by ``rgb`` (clamped to [-1, 1]) on the object (channel 3, the
+    mask; channels after it, such as depth, are kept as they are), 0 elsewhere."""
     out = x.clone()
-    out[:, :3] = torch.where(x[:, 3:] > 0, rgb.clamp(-1, 1), torch.zeros_like(rgb))
+    out[:, :3] = torch.where(x[:, 3:4] > 0, rgb.clamp(-1, 1), torch.zeros_like(rgb))
     return out
 
 

@@ -8,8 +8,8 @@ import torch
 
 import pytest
 
-from sparp_ros.model.small_nets import (PackedCells, as_input, augment_colour, cells_to_input,
-                                        load_dataset_views, random_colour_mix)
+from sparp_ros.model.small_nets import (PackedCells, as_input, augment_brightness, augment_colour,
+                                        cells_to_input, load_dataset_views, random_colour_mix)
 
 
 def test_packed_cells_index_to_the_network_input_bit_for_bit():
@@ -59,6 +59,32 @@ def test_augment_colour_recolours_the_object_and_leaves_grey_and_background():
     expected = (mix[0] @ x[0, :3, fg]).clamp(-1, 1)
     assert torch.allclose(out[0, :3, fg], expected, atol=1e-5)
     assert out.abs().max() <= 1.0
+
+
+def test_cells_with_depth_pack_and_augment_with_the_depth_left_alone():
+    """Depth channels come after RGB and mask; the colour and light augmentations change the RGB
+    on the object (the mask channel says where) and never read or change the depth."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    masks = np.zeros((3, 8, 8), bool)
+    masks[:, 1:7, 1:7] = True
+    depth = rng.uniform(-1, 1, (3, 8, 8)).astype(np.float32)
+    valid = masks & (rng.random((3, 8, 8)) < 0.8)
+    x = cells_to_input(images, masks, depth, valid)
+    assert x.shape == (3, 6, 8, 8)
+    assert torch.equal(x[:, 5] > 0, torch.from_numpy(valid))
+    assert torch.allclose(x[:, 4], torch.from_numpy(np.where(valid, depth, 0)))
+    packed = PackedCells(images, masks, depth, valid)
+    assert packed.shape == (3, 6, 8, 8)
+    assert torch.allclose(packed[torch.arange(3)], x, atol=1e-3)     # depth stored as float16
+    for out in (augment_brightness(x, torch.full((3, 1, 1, 1), 1.3)),
+                augment_colour(x, random_colour_mix(3, torch.Generator().manual_seed(0)))):
+        assert torch.equal(out[:, 3:], x[:, 3:])
+        # every object pixel's RGB is changed the same way, whatever the sign of its depth
+        fg = torch.from_numpy(masks)[:, None].expand(-1, 3, -1, -1)
+        assert torch.all(out[:, :3][~fg] == 0) and not torch.allclose(out[:, :3][fg], x[:, :3][fg])
+    bright = augment_brightness(x, torch.full((3, 1, 1, 1), 0.5))
+    assert torch.allclose(bright[:, :3], 0.5 * x[:, :3])
 
 
 def _write_shard(path, rng, samples: int, max_views: int = 6, S: int = 8):
