@@ -255,7 +255,7 @@ class SparpNodeCore:
             refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
             align_with_depth=bool(p["align_with_depth"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
-            view_angles_depth=bool(p["view_angles_depth"]),
+            depth_networks=bool(p["depth_networks"]),
             pair_azimuth_weight=float(p["pair_azimuth_weight"]),
             pair_azimuth_weight_depth=float(p["pair_azimuth_weight_depth"]),
             isolate_mesh=bool(p["isolate_mesh"]))

@@ -50,9 +50,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "view_angles": (True, "per-view model: take each view's camera elevation and roll from the "
                           "view-angle network shipped beside the weights (view_angles/), which "
                           "judges them better than the NOCS model's own frame; false = PnP's"),
-    "view_angles_depth": (True, "per-view model: for views with depth (use_depth), the RGB-D "
-                                "view-angle network (view_angles_depth/ beside the weights), which "
-                                "reads the slant of the measured surface; false = the RGB one"),
+    "depth_networks": (True, "per-view model: for views with depth (use_depth), the small networks "
+                             "that read it too (view_angles_depth/, pair_azimuth_depth/ beside the "
+                             "weights); false = the image-only ones"),
     "pair_azimuth_weight": (0.3, "per-view model: weight of the pair-azimuth network (pair_azimuth/ "
                                  "beside the weights) in the azimuth search between views; 0 = "
                                  "the visibility score alone"),

@@ -27,7 +27,8 @@ from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_
 from .geometry.surface_worker import SurfaceWorker
 from .geometry.view_angles import elevation_roll_deg, tilt_correction
 from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView,
-                            NocsBackend, NocsPrediction, PAIR_AZIMUTH_FOLDER, VIEW_ANGLES_DEPTH_FOLDER,
+                            NocsBackend, NocsPrediction, PAIR_AZIMUTH_DEPTH_FOLDER, PAIR_AZIMUTH_FOLDER,
+                            VIEW_ANGLES_DEPTH_FOLDER,
                             VIEW_ANGLES_FOLDER,
                             make_backend)
 from .reconstruction import Reconstruction, ViewPose
@@ -71,9 +72,11 @@ class PipelineConfig:
     view_angles: bool = True          # per-view mode: move each view's frame to the camera
                                       # elevation and roll read by the view-angle network shipped
                                       # beside the weights (``view_angles/``), when there is one
-    view_angles_depth: bool = True    # ...and for views with depth, the RGB-D view-angle network
-                                      # (``view_angles_depth/``), when there is one: it reads the
-                                      # slant of the measured surface
+    depth_networks: bool = True       # per-view mode, views with depth: the small networks that
+                                      # read it too, where they are beside the weights: the RGB-D
+                                      # view-angle network (``view_angles_depth/``: the slant of the
+                                      # measured surface) and, when the search tests measured
+                                      # surfaces, the RGB-D pair network (``pair_azimuth_depth/``)
     view_angle_weight: float = 1.0    # 1: the network's angles; 0: PnP's; between: a blend
     pair_azimuth_weight: float = 0.3  # per-view mode: weight of the pair-azimuth network's cost
                                       # (−log p, from ``pair_azimuth/`` beside the weights) added to
@@ -117,11 +120,15 @@ class SparpPipeline:
             VIEW_ANGLES_FOLDER, "view-angle", self.config.view_angles, _view_angle_estimator)
         self.view_angle_depth_estimator = self._load_small_net(
             VIEW_ANGLES_DEPTH_FOLDER, "RGB-D view-angle",
-            self.view_angle_estimator is not None and self.config.view_angles_depth,
+            self.view_angle_estimator is not None and self.config.depth_networks,
             _view_angle_estimator)
         self.pair_azimuth_estimator = self._load_small_net(
             PAIR_AZIMUTH_FOLDER, "pair-azimuth",
             max(self.config.pair_azimuth_weight, self.config.pair_azimuth_weight_depth) > 0,
+            _pair_azimuth_estimator)
+        self.pair_azimuth_depth_estimator = self._load_small_net(
+            PAIR_AZIMUTH_DEPTH_FOLDER, "RGB-D pair-azimuth",
+            self.config.pair_azimuth_weight_depth > 0 and self.config.depth_networks,
             _pair_azimuth_estimator)
 
     def __call__(self, frames: list[Frame]) -> Reconstruction:
@@ -438,9 +445,13 @@ class SparpPipeline:
                     geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
         order = [ref] + [i for i in sorted(geoms) if i != ref]
         pair_costs = None
-        if self.pair_azimuth_estimator is not None and len(order) > 1:
-            probs = self.pair_azimuth_estimator.predict(
-                *self._net_cells(frames, cells, self.pair_azimuth_estimator.cell))
+        pair_net = self.pair_azimuth_estimator
+        if geometry == "measured" and self.pair_azimuth_depth_estimator is not None:
+            pair_net = self.pair_azimuth_depth_estimator       # every posed view has depth
+        if pair_net is not None and len(order) > 1:
+            images, masks = self._net_cells(frames, cells, pair_net.cell)
+            probs = (pair_net.predict_with_depth(images, masks, *self._net_depth(frames, cells, pair_net.cell))
+                     if pair_net.uses_depth else pair_net.predict(images, masks))
             pair_costs = {(a, b): pair_cost_curve(probs[order[a], order[b]], probs[order[b], order[a]],
                                                   AZIMUTH_STEPS)
                           for a in range(len(order)) for b in range(a + 1, len(order))}

@@ -395,7 +395,8 @@ def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
 
 @pytest.mark.parametrize("folder, what, off, attribute", [
     ("view_angles", "view-angle", {"view_angles": False}, "view_angle_estimator"),
-    ("view_angles_depth", "RGB-D view-angle", {"view_angles_depth": False}, "view_angle_depth_estimator"),
+    ("view_angles_depth", "RGB-D view-angle", {"depth_networks": False}, "view_angle_depth_estimator"),
+    ("pair_azimuth_depth", "RGB-D pair-azimuth", {"depth_networks": False}, "pair_azimuth_depth_estimator"),
     ("pair_azimuth", "pair-azimuth", {"pair_azimuth_weight": 0.0, "pair_azimuth_weight_depth": 0.0},
      "pair_azimuth_estimator")])
 def test_a_broken_small_network_is_refused_clearly(tmp_path, folder, what, off, attribute):
@@ -419,6 +420,7 @@ class _PairJudge:
     view j's frame onto view i's), in 36 bins."""
 
     cell = 32
+    uses_depth = False
 
     def __init__(self, D):
         self.D = np.asarray(D, float)
@@ -464,6 +466,45 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     assert recon.extra["azimuth_hypotheses"][0]["geometry"] == "measured"
     unheard = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
     assert max(unheard) > 10.0, unheard
+
+
+class _PairJudgeWithDepth(_PairJudge):
+    """Stands in for the RGB-D pair-azimuth network (64 px cells, depth in metres)."""
+
+    cell = 64
+    uses_depth = True
+
+    def predict_with_depth(self, images, masks, depth, focal):
+        assert depth.shape == masks.shape == images.shape[:3] and np.all(depth[masks].mean() > 0.05)
+        return self.predict(images, masks)
+
+
+def test_the_rgbd_pair_network_judges_when_every_view_has_depth(objects_dir):
+    """When the search tests measured surfaces, the RGB-D pair network's costs are the ones added
+    (here it knows the azimuths and the RGB one has them the wrong way round); with a view
+    without depth the RGB one is asked."""
+    from dataclasses import replace as with_field
+    from sparp_ros.conventions import camera_azimuth
+    from sparp_ros.evaluation.metrics import relative_rotation_errors
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Folic_Acid.glb", views=4, seed=9)
+    gt = capture.gt.T_camera_object
+    shared = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(capture.frames)
+    own = np.degrees([camera_azimuth(v.T_camera_object) for v in shared.views])
+    D = own[None, :] - own[:, None]
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+                                            pair_azimuth_weight=1.0, pair_azimuth_weight_depth=1.0))
+    pipeline.pair_azimuth_estimator = _PairJudge(-D)
+    pipeline.pair_azimuth_depth_estimator = _PairJudgeWithDepth(D)
+    recon = pipeline(capture.frames)
+    assert recon.extra["azimuth_hypotheses"][0]["geometry"] == "measured"
+    errors = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
+    assert max(errors) < 6.0, errors
+    one_without = [with_field(f, depth=None) if i == 2 else f for i, f in enumerate(capture.frames)]
+    recon = pipeline(one_without)
+    assert recon.extra["azimuth_hypotheses"][0]["geometry"] == "predicted"
+    wrong = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
+    assert max(wrong) > 20.0, wrong
 
 
 def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures, caplog):

@@ -95,7 +95,7 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
     options = {"align_with_camera_motion": suffix == CAMERA_MOTION_SUFFIX}
     if suffix == IMAGES_ONLY_SUFFIX:
         options["align_with_depth"] = False
-        options["view_angles_depth"] = False
+        options["depth_networks"] = False
     return name, options
 
 

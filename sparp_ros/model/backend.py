@@ -95,6 +95,7 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "tiny"
 VIEW_ANGLES_FOLDER = "view_angles"   # the view-angle network, beside a model's weights (optional)
 PAIR_AZIMUTH_FOLDER = "pair_azimuth"  # the pair-azimuth network, likewise
 VIEW_ANGLES_DEPTH_FOLDER = "view_angles_depth"  # the RGB-D view-angle network, likewise
+PAIR_AZIMUTH_DEPTH_FOLDER = "pair_azimuth_depth"  # the RGB-D pair-azimuth network, likewise
 
 
 def make_backend(name: str, device: str = "cpu", weights: str | None = None,

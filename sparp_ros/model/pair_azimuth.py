@@ -29,9 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelLoadError
-from .small_nets import (BASE_CELL, PackedCells, as_input, augment_brightness, augment_colour,
-                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
-                         random_colour_mix, run_training, save_net, train_loop, training_parser)
+from .small_nets import (BASE_CELL, DEPTH_CHANNELS, PackedCells, as_input, augment_brightness,
+                         augment_colour, augment_depth, cells_to_input, conv_stage, input_stem,
+                         load_dataset_views, load_net, random_colour_mix, relative_depth,
+                         run_training, save_net, train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples",
            "load_widened", "main", "pair_errors", "pair_probabilities", "train_pair_azimuth"]
@@ -56,10 +57,14 @@ class PairAzimuthNet(nn.Module):
     ``fine_correlation`` adds a second correlation volume at the encoder's finer scale (its last
     stage before pooling: 16×16 for 32 px), average-pooled over the first view's positions to the
     8×8 grid: one 8×8 cell of the coarse map blurs a handle or a label's edge into its
-    neighbours, and which small part reappears where is what tells one side from the next."""
+    neighbours, and which small part reappears where is what tells one side from the next.
+
+    ``depth``: each view's input has its relative depth and validity too (RGB-D cameras:
+    ``small_nets.cells_to_input`` with depth), so the views' surfaces are compared, not only their
+    images."""
 
     def __init__(self, width: int = 32, bins: int = 36, cell: int = 32, correlation: bool = False,
-                 attention: int = 0, fine_correlation: bool = False) -> None:
+                 attention: int = 0, fine_correlation: bool = False, depth: bool = False) -> None:
         super().__init__()
         if attention < 0 or (attention and width % 2):
             raise ValueError(f"attention layers must be ≥ 0 and need an even width (4 heads over "
@@ -68,7 +73,8 @@ class PairAzimuthNet(nn.Module):
         self.correlation = correlation
         self.attention = attention
         self.fine_correlation = fine_correlation
-        self.stem, c_in = input_stem(cell)
+        self.depth = depth
+        self.stem, c_in = input_stem(cell, 4 + (DEPTH_CHANNELS if depth else 0))
         self.encoder = nn.ModuleList([conv_stage(c_in, width), conv_stage(width, 2 * width)])
         feature_side = min(cell, BASE_CELL) // 4
         if attention:
@@ -120,7 +126,8 @@ class PairAzimuthNet(nn.Module):
 
 def load_widened(net: nn.Module, trained: nn.Module) -> None:
     """Load ``trained``'s weights into ``net``, whose convolutions may take more input channels
-    (appended after the trained ones, as ``PairAzimuthNet.compare`` appends the fine correlation):
+    (appended after the trained ones, as ``PairAzimuthNet.compare`` appends the fine correlation
+    and the input stem folds the depth channels in after the image's):
     those get zero weights, so ``net`` starts as exactly the trained network's function and
     training grows the new inputs' use from there, instead of from scratch.
     ValueError for any other difference."""
@@ -164,7 +171,7 @@ class PairAzimuthEstimator:
         def build(c: dict) -> PairAzimuthNet:    # configs from before the options: neither
             return PairAzimuthNet(int(c["width"]), int(c["bins"]), int(c["cell"]),
                                   bool(c.get("correlation", False)), int(c.get("attention", 0)),
-                                  bool(c.get("fine_correlation", False)))
+                                  bool(c.get("fine_correlation", False)), bool(c.get("depth", False)))
         net, config = load_net(folder, build, ("width", "bins", "cell"))
         return cls(net, int(config["cell"]), config)
 
@@ -175,23 +182,38 @@ class PairAzimuthEstimator:
     def bins(self) -> int:
         return self.net.bins
 
+    @property
+    def uses_depth(self) -> bool:
+        return self.net.depth
+
     @torch.no_grad()
-    def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True) -> np.ndarray:
+    def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True,
+                depth: np.ndarray | None = None, depth_valid: np.ndarray | None = None) -> np.ndarray:
         """For N cells, an N×N×bins array: ``[i, j]`` the probabilities of the azimuth mapping view
         j's frame onto view i's (the diagonal is unused, zeros).
 
         ``mirror`` averages with the mirrored pair's answer (mirroring both images negates the
-        azimuth, which the network was trained to know): a free second opinion."""
+        azimuth, which the network was trained to know): a free second opinion. A depth network
+        needs ``depth`` and ``depth_valid`` (``small_nets.relative_depth``); others ignore them."""
         if images.ndim != 4 or images.shape[1:] != (self.cell, self.cell, 3):
             raise ValueError(f"pair-azimuth network needs N x {self.cell} x {self.cell} x 3 cells, "
                              f"got {images.shape}")
+        if self.uses_depth and (depth is None or depth_valid is None):
+            raise ValueError("this pair-azimuth network reads depth: give depth and depth_valid")
+        x = cells_to_input(images, masks, depth, depth_valid) if self.uses_depth else cells_to_input(images, masks)
         n = len(images)
         out = np.zeros((n, n, self.bins))
         ii, jj = np.nonzero(~np.eye(n, dtype=bool))
         if len(ii):
-            out[ii, jj] = pair_probabilities(self.net, cells_to_input(images, masks),
-                                             torch.from_numpy(ii), torch.from_numpy(jj), mirror)
+            out[ii, jj] = pair_probabilities(self.net, x, torch.from_numpy(ii), torch.from_numpy(jj), mirror)
         return out
+
+    def predict_with_depth(self, images: np.ndarray, masks: np.ndarray, depth_m: np.ndarray,
+                           focal_px: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """:meth:`predict` of a depth network from metric depth cells (N×S×S metres, 0 = none)
+        and each cell camera's focal length in cell pixels [N]."""
+        rel, valid = relative_depth(depth_m, masks, focal_px)
+        return self.predict(images, masks, mirror, rel, valid)
 
 
 def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor | PackedCells, first: torch.Tensor,
@@ -212,11 +234,12 @@ def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor | PackedCells, first
 
 
 # ------------------------------------------------------------------------------------- training
-def load_pair_samples(folders: list[str | Path]) -> tuple[PackedCells, torch.Tensor, np.ndarray, int]:
-    """Every view (network input [V,4,S,S] when indexed) and every ordered pair of views of one sample
-    (index pairs [P,2]) with its azimuth in degrees [P] (maps the second view's frame onto the
-    first's), and the cell size S."""
-    views = load_dataset_views(folders, ("azimuth_self",))
+def load_pair_samples(folders: list[str | Path], with_depth: bool = False
+                      ) -> tuple[PackedCells, torch.Tensor, np.ndarray, int]:
+    """Every view (network input [V,4,S,S] when indexed; ``with_depth`` [V,6,S,S]) and every ordered
+    pair of views of one sample (index pairs [P,2]) with its azimuth in degrees [P] (maps the
+    second view's frame onto the first's), and the cell size S."""
+    views = load_dataset_views(folders, ("azimuth_self",), with_depth=with_depth)
     all_az = np.degrees(views.fields["azimuth_self"].astype(np.float64))
     pairs, azimuths = [], []
     count = 0
@@ -228,7 +251,7 @@ def load_pair_samples(folders: list[str | Path]) -> tuple[PackedCells, torch.Ten
                     pairs.append((count + a, count + b))
                     azimuths.append((az[b] - az[a]) % 360.0)
         count += n
-    x = PackedCells(views.images, views.masks)
+    x = PackedCells(views.images, views.masks, views.depth, views.depth_valid)
     return x, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2), np.asarray(azimuths), int(x.shape[-1])
 
 
@@ -253,39 +276,43 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
                        lr: float = 5e-4, max_minutes: float | None = None, seed: int = 0,
                        val_every: int = 500, threads: int | None = None, colour: bool = True,
                        init: str | Path | None = None, correlation: bool = False,
-                       attention: int = 0, fine_correlation: bool = False, log=print) -> PairAzimuthEstimator:
+                       attention: int = 0, fine_correlation: bool = False, depth: bool = False,
+                       log=print) -> PairAzimuthEstimator:
     """Train on shards ``data`` (one-cycle lr over ``steps``; ``max_minutes`` stops early), log
     the validation error on ``val_data`` (held-out objects), save to ``out``. ``colour``: one
     random channel permutation and hue shift per pair (``small_nets.random_colour_mix``).
     ``init``: start from a trained network's folder (its width, bins, cell size and options must
     match: a :class:`ModelLoadError` otherwise), to continue training with a new schedule; a
-    network without the fine correlation may start one with it (:func:`load_widened`).
+    network without the fine correlation or the depth may start one with them (:func:`load_widened`).
     ``correlation``: the network compares the views through a correlation volume too;
     ``attention``: through that many cross-view transformer layers; ``fine_correlation``: through
-    a correlation volume at the finer scale too (:class:`PairAzimuthNet`)."""
+    a correlation volume at the finer scale too; ``depth``: an RGB-D network, its depth made from
+    the shards' NOCS targets, with noise and holes added in training (:class:`PairAzimuthNet`)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t_start = time.time()
-    x_all, pairs, azimuths, cell = load_pair_samples(data)
-    val = load_pair_samples(val_data) if val_data else None
+    x_all, pairs, azimuths, cell = load_pair_samples(data, with_depth=depth)
+    val = load_pair_samples(val_data, with_depth=depth) if val_data else None
     log(f"pair-azimuth training: {len(pairs)} ordered pairs of {len(x_all)} views, {cell} px cells "
         f"({time.time() - t_start:.0f} s to load)")
     labels = torch.from_numpy(np.floor(azimuths / (360.0 / bins)).astype(np.int64) % bins)
-    options = (correlation, attention, fine_correlation)
+    options = (correlation, attention, fine_correlation, depth)
     net = PairAzimuthNet(width, bins, cell, *options)
     if init is not None:
         start = PairAzimuthEstimator.from_folder(init)
         theirs = (int(start.config["width"]), start.bins, start.cell, start.net.correlation,
-                  start.net.attention, start.net.fine_correlation)
-        widened = theirs[:5] == (width, bins, cell, correlation, attention) and fine_correlation \
-            and not start.net.fine_correlation
+                  start.net.attention, start.net.fine_correlation, start.net.depth)
+        added = [name for name, new, old in (("the fine correlation", fine_correlation, theirs[5]),
+                                             ("the depth", depth, theirs[6])) if new and not old]
+        widened = theirs[:5] == (width, bins, cell, correlation, attention) and bool(added) and \
+            all(new or not old for new, old in zip((fine_correlation, depth), theirs[5:]))
         if theirs != (width, bins, cell, *options) and not widened:
             raise ModelLoadError(f"--init {init}: width, bins, cell, correlation, attention, fine "
-                                 f"correlation {theirs} do not match {(width, bins, cell, *options)}")
+                                 f"correlation, depth {theirs} do not match {(width, bins, cell, *options)}")
         if widened:
             load_widened(net, start.net)
-            log(f"starting from {init}, its joint stage widened to the fine correlation (new inputs at 0)")
+            log(f"starting from {init}, widened to {' and '.join(added)} (new inputs at 0)")
         else:
             net.load_state_dict(start.net.state_dict())
             log(f"starting from {init}")
@@ -301,6 +328,8 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
         if colour:                                   # one recolouring per pair: same object
             mix = random_colour_mix(batch_size, gen)
             a, b = augment_colour(a, mix), augment_colour(b, mix)
+        if depth:                                    # each view its own sensor noise and holes
+            a, b = augment_depth(a, gen), augment_depth(b, gen)
         return F.cross_entropy(net(augment_brightness(a, gain), augment_brightness(b, gain)), y,
                                label_smoothing=0.05)
 
@@ -318,7 +347,7 @@ def train_pair_azimuth(data: list[str | Path], out: str | Path, val_data: list[s
             pair_errors(estimator, *val[:3], mirror=True))
         log(f"final, mirror-averaged: {message}")
     estimator.config = {"width": width, "bins": bins, "cell": cell, "correlation": correlation,
-                        "attention": attention, "fine_correlation": fine_correlation,
+                        "attention": attention, "fine_correlation": fine_correlation, "depth": depth,
                         "training": training}
     estimator.save(out)
     log(f"saved {out}")
@@ -342,11 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fine-correlation", action="store_true",
                    help="compare the views through a correlation volume of their finer (16×16) feature "
                         "maps too")
+    p.add_argument("--depth", action="store_true",
+                   help="an RGB-D network: read each view's depth too (made from the NOCS targets; "
+                        "with --init from a network without it, the depth inputs start at 0)")
     a = p.parse_args(argv)
     if a.attention < 0:
         p.error("--attention must be 0 or more")
     return run_training(p, a, lambda: train_pair_azimuth(
         a.data, a.out, a.val_data, a.width, a.bins, a.steps, a.batch_size, a.lr, a.max_minutes,
         a.seed, val_every=a.val_every, threads=a.threads, colour=a.colour, init=a.init,
-        correlation=a.correlation, attention=a.attention, fine_correlation=a.fine_correlation),
+        correlation=a.correlation, attention=a.attention, fine_correlation=a.fine_correlation,
+        depth=a.depth),
         ("steps", "batch_size", "val_every", "bins"))

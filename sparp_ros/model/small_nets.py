@@ -47,6 +47,8 @@ def input_stem(cell: int, channels: int = 4) -> tuple[nn.Module, int]:
 
 DEPTH_CHANNELS = 2          # relative depth, and where it is measured (±1)
 RELATIVE_DEPTH_CLIP = 2.0   # cell widths: farther from the object's median depth is not the object
+DEPTH_NOISE_MAX = 0.02      # training: per-view depth noise sd up to this (cell widths)
+DEPTH_DROPOUT_MAX = 0.1     # training: up to this fraction of the depth pixels lost (holes)
 
 
 def relative_depth(depth: np.ndarray, masks: np.ndarray, focal_px: np.ndarray
@@ -272,6 +274,23 @@ def augment_colour(x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """Apply colour transforms ``mix`` [N,3,3] (:func:`random_colour_mix`) to the RGB of inputs
     from ``cells_to_input`` (grey = 0 is the transforms' fixed point), background kept at 0."""
     return _with_object_rgb(x, torch.einsum("nij,njhw->nihw", mix, x[:, :3]))
+
+
+def augment_depth(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Depth as a depth camera gives it, on inputs with depth channels (4: relative depth, 5:
+    validity ±1): per view, Gaussian noise of a random sd up to ``DEPTH_NOISE_MAX`` and a random
+    fraction up to ``DEPTH_DROPOUT_MAX`` of the pixels lost. Why: the targets' depth is exact, a
+    sensor's is not, and a network that trusts every pixel would read its noise as slant."""
+    n = len(x)
+    valid = x[:, 5:6] > 0
+    sd = DEPTH_NOISE_MAX * torch.rand(n, 1, 1, 1, generator=gen)
+    noisy = x[:, 4:5] + sd * torch.randn(x[:, 4:5].shape, generator=gen)
+    lost = torch.rand(x[:, 4:5].shape, generator=gen) < DEPTH_DROPOUT_MAX * torch.rand(n, 1, 1, 1, generator=gen)
+    keep = valid & ~lost
+    out = x.clone()
+    out[:, 4:5] = torch.where(keep, noisy, torch.zeros_like(noisy))
+    out[:, 5:6] = keep.float() * 2.0 - 1.0
+    return out
 
 
 def save_net(folder: str | Path, net: nn.Module, config: dict) -> None:

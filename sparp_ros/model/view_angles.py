@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
 from .small_nets import (CONFIG_FILE, DEPTH_CHANNELS, WEIGHTS_FILE, PackedCells, augment_brightness,
+                         augment_depth,
                          cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
                          relative_depth, run_training, sample_view_counts, save_net, train_loop, training_parser)
 
@@ -41,8 +42,6 @@ __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", 
            "angle_errors", "cells_to_input", "load_view_samples", "main", "others_mean",
            "train_view_angles", "view_groups"]
 ANGLE_UNIT_DEG = 30.0          # the network's outputs are angles / 30°: order one for the loss
-DEPTH_NOISE_MAX = 0.02         # training: per-view depth noise sd up to this (cell widths)
-DEPTH_DROPOUT_MAX = 0.1        # training: up to this fraction of the depth pixels lost (holes)
 
 
 class ViewAngleNet(nn.Module):
@@ -261,7 +260,7 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
         y[flip, 1] = -y[flip, 1]
         x = augment_brightness(x, 0.7 + 0.6 * torch.rand(len(idx), 1, 1, 1, generator=gen))
         if depth:
-            x = _augment_depth(x, gen)
+            x = augment_depth(x, gen)
         return F.smooth_l1_loss(net(x, groups), y, beta=0.1)
 
     def validate() -> tuple[dict, str]:
@@ -296,22 +295,6 @@ def main(argv: list[str] | None = None) -> int:
         a.data, a.out, a.val_data, a.width, a.steps, a.batch_size, a.lr, a.max_minutes, a.seed,
         val_every=a.val_every, threads=a.threads, context=a.context, depth=a.depth))
 
-
-def _augment_depth(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Depth as a depth camera gives it, on inputs with depth channels (4: relative depth, 5:
-    validity ±1): per view, Gaussian noise of a random sd up to ``DEPTH_NOISE_MAX`` and a random
-    fraction up to ``DEPTH_DROPOUT_MAX`` of the pixels lost. Why: the targets' depth is exact, a
-    sensor's is not, and a network that trusts every pixel would read its noise as slant."""
-    n = len(x)
-    valid = x[:, 5:6] > 0
-    sd = DEPTH_NOISE_MAX * torch.rand(n, 1, 1, 1, generator=gen)
-    noisy = x[:, 4:5] + sd * torch.randn(x[:, 4:5].shape, generator=gen)
-    lost = torch.rand(x[:, 4:5].shape, generator=gen) < DEPTH_DROPOUT_MAX * torch.rand(n, 1, 1, 1, generator=gen)
-    keep = valid & ~lost
-    out = x.clone()
-    out[:, 4:5] = torch.where(keep, noisy, torch.zeros_like(noisy))
-    out[:, 5:6] = keep.float() * 2.0 - 1.0
-    return out
 
 
 def _sample_batches(groups: np.ndarray, batch_size: int):

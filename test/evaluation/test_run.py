@@ -148,14 +148,14 @@ def test_camera_poses_align_views_only_for_tf_methods(tmp_path, fake_pipeline):
     assert fake_pipeline.calls == [("exact", {"align_with_camera_motion": False}),
                                    ("exact", {"align_with_camera_motion": True}),
                                    ("exact", {"align_with_camera_motion": False, "align_with_depth": False,
-                                              "view_angles_depth": False})]
+                                              "depth_networks": False})]
 
 
 def test_an_unknown_method_suffix_is_named():
     from sparp_ros.evaluation.run import method_options
     assert method_options("model+images") == ("model", {"align_with_camera_motion": False,
                                                         "align_with_depth": False,
-                                                        "view_angles_depth": False})
+                                                        "depth_networks": False})
     with pytest.raises(ValueError, match=r"model\+depth.*\+tf, \+images"):
         method_options("model+depth")
 

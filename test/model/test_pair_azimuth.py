@@ -259,3 +259,71 @@ def test_a_fine_correlation_network_round_trips_and_grows_from_a_trained_one(tmp
     with pytest.raises(ModelLoadError, match="fine"):          # fine → plain is not a widening
         train_pair_azimuth([train], tmp_path / "z", width=8, bins=12, steps=1, batch_size=4,
                            init=tmp_path / "grown", correlation=True, log=lambda line: None)
+
+
+def _add_depth(path, slope=0.3):
+    """Give a ``_shard`` NOCS targets, intrinsics and poses, as ``sparp-ros dataset`` stores them:
+    every view's object is a plane 1 m in front of the camera, tilted along the bar's direction
+    (so the depth shows the azimuth too)."""
+    from sparp_ros.conventions import NOCS_PNG_RANGE
+    with np.load(path) as d:
+        arrays = dict(d)
+    n, S = arrays["images"].shape[0], arrays["images"].shape[2]
+    f = 1.2 * S
+    K = np.array([[f, 0, S / 2 - 0.5], [0, f, S / 2 - 0.5], [0, 0, 1]], np.float32)
+    T = np.tile(np.eye(4, dtype=np.float32), (n, 6, 1, 1))
+    T[..., 2, 3] = 1.0
+    yy, xx = np.mgrid[:S, :S]
+    rays = np.stack([(xx - K[0, 2]) / f, (yy - K[1, 2]) / f, np.ones((S, S))], -1)
+    nocs = np.zeros((n, 6, S, S, 3), np.uint16)
+    for i in range(n):
+        for v in range(int(arrays["num_views"][i])):
+            own = arrays["azimuth_self"][i, v]
+            z = 1.0 + slope * (rays[..., 0] * np.cos(own) + rays[..., 1] * np.sin(own))
+            p = rays * z[..., None] - [0, 0, 1.0]
+            enc = np.clip(np.round((p / 2.0 + 0.5) * NOCS_PNG_RANGE + 1.0), 1, 65535).astype(np.uint16)
+            m = arrays["masks"][i, v] > 0
+            nocs[i, v][m] = enc[m]
+    np.savez(path, **arrays, nocs_ref=nocs, T_camera_object=T, K=np.broadcast_to(K, (n, 6, 3, 3)).copy(),
+             diagonal=np.full(n, 2.0, np.float32))
+
+
+def test_a_depth_network_grows_from_an_rgb_one_and_reads_metric_depth(tmp_path):
+    """--depth with --init from an RGB network: the depth inputs start at zero weights (the same
+    answers), training goes on with depth; it refuses to run without depth, and its metric entry
+    point (depth in metres and the cell's focal length) gives what the relative one does."""
+    from sparp_ros.model.dataset import view_depth
+    from sparp_ros.model.small_nets import relative_depth
+    train = tmp_path / "train"
+    train.mkdir()
+    _shard(train, 8, seed=4)
+    _add_depth(train / "shard_00000.npz")
+    x, pairs, azimuths, cell = load_pair_samples([train], with_depth=True)
+    assert x.shape[1] == 6 and cell == 32
+    rgb = PairAzimuthEstimator(PairAzimuthNet(8, 12, 32, correlation=True).eval(), 32,
+                               {"width": 8, "bins": 12, "cell": 32, "correlation": True})
+    rgb.save(tmp_path / "rgb")
+    grown_net = PairAzimuthNet(8, 12, 32, correlation=True, depth=True)
+    load_widened(grown_net, rgb.net)
+    grown = PairAzimuthEstimator(grown_net.eval(), 32, {})
+    with np.load(train / "shard_00000.npz") as d:
+        images, masks = d["images"][0, :2], d["masks"][0, :2] > 0
+        z = view_depth(d["nocs_ref"], d["T_camera_object"], d["diagonal"])[0, :2]
+        K = d["K"][0, :2]
+    rel, valid = relative_depth(z, masks, K[:, 0, 0])
+    assert valid.sum() > 0.9 * masks.sum() and np.abs(rel[valid]).max() > 0.01
+    assert np.allclose(grown.predict(images, masks, depth=rel, depth_valid=valid),
+                       rgb.predict(images, masks), atol=1e-6)
+    with pytest.raises(ValueError, match="reads depth"):
+        grown.predict(images, masks)
+    lines = []
+    est = train_pair_azimuth([train], tmp_path / "rgbd", width=8, bins=12, steps=3, batch_size=8,
+                             init=tmp_path / "rgb", correlation=True, depth=True, log=lines.append)
+    assert any("widened to the depth" in line for line in lines)
+    back = PairAzimuthEstimator.from_folder(tmp_path / "rgbd")
+    assert back.uses_depth and back.config["depth"] is True
+    assert np.allclose(back.predict_with_depth(images, masks, z, K[:, 0, 0]),
+                       back.predict(images, masks, depth=rel, depth_valid=valid), atol=1e-6)
+    with pytest.raises(ModelLoadError, match="depth"):           # depth → RGB is not a widening
+        train_pair_azimuth([train], tmp_path / "z", width=8, bins=12, steps=1, batch_size=4,
+                           init=tmp_path / "rgbd", correlation=True, log=lambda line: None)
