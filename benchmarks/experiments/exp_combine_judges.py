@@ -11,7 +11,9 @@ networks' probabilities; WEIGHTS: the network weights tried; W: the weight of th
 ``ALIGN_DEPTH=1``: the visibility score tests the captures' measured depth; ``CACHE=FILE``: the
 recorded inputs are saved there, and read from there when it exists; ``SPREADS=0.5,1``: the spreads
 tried at weight W; ``SUPPORT=0.5,1 [SUPPORT_TOL=0.03 SUPPORT_ONLY=1]``: visibility − λ × the
-fraction of points landing on the other view's surface + W × network; ``DEPTH_TOL=0.03``: the visibility score's depth tolerance; ``SMOOTH_WEIGHTS=0.1,0.2 SPREAD=1``: weights tried with that spread)."""
+fraction of points landing on the other view's surface + W × network; ``DEPTH_TOL=0.03``: the visibility score's depth tolerance;
+``ANGLES_DEPTH=DIR``, ``PAIR_DEPTH=DIR``: these RGB-D view-angle / pair networks instead of the
+weights' own ("": none); ``SMOOTH_WEIGHTS=0.1,0.2 SPREAD=1``: weights tried with that spread)."""
 import os
 import pickle
 import sys
@@ -51,6 +53,12 @@ if nets:
         def predict(self, images, masks):
             return np.mean([n.predict(images, masks) for n in nets], axis=0)
     pipe.pair_azimuth_estimator = MeanOfNetworks()
+for env, attribute in (("ANGLES_DEPTH", "view_angle_depth_estimator"), ("PAIR_DEPTH", "pair_azimuth_depth_estimator")):
+    if os.environ.get(env) is not None:     # another RGB-D network than the weights' own ("": none)
+        from sparp_ros.model.pair_azimuth import PairAzimuthEstimator as Pair  # noqa: E402
+        from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+        load = ViewAngleEstimator if env == "ANGLES_DEPTH" else Pair
+        setattr(pipe, attribute, load.from_folder(os.environ[env]) if os.environ[env] else None)
 
 captures = []
 CACHE = os.environ.get("CACHE")          # a file: the recorded search inputs, reused when it exists
