@@ -5,7 +5,8 @@ best of the kept hypotheses (an ideal selector), and the true azimuths between t
 predicted shapes (RGB-D alignment); ``REFINE=J``: depth ICP refinement after the scale with J joint
 passes (``REFINE_ROT=deg``: its largest rotation change); ``ANGLES_ENSEMBLE="DIR DIR"``: the mean of
 these view-angle networks (same cell size) instead of the weights' own; ``ANGLES_DEPTH=DIR``: this
-RGB-D view-angle network for views with depth instead of the weights' own (``""``: none). ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
+RGB-D view-angle network for views with depth instead of the weights' own (``""``: none);
+``PAIR_DEPTH=DIR``: likewise the RGB-D pair-azimuth network. ``WEIGHTS=DIR VIEW_ANGLES=0|1 PAIR_WEIGHT=w HYPOTHESES=K
 CAPTURES="benchmarks/out/eval25 benchmarks/out/eval25_s1" VIEWS=n python .../exp_hypotheses.py`` (CAPTURES:
 eval_shared.py output folders, default the seed-0 eval captures; VIEWS: the first n views of each)."""
 import json
@@ -48,6 +49,10 @@ if os.environ.get("ANGLES_DEPTH") is not None:   # another RGB-D view-angle netw
     from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
     pipe.view_angle_depth_estimator = (ViewAngleEstimator.from_folder(os.environ["ANGLES_DEPTH"])
                                        if os.environ["ANGLES_DEPTH"] else None)
+if os.environ.get("PAIR_DEPTH") is not None:     # another RGB-D pair-azimuth network ("": none)
+    from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+    pipe.pair_azimuth_depth_estimator = (PairAzimuthEstimator.from_folder(os.environ["PAIR_DEPTH"])
+                                         if os.environ["PAIR_DEPTH"] else None)
 res = {"first": [], f"best_of_{K}": [], "true_azimuth": []}
 rank_of_best = []
 az_err, az_true = [], []     # chosen − true azimuth of each non-reference view (first hypothesis)

@@ -2,7 +2,7 @@
 view-angle network's elevation / roll error and each pair-azimuth network's error on every ordered
 pair of views (mirror-averaged, as the pipeline asks), each fed its own cell size from the full
 frames; per object, the view-angle networks' median |elevation error| and mean error (bias).
-An RGB-D view-angle network (``--depth``) gets the captures' depth as the pipeline cuts it.
+An RGB-D network (``--depth``) gets the captures' depth as the pipeline cuts it.
 ``VAL_DATA=DIR``: also the view-angle networks on a dataset folder (e.g. ``runs/data_val``; cells of
 the networks' size), with and without mirror averaging.
 ``ANGLES="DIR ..." PAIRS="DIR ..." CAPTURES="benchmarks/out/eval25 ..." python
@@ -51,7 +51,9 @@ for cd in dirs:
         angle_err[f].append(np.abs(signed))
         elevation_by_object[f].setdefault(cd.name.rsplit("_s", 1)[0], []).extend(signed[:, 0])
     for f, net in pair_nets.items():
-        probs = net.predict(*pipe._net_cells(cap.frames, cells, net.cell))
+        images, masks = pipe._net_cells(cap.frames, cells, net.cell)
+        probs = (net.predict_with_depth(images, masks, *pipe._net_depth(cap.frames, cells, net.cell))
+                 if net.uses_depth else net.predict(images, masks))
         n = len(cells)
         for i in range(n):
             for j in range(n):
