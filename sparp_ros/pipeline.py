@@ -313,12 +313,13 @@ class SparpPipeline:
         ``"rgbd"`` (the RGB-D network, for a view with depth on enough of its object) or
         ``"rgb"``."""
         net = self.view_angle_estimator
-        angles = net.predict(*self._net_cells(frames, cells, net.cell))
+        net_cells = self._net_cells(frames, cells, net.cell)
+        angles = net.predict(*net_cells)
         sources = ["rgb"] * len(frames)
         depth_net = self.view_angle_depth_estimator
         if depth_net is None or all(f.depth is None for f in frames):
             return angles, sources
-        images, masks = self._net_cells(frames, cells, depth_net.cell)
+        images, masks = net_cells if depth_net.cell == net.cell else self._net_cells(frames, cells, depth_net.cell)
         depth, focal = self._net_depth(frames, cells, depth_net.cell)
         measured = ((depth > 0) & np.isfinite(depth) & masks).sum(axis=(1, 2)) >= MIN_DEPTH_PIXELS
         if measured.any():
