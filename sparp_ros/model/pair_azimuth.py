@@ -29,10 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelLoadError
-from .small_nets import (BASE_CELL, DEPTH_CHANNELS, PackedCells, as_input, augment_brightness,
-                         augment_colour, augment_depth, cells_to_input, conv_stage, input_stem,
-                         load_dataset_views, load_net, random_colour_mix, relative_depth,
-                         run_training, save_net, train_loop, training_parser)
+from .small_nets import (BASE_CELL, DEPTH_CHANNELS, DepthReading, PackedCells, as_input,
+                         augment_brightness, augment_colour, augment_depth, conv_stage, input_stem,
+                         load_dataset_views, load_net, random_colour_mix, run_training, save_net,
+                         train_loop, training_parser)
 
 __all__ = ["PairAzimuthEstimator", "PairAzimuthNet", "correlation_volume", "load_pair_samples",
            "load_widened", "main", "pair_errors", "pair_probabilities", "train_pair_azimuth"]
@@ -158,7 +158,7 @@ def correlation_volume(f_first: torch.Tensor, f_second: torch.Tensor) -> torch.T
 
 
 @dataclass
-class PairAzimuthEstimator:
+class PairAzimuthEstimator(DepthReading):
     """A loaded pair-azimuth network, its cell size and bin count."""
 
     net: PairAzimuthNet
@@ -182,10 +182,6 @@ class PairAzimuthEstimator:
     def bins(self) -> int:
         return self.net.bins
 
-    @property
-    def uses_depth(self) -> bool:
-        return self.net.depth
-
     @torch.no_grad()
     def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True,
                 depth: np.ndarray | None = None, depth_valid: np.ndarray | None = None) -> np.ndarray:
@@ -198,9 +194,7 @@ class PairAzimuthEstimator:
         if images.ndim != 4 or images.shape[1:] != (self.cell, self.cell, 3):
             raise ValueError(f"pair-azimuth network needs N x {self.cell} x {self.cell} x 3 cells, "
                              f"got {images.shape}")
-        if self.uses_depth and (depth is None or depth_valid is None):
-            raise ValueError("this pair-azimuth network reads depth: give depth and depth_valid")
-        x = cells_to_input(images, masks, depth, depth_valid) if self.uses_depth else cells_to_input(images, masks)
+        x = self._input(images, masks, depth, depth_valid, "pair-azimuth")
         n = len(images)
         out = np.zeros((n, n, self.bins))
         ii, jj = np.nonzero(~np.eye(n, dtype=bool))
@@ -208,12 +202,6 @@ class PairAzimuthEstimator:
             out[ii, jj] = pair_probabilities(self.net, x, torch.from_numpy(ii), torch.from_numpy(jj), mirror)
         return out
 
-    def predict_with_depth(self, images: np.ndarray, masks: np.ndarray, depth_m: np.ndarray,
-                           focal_px: np.ndarray, mirror: bool = True) -> np.ndarray:
-        """:meth:`predict` of a depth network from metric depth cells (N×S×S metres, 0 = none)
-        and each cell camera's focal length in cell pixels [N]."""
-        rel, valid = relative_depth(depth_m, masks, focal_px)
-        return self.predict(images, masks, mirror, rel, valid)
 
 
 def pair_probabilities(net: PairAzimuthNet, x: torch.Tensor | PackedCells, first: torch.Tensor,

@@ -100,6 +100,36 @@ def _input_from(rgb_u8: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor | 
     return torch.cat(parts, dim=1)
 
 
+class DepthReading:
+    """What the small networks' estimators share about depth: whether the loaded network reads it
+    (its ``depth`` option), its input with or without it (a clear error when a depth network is
+    given none), and prediction from metric depth. The estimator has ``net`` and a ``predict``
+    taking ``depth`` and ``depth_valid`` (:func:`relative_depth`'s arrays) by keyword."""
+
+    net: nn.Module
+
+    @property
+    def uses_depth(self) -> bool:
+        return bool(getattr(self.net, "depth", False))
+
+    def _input(self, images: np.ndarray, masks: np.ndarray, depth: np.ndarray | None,
+               depth_valid: np.ndarray | None, what: str) -> torch.Tensor:
+        """:func:`cells_to_input`, with the depth channels when the network reads them (others
+        ignore a given depth)."""
+        if not self.uses_depth:
+            return cells_to_input(images, masks)
+        if depth is None or depth_valid is None:
+            raise ValueError(f"this {what} network reads depth: give depth and depth_valid")
+        return cells_to_input(images, masks, depth, depth_valid)
+
+    def predict_with_depth(self, images: np.ndarray, masks: np.ndarray, depth_m: np.ndarray,
+                           focal_px: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """``predict`` of a depth network from metric depth cells (N×S×S metres, 0 = none) and
+        each cell camera's focal length in cell pixels [N]."""
+        rel, valid = relative_depth(depth_m, masks, focal_px)
+        return self.predict(images, masks, mirror, depth=rel, depth_valid=valid)
+
+
 class PackedCells:
     """Training cells kept as they are stored (uint8 RGB, bool mask; relative depth as float16),
     turned into the network input of :func:`cells_to_input` when indexed (``packed[idx]`` =

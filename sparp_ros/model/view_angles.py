@@ -33,10 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
-from .small_nets import (CONFIG_FILE, DEPTH_CHANNELS, WEIGHTS_FILE, PackedCells, augment_brightness,
-                         augment_depth,
-                         cells_to_input, conv_stage, input_stem, load_dataset_views, load_net,
-                         relative_depth, run_training, sample_view_counts, save_net, train_loop, training_parser)
+from .small_nets import (CONFIG_FILE, DEPTH_CHANNELS, WEIGHTS_FILE, DepthReading, PackedCells,
+                         augment_brightness, augment_depth, cells_to_input, conv_stage, input_stem,
+                         load_dataset_views, load_net, run_training, sample_view_counts, save_net,
+                         train_loop, training_parser)
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "ViewAngleEstimator", "ViewAngleNet", "ViewSamples",
            "angle_errors", "cells_to_input", "load_view_samples", "main", "others_mean",
@@ -99,7 +99,7 @@ def others_mean(f: torch.Tensor, groups: torch.Tensor | None = None) -> tuple[to
 
 
 @dataclass
-class ViewAngleEstimator:
+class ViewAngleEstimator(DepthReading):
     """A loaded view-angle network and the cell size it was trained for."""
 
     net: ViewAngleNet
@@ -123,10 +123,6 @@ class ViewAngleEstimator:
     def context(self) -> bool:
         return self.net.context
 
-    @property
-    def uses_depth(self) -> bool:
-        return self.net.depth
-
     @torch.no_grad()
     def predict(self, images: np.ndarray, masks: np.ndarray, mirror: bool = True,
                 groups: np.ndarray | None = None, depth: np.ndarray | None = None,
@@ -145,24 +141,13 @@ class ViewAngleEstimator:
         if g is not None and (g.shape != (len(images),) or (len(g) and int(g.min()) < 0)):
             raise ValueError(f"groups must number each of the {len(images)} cells with an integer >= 0, "
                              f"got shape {tuple(g.shape)}")
-        if self.uses_depth:
-            if depth is None or depth_valid is None:
-                raise ValueError("this view-angle network reads depth: give depth and depth_valid")
-            x = cells_to_input(images, masks, depth, depth_valid)
-        else:
-            x = cells_to_input(images, masks)
+        x = self._input(images, masks, depth, depth_valid, "view-angle")
         out = self.net(x, g)
         if mirror:
             flipped = self.net(x.flip(-1), g) * torch.tensor([1.0, -1.0])
             out = 0.5 * (out + flipped)
         return out.numpy().astype(np.float64) * ANGLE_UNIT_DEG
 
-    def predict_with_depth(self, images: np.ndarray, masks: np.ndarray, depth_m: np.ndarray,
-                           focal_px: np.ndarray, mirror: bool = True) -> np.ndarray:
-        """:meth:`predict` of a depth network from metric depth cells (N×S×S metres, 0 = none)
-        and each cell camera's focal length in cell pixels [N]."""
-        rel, valid = relative_depth(depth_m, masks, focal_px)
-        return self.predict(images, masks, mirror, depth=rel, depth_valid=valid)
 
 
 # ------------------------------------------------------------------------------------- training
