@@ -10,6 +10,12 @@ it), and an infinite translation error.
 Shape metrics put both meshes into the reference camera's frame, each with its own pose of that
 camera, so they measure pose and shape together, as a robot would use them.
 
+Besides the size-relative F-scores, the mesh metrics report F-scores at absolute thresholds (5 and
+10 mm, what a grasp planner can tolerate whatever the object's size), each with its precision
+(accuracy: how much of our surface is near the truth) and recall (completeness: how much of the
+truth our surface covers); and, when the reconstruction flags which mesh vertices come from measured
+depth, the precision of the measured and of the inferred part of the surface apart.
+
 The scale metric compares our metric scale (metres per unit of the object frame = the bounding-box
 diagonal) with the truth: directly with the true diagonal when the ground truth states it (rendered
 captures, ``gt.extra["canonical"]["diagonal"]``), otherwise through the lengths of the relative
@@ -33,6 +39,21 @@ FSCORE_THRESHOLD_FRACTION = 0.05
 
 FINE_FSCORE_FRACTIONS = (0.01, 0.02)
 """Tighter F-score thresholds (``fscore@0.01``, ``fscore@0.02``), same size definition."""
+
+FINE_PRECISION_RECALL_FRACTIONS = (0.01,)
+"""Fine thresholds (a subset of ``FINE_FSCORE_FRACTIONS``) whose precision and recall are reported
+beside the F-score (``precision@0.01``, ``recall@0.01``): an F-score alone cannot tell wrong surface from missing."""
+
+ABSOLUTE_FSCORE_THRESHOLDS_M = (0.005, 0.010)
+"""Absolute F-score thresholds in metres (``fscore@5mm``, ``fscore@10mm`` and their ``precision@``
+and ``recall@``): a manipulation planner's tolerance does not scale with the object, so a 5 %-of-
+the-diagonal score on a 40 cm box (2 cm) and on a 6 cm mug (3 mm) say different things to it."""
+
+MEASURED_SPLIT_THRESHOLDS_M = (0.005,)
+"""Absolute thresholds at which the precision is split into measured / inferred samples."""
+
+MEASURED_SPLIT_FRACTIONS = (0.01,)
+"""Diagonal fractions at which the precision is split into measured / inferred samples."""
 
 MESH_SAMPLE_POINTS = 50000
 """Surface samples per mesh. Two independent samplings of the same true mesh (3 shared objects)
@@ -186,15 +207,51 @@ def _fscore(d_ab: np.ndarray, d_ba: np.ndarray, threshold: float) -> tuple[float
 
 def sample_points(geometry: Any, count: int = MESH_SAMPLE_POINTS, seed: int = 0) -> np.ndarray:
     """Surface samples of a trimesh mesh (area-weighted), or the vertices of a point cloud."""
+    return _sample_with_sources(geometry, count, seed)[0]
+
+
+def _sample_with_sources(geometry: Any, count: int, seed: int
+                         ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(samples, source index per sample, whether the sources are faces) of :func:`sample_points`.
+
+    The source is the face a surface sample lies on, or the vertex a point-cloud sample is, so
+    that per-vertex attributes (the measured flag) can follow the very samples that were scored;
+    the samples are exactly those of :func:`sample_points` for the same ``seed``.
+    """
     faces = getattr(geometry, "faces", None)
     if faces is not None and len(faces) > 0 and float(geometry.area) > 0:
         import trimesh
-        pts, _ = trimesh.sample.sample_surface(geometry, count, seed=seed)
-        return np.asarray(pts, dtype=np.float64)
+        pts, face_index = trimesh.sample.sample_surface(geometry, count, seed=seed)
+        return np.asarray(pts, dtype=np.float64), np.asarray(face_index, dtype=np.int64), True
     verts = np.asarray(getattr(geometry, "vertices", geometry), dtype=np.float64).reshape(-1, 3)
+    index = np.arange(len(verts))
     if len(verts) > count:
-        verts = verts[np.random.default_rng(seed).choice(len(verts), count, replace=False)]
-    return verts
+        index = np.random.default_rng(seed).choice(len(verts), count, replace=False)
+    return verts[index], index, False
+
+
+def measured_faces(faces: np.ndarray, vertex_measured: np.ndarray) -> np.ndarray:
+    """Per face: True when the majority (at least 2 of 3) of its vertices are measured.
+
+    A face spanning a measured and an inferred region (the seam) belongs to the side that owns
+    most of it, so that the seam is not all charged to one class.
+    """
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    return np.asarray(vertex_measured, dtype=bool)[faces].sum(axis=1) >= 2
+
+
+def _sample_measured(geometry: Any, vertex_measured: Any, source: np.ndarray,
+                     on_faces: bool) -> np.ndarray:
+    """The measured flag of each sample, from the reconstruction's per-vertex flag."""
+    flags = np.asarray(vertex_measured, dtype=bool).reshape(-1)
+    n_vertices = len(np.asarray(getattr(geometry, "vertices", geometry)).reshape(-1, 3))
+    if len(flags) != n_vertices:
+        # a flag array out of step with the mesh (e.g. vertices merged after flagging) would
+        # classify samples by the wrong vertices: refuse rather than report a wrong split
+        raise ValueError(f"mesh_measured has {len(flags)} entries for {n_vertices} mesh vertices")
+    if on_faces:
+        return measured_faces(geometry.faces, flags)[source]
+    return flags[source]
 
 
 def load_mesh(path: str) -> Any:
@@ -204,14 +261,34 @@ def load_mesh(path: str) -> Any:
 
 
 def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
-                 seed: int = 0) -> dict[str, float] | None:
-    """Chamfer and F-score of ``recon.mesh`` against the true mesh, both in the reference camera.
+                 seed: int = 0) -> dict[str, Any] | None:
+    """Chamfer and F-scores of ``recon.mesh`` against the true mesh, both in the reference camera.
 
     Our mesh goes into the reference camera (view 0, or the first view with a pose) with our
     ``T_c_object``; the true mesh with the ground truth ``T_c_mesh``. Distances are divided by the
     true mesh's bounding-box diagonal (``chamfer``); ``fscore`` uses 5 % of that diagonal and
-    ``fscore@0.01`` / ``fscore@0.02`` 1 % and 2 %, so objects of any size compare. Returns ``None``
-    when it cannot apply: non-metric ground truth, no estimated mesh, no true mesh, or no posed view.
+    ``fscore@0.01`` / ``fscore@0.02`` 1 % and 2 %, so objects of any size compare
+    (``precision@0.01`` / ``recall@0.01`` beside the 1 % one). ``fscore@5mm`` / ``fscore@10mm``
+    (``ABSOLUTE_FSCORE_THRESHOLDS_M``) use absolute thresholds instead, each with its
+    ``precision@`` (fraction of our samples within the threshold of the truth: accuracy) and
+    ``recall@`` (fraction of the true samples within it of ours: completeness), because a planner
+    needs to know whether a wrong grasp comes from surface that is wrong or surface that is missing.
+    All of them come from one nearest-neighbour search.
+
+    Measured / inferred split: when ``recon.mesh_measured`` is a per-vertex bool array (True = from
+    measured depth, False = inferred by the model), each sample of our mesh is measured when at
+    least 2 of its face's 3 vertices are, and ``precision@5mm_measured``,
+    ``precision@5mm_inferred``, ``precision@0.01_measured``, ``precision@0.01_inferred`` are the
+    precisions of each class (``None`` for a class without samples); ``measured_fraction`` is the
+    fraction of samples that are measured. It shows whether the model's completion is worse than
+    the depth it completes. Recall cannot be split: it counts true points covered by our surface,
+    and a true point has no measured / inferred class of its own. Without the flag
+    (``mesh_measured`` absent or None) these five keys are present with the value ``None`` ("no
+    data", like a class without samples), so every record has the same keys.
+
+    Returns ``None`` when it cannot apply: non-metric ground truth, no estimated mesh, no true mesh,
+    or no posed view. Raises ``ValueError`` when ``mesh_measured`` does not have one entry per
+    vertex of ``recon.mesh``.
     """
     gt = getattr(capture, "gt", None)
     if gt is None or not gt.metric or getattr(recon, "mesh", None) is None:
@@ -225,8 +302,11 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     true_mesh = load_mesh(str(mesh_path))
     pts_gt = transform_points(np.asarray(gt.T_camera_object[ref], float),
                               sample_points(true_mesh, count, seed))
-    pts_est = transform_points(np.asarray(recon.views[ref].T_camera_object, float),
-                               sample_points(recon.mesh, count, seed + 1))
+    samples, source, on_faces = _sample_with_sources(recon.mesh, count, seed + 1)
+    pts_est = transform_points(np.asarray(recon.views[ref].T_camera_object, float), samples)
+    vertex_measured = getattr(recon, "mesh_measured", None)
+    sample_measured = (None if vertex_measured is None else
+                       _sample_measured(recon.mesh, vertex_measured, source, on_faces))
     lo, hi = np.asarray(true_mesh.bounds)
     diagonal = float(np.linalg.norm(hi - lo))
     if diagonal <= 0:
@@ -234,16 +314,61 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     d_ab, d_ba = _nearest_distances(pts_est, pts_gt)       # one search for every threshold
     chamfer = 0.5 * (float(d_ab.mean()) + float(d_ba.mean()))
     fscore, precision, recall = _fscore(d_ab, d_ba, FSCORE_THRESHOLD_FRACTION * diagonal)
-    fine = [_fscore(d_ab, d_ba, f * diagonal)[0] for f in FINE_FSCORE_FRACTIONS]
-    return {"chamfer": chamfer / diagonal, "fscore": fscore,
-            **{fscore_key(f): v for f, v in zip(FINE_FSCORE_FRACTIONS, fine)},
-            "precision": precision, "recall": recall, "chamfer_m": chamfer,
-            "diagonal_m": diagonal, "reference_view": ref}
+    result: dict[str, Any] = {"chamfer": chamfer / diagonal, "fscore": fscore}
+    for f in FINE_FSCORE_FRACTIONS:
+        f_score, f_precision, f_recall = _fscore(d_ab, d_ba, f * diagonal)
+        result[fscore_key(f)] = f_score
+        if f in FINE_PRECISION_RECALL_FRACTIONS:
+            result[fscore_key(f, "precision")] = f_precision
+            result[fscore_key(f, "recall")] = f_recall
+    for t in ABSOLUTE_FSCORE_THRESHOLDS_M:
+        for kind, value in zip(("fscore", "precision", "recall"), _fscore(d_ab, d_ba, t)):
+            result[absolute_fscore_key(t, kind)] = value
+    splits = ([(absolute_fscore_key(t, "precision"), t) for t in MEASURED_SPLIT_THRESHOLDS_M]
+              + [(fscore_key(f, "precision"), f * diagonal) for f in MEASURED_SPLIT_FRACTIONS])
+    for key, threshold in splits:
+        for cls, mask in (("measured", sample_measured),
+                          ("inferred", None if sample_measured is None else ~sample_measured)):
+            result[f"{key}_{cls}"] = (float(np.mean(d_ab[mask] < threshold))
+                                      if mask is not None and mask.any() else None)
+    result["measured_fraction"] = (None if sample_measured is None
+                                   else float(np.mean(sample_measured)))
+    result.update(precision=precision, recall=recall, chamfer_m=chamfer, diagonal_m=diagonal,
+                  reference_view=ref)
+    return result
 
 
-def fscore_key(fraction: float) -> str:
-    """The metrics key of the F-score at ``fraction`` of the diagonal, e.g. ``fscore@0.01``."""
-    return f"fscore@{fraction:g}"
+def fscore_key(fraction: float, kind: str = "fscore") -> str:
+    """The metrics key of the F-score (or ``kind`` ``precision`` / ``recall``) at ``fraction`` of
+    the diagonal, e.g. ``fscore@0.01``, ``precision@0.01``."""
+    return f"{kind}@{fraction:g}"
+
+
+def absolute_fscore_key(threshold_m: float, kind: str = "fscore") -> str:
+    """The metrics key of the F-score (or ``kind`` ``precision`` / ``recall``) at an absolute
+    threshold in metres, named in millimetres: ``absolute_fscore_key(0.005) == "fscore@5mm"``."""
+    return f"{kind}@{round(threshold_m * 1000.0, 6):g}mm"
+
+
+def measured_split_keys() -> list[str]:
+    """The keys of the measured / inferred split in :func:`mesh_metrics`, in report order:
+    ``precision@5mm_measured``, ``precision@5mm_inferred``, ``precision@0.01_measured``,
+    ``precision@0.01_inferred``, ``measured_fraction``."""
+    keys = [absolute_fscore_key(t, "precision") for t in MEASURED_SPLIT_THRESHOLDS_M]
+    keys += [fscore_key(f, "precision") for f in MEASURED_SPLIT_FRACTIONS]
+    return [f"{k}_{cls}" for k in keys for cls in ("measured", "inferred")] + ["measured_fraction"]
+
+
+def mesh_summary_keys() -> list[str]:
+    """Every per-capture mesh metric that a summary averages over captures (``run._summarize``):
+    the scores, not the bookkeeping (``chamfer_m``, ``diagonal_m``, ``reference_view``) nor the
+    5 % ``precision`` / ``recall``, which the summary has never carried."""
+    keys = ["chamfer", "fscore", *map(fscore_key, FINE_FSCORE_FRACTIONS)]
+    keys += [fscore_key(f, kind) for f in FINE_PRECISION_RECALL_FRACTIONS
+             for kind in ("precision", "recall")]
+    keys += [absolute_fscore_key(t, kind) for t in ABSOLUTE_FSCORE_THRESHOLDS_M
+             for kind in ("fscore", "precision", "recall")]
+    return keys + measured_split_keys()
 
 
 def scale_error(recon: Any, capture: Any) -> dict[str, Any] | None:

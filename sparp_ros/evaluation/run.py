@@ -31,7 +31,7 @@ import numpy as np
 
 from ..capture import Capture, load_capture
 from ..conventions import CAMERA_MOTION_SUFFIX, IMAGES_ONLY_SUFFIX, METHOD_SUFFIXES
-from .metrics import (FINE_FSCORE_FRACTIONS, fscore_key, mesh_metrics, relative_rotation_errors,
+from .metrics import (mesh_metrics, mesh_summary_keys, relative_rotation_errors,
                       relative_translation_angle_errors, relative_translation_errors, scale_error,
                       summarize_rotation)
 from .report import write_report
@@ -168,8 +168,12 @@ def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``metrics.json`` entry of one method from its per-capture records (pairs pooled).
 
     Rotation: median, ``acc15``, ``acc30`` over all pairs; ``translation_error_m``: median over
-    pairs; ``chamfer``, ``fscore`` (5 %), ``fscore@0.01``, ``fscore@0.02``: means over captures
-    with mesh metrics; ``scale_error``: median over captures of ``|s / s_true - 1|``
+    pairs; ``chamfer``, ``fscore`` (5 %), ``fscore@0.01``, ``fscore@0.02``, ``precision@0.01``,
+    ``recall@0.01``, ``fscore@5mm`` / ``precision@5mm`` / ``recall@5mm`` (and ``@10mm``), the
+    measured / inferred precisions and ``measured_fraction`` (``metrics.mesh_summary_keys``): each
+    the mean over the captures whose mesh metrics have a value for it (a split precision only where
+    the reconstruction flagged measured vertices and the class has samples), ``None`` when none
+    has; ``scale_error``: median over captures of ``|s / s_true - 1|``
     (``metrics.scale_error``); translation and scale only where the capture is metric and has
     depth or camera poses."""
     rot = [e for r in records for e in r["rotation_errors_deg"]]
@@ -178,7 +182,7 @@ def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
              if r.get("translation_errors_m") is not None for e in r["translation_errors_m"]]
     summary["translation_error_m"] = _finite_or_none(float(np.median(trans))) if trans else None
     meshes = [r["mesh"] for r in records if r.get("mesh")]
-    for key in ("chamfer", "fscore", *map(fscore_key, FINE_FSCORE_FRACTIONS)):
+    for key in mesh_summary_keys():
         values = [m[key] for m in meshes if m.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
     # a method that failed a capture where the scale applies is charged an infinite error

@@ -17,7 +17,11 @@ from sparp_ros.reconstruction import Reconstruction, ViewPose
 
 METRIC_KEYS = {"median_rotation_error_deg", "acc15", "acc30", "translation_error_m", "chamfer",
                "fscore", "fscore@0.01", "fscore@0.02", "scale_error", "captures", "failures",
-               "time_s"}
+               "time_s", "precision@0.01", "recall@0.01",
+               "fscore@5mm", "precision@5mm", "recall@5mm",
+               "fscore@10mm", "precision@10mm", "recall@10mm",
+               "precision@5mm_measured", "precision@5mm_inferred", "precision@0.01_measured",
+               "precision@0.01_inferred", "measured_fraction"}
 
 
 def _look_from(azimuth_deg: float, distance: float = 0.6) -> np.ndarray:
@@ -103,6 +107,8 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     assert exact["acc15"] == 1.0 and exact["fscore"] > 0.99 and exact["chamfer"] < 0.01
     assert exact["translation_error_m"] is not None and exact["translation_error_m"] < 0.01
     assert exact["fscore@0.01"] > 0.99 and exact["fscore@0.02"] > 0.99
+    assert exact["fscore@5mm"] > 0.99 and exact["fscore@10mm"] == 1.0
+    assert exact["measured_fraction"] is None          # the stand-in meshes carry no flags
     # no true diagonal in these gt.json: the scale is checked on the baselines, exact but for
     # view 1's 0.5° turn about the object, which moves its camera by < 0.1 % of the baseline
     assert exact["scale_error"] < 1e-3
