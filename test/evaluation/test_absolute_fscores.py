@@ -13,6 +13,7 @@ from sparp_ros.capture import Capture, Frame, GroundTruth
 from sparp_ros.evaluation.metrics import (ABSOLUTE_FSCORE_THRESHOLDS_M, absolute_fscore_key,
                                           measured_faces, measured_split_keys, mesh_metrics,
                                           mesh_summary_keys)
+from sparp_ros.evaluation.report import write_report
 from sparp_ros.evaluation.run import _summarize
 from sparp_ros.reconstruction import Reconstruction, ViewPose
 
@@ -181,3 +182,31 @@ def test_summary_averages_the_new_keys_over_captures_that_have_them():
     none = _summarize([_record(None)])
     assert all(none[k] is None for k in mesh_summary_keys())
 
+
+def test_report_shows_absolute_fscores_and_the_split_when_present(tmp_path):
+    base = {"median_rotation_error_deg": 2.0, "acc15": 1.0, "acc30": 1.0,
+            "translation_error_m": 0.003, "scale_error": 0.01, "chamfer": 0.01, "fscore": 0.99,
+            "fscore@0.01": 0.5, "fscore@0.02": 0.8, "fscore@5mm": 0.912, "precision@5mm": 0.95,
+            "recall@5mm": 0.877, "fscore@10mm": 0.98, "captures": 2, "failures": 0, "time_s": 1.0}
+    per_capture = {"captures": [], "errors": []}
+    report = write_report({"model": base}, per_capture, tmp_path, "test").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| model |"))
+    header = next(line for line in report.splitlines() if line.startswith("| method |"))
+    assert "| F@5mm (P/R) | F@10mm |" in header and "meas." not in header
+    assert "| 0.912 (0.95/0.88) | 0.980 |" in row
+    assert header.count("|") == row.count("|")
+
+    split = {**base, "precision@5mm_measured": 0.99, "precision@5mm_inferred": 0.62,
+             "precision@0.01_measured": 0.7, "precision@0.01_inferred": None,
+             "measured_fraction": 0.71}
+    report = write_report({"model": split, "other": base}, per_capture, tmp_path,
+                          "test").read_text()
+    lines = report.splitlines()
+    header = next(line for line in lines if line.startswith("| method |"))
+    row = next(line for line in lines if line.startswith("| model |"))
+    other = next(line for line in lines if line.startswith("| other |"))
+    assert "| P@5mm meas. / inf. | P@1 % meas. / inf. | measured |" in header
+    assert "| 0.990 / 0.620 | 0.700 / – | 71% |" in row
+    assert "| – / – | – / – | – |" in other
+    separator = lines[lines.index(header) + 1]
+    assert header.count("|") == row.count("|") == other.count("|") == separator.count("|")

@@ -129,6 +129,7 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     report = (out / "report.md").read_text()
     assert "sparp-ros eval test" in report and "| exact |" in report and "| pycolmap |" in report
     assert "| scale err. |" in report and "| F@1 % |" in report
+    assert "| F@5mm (P/R) | F@10mm |" in report
     exact_row = next(line for line in report.splitlines() if line.startswith("| exact |"))
     assert f"| {100 * exact['scale_error']:.2f}% |" in exact_row
     assert (out / "rotation_errors.png").stat().st_size > 1000
