@@ -33,8 +33,10 @@ EVAL_DEFAULT_BACKEND = "oracle"   # eval: the geometry's reference; name --backe
 
 def _render(args: argparse.Namespace) -> int:
     from .render import render_capture
+    from .render.depth_noise import STEREO_DEFAULT
     cap = render_capture(args.mesh, args.out, views=args.views, seed=args.seed,
-                         width=args.width, height=args.height)
+                         width=args.width, height=args.height,
+                         depth_noise=STEREO_DEFAULT if args.depth_noise == "stereo" else None)
     print(f"wrote {len(cap.frames)} views of {Path(args.mesh).name} to {args.out}")
     return 0
 
@@ -170,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--width", type=int)
     r.add_argument("--height", type=int)
+    r.add_argument("--depth-noise", choices=["none", "stereo"], default="none",
+                   help="stereo: depth as a stereo RGB-D camera measures it "
+                        "(render/depth_noise.py); default %(default)s, the exact rendered depth")
 
     c = sub.add_parser("reconstruct", help="pose + mesh from a capture folder")
     c.add_argument("capture")

@@ -12,7 +12,7 @@ holds ``T_camera_mesh`` (gt.json allows any rigid object frame).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +23,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..capture import Capture, Frame, GroundTruth, save_capture
 from ..conventions import canonical_frame, invert_rigid, unit_direction
+from .depth_noise import DepthNoise, apply_depth_noise
 from .gl_renderer import MeshRenderer, RenderOutput
 from .mesh_io import TexturedMesh, load_mesh
 
@@ -38,6 +39,9 @@ AMBIENT_RANGE = (0.25, 0.6)
 STAMP_STEP_S = 0.5
 MAX_TRIES = 8
 MESH_CACHE_SIZE = 8
+# The depth noise draws from its own stream of the capture seed: the capture's other random draws
+# (camera, views, backgrounds) stay those of the clean capture, whatever the noise parameters.
+DEPTH_NOISE_STREAM = 0x6E6F6973
 
 
 class CaptureRenderError(RuntimeError):
@@ -54,12 +58,16 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
                    seed: int = 0, width: int | None = None, height: int | None = None,
                    azimuths_deg: Sequence[float] | None = None,
                    elevations_deg: Sequence[float] | None = None,
-                   renderer: MeshRenderer | None = None) -> Capture:
+                   renderer: MeshRenderer | None = None,
+                   depth_noise: DepthNoise | None = None) -> Capture:
     """Render ``views`` views of the mesh into a Capture (saved to ``out_dir`` when given).
 
     Everything random derives from ``seed``. ``width``/``height`` (both or neither) fix the image
     size; ``azimuths_deg``/``elevations_deg`` (one per view) replace the random view directions,
     e.g. for dense captures. Without a ``renderer`` the process-wide ``default_renderer()`` is used.
+    ``depth_noise`` makes each frame's depth look like a stereo sensor's (``depth_noise.py``; its
+    parameters go to ``gt.extra["depth_noise"]``); images, masks, NOCS and poses stay those of
+    the clean capture of the same seed.
     """
     # 1. Check inputs.
     if views < 1:
@@ -86,6 +94,8 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
               for a, e in zip(az, el)]
     # 5. Ground truth: NOCS in view 0's canonical frame.
     frame0 = canonical_frame(mesh.vertices.astype(np.float64), placed[0].T_camera_mesh)
+    noise_rng = (np.random.default_rng([seed, DEPTH_NOISE_STREAM]) if depth_noise is not None
+                 else None)
     frames = []
     for i, v in enumerate(placed):
         r = v.render
@@ -93,8 +103,12 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
         nocs[r.mask] = frame0.mesh_to_nocs(r.xyz[r.mask].astype(np.float64))
         image = np.where(r.mask[..., None], r.rgb, random_background(rng, camera.width,
                                                                      camera.height))
-        frames.append(Frame(image=image.astype(np.uint8), camera=camera,
-                            depth=np.ascontiguousarray(r.depth), mask=r.mask, nocs=nocs,
+        image = image.astype(np.uint8)
+        depth = np.ascontiguousarray(r.depth)
+        if depth_noise is not None:
+            depth = apply_depth_noise(depth, image, float(camera.K[0, 0]), depth_noise, noise_rng)
+        frames.append(Frame(image=image, camera=camera,
+                            depth=depth, mask=r.mask, nocs=nocs,
                             stamp=i * STAMP_STEP_S,
                             T_world_camera=invert_rigid(v.T_camera_mesh)))
     gt = GroundTruth(T_camera_object=[v.T_camera_mesh for v in placed], metric=True,
@@ -102,6 +116,8 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
                      extra={"canonical": {"center": frame0.center.tolist(),
                                           "diagonal": frame0.diagonal,
                                           "azimuth": frame0.azimuth}})
+    if depth_noise is not None:
+        gt.extra["depth_noise"] = asdict(depth_noise)
     capture = Capture(frames=frames, gt=gt)
     if out_dir is not None:
         capture.root = save_capture(capture, out_dir)
