@@ -1,6 +1,7 @@
 """Render fixed-seed captures of the shared objects and run `sparp-ros eval` on them.
 
     python benchmarks/eval_shared.py --objects 10 --views 4 --out benchmarks/out/eval
+                                     [--depth-noise stereo]
 
 Prints the metrics and the per-stage timings; the command line is written into the report.
 """
@@ -24,17 +25,23 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "eval"))
     p.add_argument("--backend", action="append")
     p.add_argument("--baseline", default="pycolmap")
+    p.add_argument("--depth-noise", choices=["none", "stereo"], default="none",
+                   help="stereo: captures with a stereo camera's depth (sparp_ros/render/"
+                        "depth_noise.py), in their own *_noisy folders")
     args = p.parse_args()
     from sparp_ros.evaluation import run_eval
     from sparp_ros.render import render_capture
+    from sparp_ros.render.depth_noise import STEREO_DEFAULT
 
     out = Path(args.out)
     meshes = sorted(SHARED.glob("*.glb"))[: args.objects]
+    noise = STEREO_DEFAULT if args.depth_noise == "stereo" else None
+    suffix = "_noisy" if noise is not None else ""     # clean and noisy captures never mix
     caps = []
     for k, mesh in enumerate(meshes):
-        cap_dir = out / "captures" / f"{mesh.stem}_v{args.views}_s{args.seed}"
+        cap_dir = out / "captures" / f"{mesh.stem}_v{args.views}_s{args.seed}{suffix}"
         if not (cap_dir / "cameras.json").exists():
-            render_capture(mesh, cap_dir, views=args.views, seed=args.seed + k)
+            render_capture(mesh, cap_dir, views=args.views, seed=args.seed + k, depth_noise=noise)
         caps.append(cap_dir)
     metrics = run_eval(caps, out / "report", backends=args.backend or ["oracle"],
                        baseline=None if args.baseline == "none" else args.baseline)
