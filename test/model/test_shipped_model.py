@@ -7,20 +7,18 @@ import pytest
 
 from sparp_ros.model.backend import DEFAULT_WEIGHTS
 
-# Measured with this test's captures, images alone: 89.4° over 36 pairs with the first checkpoint,
-# 76.5° with the pair-azimuth network (2026-12-04; over 75 eval captures it is 34.9°, these two
-# objects are among the hard ones), 38.2° with the 64 px pair network and mirror-averaged view
-# angles (second 2026-12-04 session; 35.2° over the 75 eval captures: 36 pairs are noisy), 34.9°
-# with the colour-augmented pair network (third session; 33.0° over the 75 eval captures), 35.3°
-# with the small networks trained on object variants (fourth session; 28.4° over the 75), 28.7°
-# with the correlation-volume pair network at search weight 0.3 (2026-12-05; 24.7° over the 75),
-# 31.7° with the view-angle network of all 16 variant datasets (second 2026-12-05 session; 25.1°
-# over the 75).
-# Until 2026-12-04 this test let the captures' camera poses align the views (the pipeline's
-# default since per-view mode), which measured nothing of the model.
+# Measured with this test's captures, images alone, median over 36 pairs (in brackets: the same
+# networks over the 75 eval captures, docs/research-log.md): 89.4° with the first checkpoint,
+# 76.5° with the 32 px pair-azimuth network (34.9°; these two objects are among the hard ones),
+# 38.2° with the 64 px pair network and mirror-averaged view angles (35.2°: 36 pairs are noisy),
+# 34.9° with the colour-augmented pair network (33.0°), 35.3° with the small networks trained on
+# object variants (28.4°), 28.7° with the correlation-volume pair network at search weight 0.3
+# (24.7°), 31.7° with the view-angle network of all 16 variant datasets (25.1°).
+# Earlier this test let the captures' camera poses align the views (the pipeline's default since
+# per-view mode), which measured nothing of the model.
 # A uniformly random relative rotation has a median angle of ~126°, so the bound still catches a
-# model that learned nothing; tighten it with every better checkpoint (80° until 2026-12-05; 60° is
-# about twice the last measurement: 36 pairs are noisy).
+# model that learned nothing; tighten it with every better checkpoint (80° before the
+# correlation-volume pair network; 60° is about twice the measurements above: 36 pairs are noisy).
 MEDIAN_BOUND_DEG = 60.0
 
 

@@ -1,7 +1,7 @@
 """Fixtures for tests over real DDS (rclpy + Fast DDS from the ROS 2 wheels).
 
 Every test module gets its own rclpy context on its own ``ROS_DOMAIN_ID`` (random in 1..200,
-distinct per module in this session) with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so test
+distinct per module in this pytest run) with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so test
 runs side by side on one machine never see each other's topics. Nothing here needs
 ``AMENT_PREFIX_PATH``: messages import and publish without it (it only serves ament_index
 lookups, which the node does not make).

@@ -191,6 +191,6 @@ def test_compressed_conversion_gives_rgb_or_image_conversion_error(compressed):
 def test_fuzzing_reached_both_outcomes():
     """The raw fuzz run above converted and refused a fair share (runs after it in file order)."""
     if not COUNTS:
-        pytest.skip("the raw fuzz test did not run in this session")
+        pytest.skip("the raw fuzz test did not run in this pytest run")
     assert COUNTS.get("converted", 0) >= RAW_EXAMPLES // 10, COUNTS
     assert COUNTS.get("refused", 0) >= RAW_EXAMPLES // 10, COUNTS
