@@ -19,6 +19,8 @@ from .capture import Capture, Frame
 from .conventions import invert_rigid
 from .geometry.azimuth import (ViewGeometry, depth_scale, joint_azimuths, measured_view_geometry,
                                object_centre, pair_cost_curve, rot_z, view_geometry)
+from .geometry.fusion import FusionError
+from .geometry.measured import MeasuredFrame, MeasuredResult, measure
 from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
@@ -86,6 +88,14 @@ class PipelineConfig:
                                       # (align_with_depth): they judge sharper than predicted
                                       # shapes, so the network counts less (0.1 chosen on 50 eval
                                       # captures that are not the bar's, MODEL_CARD.md)
+    measured_surface: bool = True     # views with depth: poses by registering the measured
+                                      # surfaces (without TF) or from TF, and the mesh fused from
+                                      # the depth, completed by the model where nothing was
+                                      # measured (geometry.measured); False: the model's alone
+    register_with_tf: bool = False    # with TF and depth: refine TF's poses by the same
+                                      # registration too (absorbs hand-eye error; the correction
+                                      # is reported)
+    complete_surface: bool = True     # add the model's shape where no camera measured the object
     poisson_depth: int = 7
     mesh_face_budget: int = 20000
     isolate_mesh: bool = False        # run Poisson in a child process (geometry.surface_worker) so
@@ -163,6 +173,7 @@ class SparpPipeline:
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
             R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
+            pnp_view = pnp
             pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
             if azimuths and azimuths[0].get("source") == "camera_motion":
                 pnp = _agree_with_camera_motion(pnp, frames, upright=cfg.assume_upright)
@@ -175,14 +186,10 @@ class SparpPipeline:
             with _timed(timings, "refine"):
                 pnp, refinement = self._refine(preds, pnp, R_ref_view, scale.scale, frames)
         # 6. Metric poses, confidence.
-        views = [ViewPose(T_camera_object=_metric(r.T_camera_unit, scale.scale) if r.ok else None,
-                          ok=r.ok, inlier_ratio=r.inlier_ratio,
-                          num_correspondences=r.num_correspondences,
-                          reprojection_error_px=r.reprojection_error_px, message=r.message)
-                 for r in pnp]
+        poses = [_metric(r.T_camera_unit, scale.scale) if r.ok else None for r in pnp]
         confidence = float(np.mean([r.inlier_ratio if r.ok else 0.0 for r in pnp]))
-        # 7. Mesh from the fused canonical points.
-        mesh, mesh_message = None, ""
+        # 7. Mesh from the fused canonical points (the model's shape).
+        mesh, mesh_message, mesh_measured = None, "", None
         if cfg.mesh:
             with _timed(timings, "mesh"):
                 try:
@@ -190,17 +197,37 @@ class SparpPipeline:
                 except MeshError as exc:
                     mesh_message = str(exc)
                     log.warning("mesh: %s", exc)
+        # 8. Measure where you can: with depth, poses by registration (or TF) and the surface
+        #    fused from the depth, the model's shape only where nothing was measured.
+        measured_record = None
+        if cfg.measured_surface and scale.source == "depth":
+            try:
+                with _timed(timings, "measured"):
+                    result = self._measured(frames, cells, preds, pnp_view, pnp, azimuths, scale.scale,
+                                            poses, mesh if cfg.complete_surface else None)
+            except FusionError as exc:
+                log.warning("measured surface: %s; the model's poses and shape are kept", exc)
+                measured_record = {"message": str(exc)}
+            else:
+                poses, measured_record = result.T_camera_object, result.record
+                scale = replace(scale, scale=result.diagonal)
+                if cfg.mesh:
+                    mesh, mesh_measured = result.mesh.to_trimesh(), result.mesh.measured
+        views = [ViewPose(T_camera_object=T, ok=r.ok, inlier_ratio=r.inlier_ratio,
+                          num_correspondences=r.num_correspondences,
+                          reprojection_error_px=r.reprojection_error_px, message=r.message)
+                 for r, T in zip(pnp, poses)]
         timings["total"] = float(sum(timings.values()))
         return Reconstruction(
             views=views, scale=scale.scale, scale_source=scale.source, confidence=confidence,
-            backend=self.backend.name, mesh=mesh, timings=timings,
+            backend=self.backend.name, mesh=mesh, mesh_measured=mesh_measured, timings=timings,
             nocs=[p.nocs for p in preds], nocs_masks=[p.mask for p in preds],
             crops=[c.image for c, _ in cells],
             extra={"scale_uncertainty": scale.uncertainty, "scale_message": scale.message,
                    "mesh_message": mesh_message,
                    "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
                    "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
-                   "view_angles": view_angles,
+                   "view_angles": view_angles, "measured": measured_record,
                    "device_fallback": self.device_fallback,
                    "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
 
@@ -535,6 +562,55 @@ class SparpPipeline:
                 if r.ok:
                     log.info("view %d: %s", i, res.message)
         return out, [res.to_dict() for res in results]
+
+    def _measured(self, frames: list[Frame], cells, preds, pnp_view: list[PnPResult],
+                  pnp: list[PnPResult], azimuths: list[dict], scale: float,
+                  poses: list[np.ndarray | None], model_mesh) -> MeasuredResult:
+        """The RGB-D stage (``geometry.measured``): the model's metric poses for every azimuth
+        hypothesis, each view's translation from its depth (the object centre its NOCS and depth
+        agree on), TF when every posed view has it, the model's mesh for completion."""
+        cfg = self.config
+        use_tf = bool(azimuths) and azimuths[0].get("source") == "camera_motion" or (
+            cfg.align_with_camera_motion and all(f.T_world_camera is not None
+                                                 for f, r in zip(frames, pnp) if r.ok))
+        centres = []
+        for (cell, depth), p, r in zip(cells, preds, pnp_view):
+            centre = None
+            if r.ok and depth is not None:
+                paired = p.mask & (depth > 0)
+                if paired.sum() >= MIN_DEPTH_PIXELS:
+                    X, D = _nocs_and_depth_points(p, cell, depth, paired)
+                    centre = object_centre(X, D, r.T_camera_unit[:3, :3], scale)
+            centres.append(centre)
+        hypotheses = []
+        searched = [h for h in azimuths if h.get("source") == "visibility_search"] if not use_tf else []
+        for h in searched or [None]:
+            set_ = []
+            for k, (r_view, r, T, c) in enumerate(zip(pnp_view, pnp, poses, centres)):
+                if T is None:
+                    set_.append(None)
+                    continue
+                T = T.copy()
+                if h is not None and str(k) in h["azimuths_deg"]:
+                    T[:3, :3] = r_view.T_camera_unit[:3, :3] @ rot_z(np.radians(h["azimuths_deg"][str(k)])).T
+                if c is not None:
+                    T[:3, 3] = c
+                set_.append(T)
+            hypotheses.append(set_)
+        predicted = None
+        if model_mesh is not None:
+            predicted = (np.asarray(model_mesh.vertices), np.asarray(model_mesh.faces),
+                         np.asarray(model_mesh.visual.vertex_colors)[:, :3])
+        ref = next(k for k, T in enumerate(poses) if T is not None)
+        measured_frames = [MeasuredFrame(f.image, f.camera, f.depth, f.mask, f.T_world_camera)
+                           for f in frames]
+        # registration refines the per-view search's poses; NOCS predicted in one shared frame
+        # (the oracle's are exact, the tiled model's joint) are not moved: from exact poses ICP
+        # still slides partial surfaces by a few degrees (measured on renders)
+        searched_frames = any(p.frame == PER_VIEW_FRAME for p in preds)
+        register = cfg.register_with_tf if use_tf else searched_frames
+        return measure(measured_frames, hypotheses, scale, ref, use_tf, register=register,
+                       predicted=predicted, predicted_pose=poses[ref])
 
     def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, views = [], [], [], []

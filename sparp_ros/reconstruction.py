@@ -33,6 +33,9 @@ class Reconstruction:
     confidence: float               # in [0, 1]
     backend: str
     mesh: Any = None                # trimesh.Trimesh in the object frame, metres, vertex colours
+    mesh_measured: np.ndarray | None = None  # per mesh vertex: True = fused from measured depth,
+                                             # False = inferred by the model; None = all inferred
+                                             # (no depth) or no mesh
     timings: dict[str, float] = field(default_factory=dict)
     nocs: list[np.ndarray] = field(default_factory=list)      # per view, cell-size HxWx3 predictions
     nocs_masks: list[np.ndarray] = field(default_factory=list)
@@ -59,7 +62,8 @@ class Reconstruction:
                        "reprojection_error_px": v.reprojection_error_px, "message": v.message}
                       for v in self.views],
             "timings_s": self.timings,
-            "mesh": None if self.mesh is None else {"vertices": int(len(self.mesh.vertices)),
-                                                    "faces": int(len(self.mesh.faces))},
+            "mesh": None if self.mesh is None else {
+                "vertices": int(len(self.mesh.vertices)), "faces": int(len(self.mesh.faces)),
+                "measured_vertices": 0 if self.mesh_measured is None else int(self.mesh_measured.sum())},
             **self.extra,
         }

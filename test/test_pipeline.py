@@ -28,7 +28,8 @@ def captures(objects_dir):
 @pytest.mark.parametrize("name", OBJECTS)
 def test_oracle_nocs_recovers_every_pose_and_the_scale(captures, name):
     capture = captures[name]
-    recon = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(capture.frames)
+    recon = SparpPipeline(PipelineConfig(backend="oracle", mesh=False,
+                                         measured_surface=False))(capture.frames)
     assert recon.scale_source == "depth"
     for i, view in enumerate(recon.views):
         assert view.ok, view.message
@@ -117,7 +118,7 @@ def test_per_view_frames_are_aligned_by_the_azimuth_search(captures, name):
     same relative poses as shared-frame NOCS, for asymmetric objects."""
     from sparp_ros.evaluation.metrics import relative_rotation_errors
     capture = captures[name]
-    recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+    recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False,
                                          align_with_camera_motion=False))(capture.frames)
     errors = relative_rotation_errors([v.T_camera_object for v in recon.views], capture.gt.T_camera_object)
     # The joint search trades ~1-2° on some pairs for consistency over all pairs (eval of the 25
@@ -138,9 +139,9 @@ def test_camera_motion_aligns_per_view_frames_where_the_search_cannot(objects_di
     from sparp_ros.render import render_capture
     capture = render_capture(objects_dir / "Folic_Acid.glb", views=4, seed=9)
     gt = capture.gt.T_camera_object
-    search = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+    search = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False,
                                           align_with_camera_motion=False))(capture.frames)
-    tf = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False))(capture.frames)
+    tf = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False))(capture.frames)
     err_search = relative_rotation_errors([v.T_camera_object for v in search.views], gt)
     err_tf = relative_rotation_errors([v.T_camera_object for v in tf.views], gt)
     assert tf.extra["azimuth_hypotheses"][0]["source"] == "camera_motion"
@@ -223,7 +224,8 @@ def test_a_crash_of_the_mesh_process_loses_the_mesh_not_the_pose(captures, monke
             return super().poisson_mesh(fused, **kwargs)
 
     frames = captures[OBJECTS[1]].frames
-    pipeline = SparpPipeline(PipelineConfig(backend="oracle", isolate_mesh=True))
+    # the model's surface alone (with depth the fused surface would stand in for it)
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle", isolate_mesh=True, measured_surface=False))
     with CrashOnce() as worker:
         monkeypatch.setattr(pipeline, "surface_worker", lambda: worker)
         crashed = pipeline(frames)
@@ -296,12 +298,12 @@ def test_view_angles_move_each_frame_to_the_given_elevation_and_roll(captures):
     from sparp_ros.conventions import rot_z
     from sparp_ros.geometry.view_angles import elevation_roll_deg
     capture = captures["Schleich_Hereford_Bull"]
-    config = PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False)
+    config = PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, align_with_camera_motion=False)
     plain = SparpPipeline(config)(capture.frames)
     true = np.array([elevation_roll_deg(v.T_camera_object) for v in plain.views])
     wanted = true + np.array([[8.0, -3.0], [-5.0, 2.0], [3.0, 4.0], [-9.0, -1.0]])
     for weight in (1.0, 0.5, 0.0):
-        pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+        pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False,
                                                 align_with_camera_motion=False, view_angle_weight=weight))
         pipeline.view_angle_estimator = _FixedAngles(wanted)
         recon = pipeline(capture.frames)
@@ -338,7 +340,7 @@ def test_views_with_depth_take_the_rgbd_view_angle_network(captures):
     from dataclasses import replace as replaced
     from sparp_ros.geometry.view_angles import elevation_roll_deg
     capture = captures["Schleich_Hereford_Bull"]
-    config = PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False)
+    config = PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, align_with_camera_motion=False)
     plain = SparpPipeline(config)(capture.frames)
     true = np.array([elevation_roll_deg(v.T_camera_object) for v in plain.views])
     rgb_angles, rgbd_angles = true + [5.0, 1.0], true - [4.0, 2.0]
@@ -377,7 +379,7 @@ def test_a_small_network_gets_the_views_at_its_own_cell_size(captures):
     """A view-angle network trained on 64 px cells gets the same crop boxes as the model's 32 px
     cells, cut again from the full frames at 64 px (finer detail, same object)."""
     capture = captures["Schleich_Hereford_Bull"]
-    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, cell_size=32,
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, cell_size=32,
                                             align_with_camera_motion=False))
     plain = pipeline(capture.frames)
     from sparp_ros.geometry.view_angles import elevation_roll_deg
@@ -448,7 +450,7 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     shared = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(capture.frames)
     own = np.degrees([camera_azimuth(v.T_camera_object) for v in shared.views])   # p_0 = Rz(own_k − own_0) p_k
     D = own[None, :] - own[:, None]                                                # p_i = Rz(own_j − own_i) p_j
-    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False,
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False,
                                             align_with_camera_motion=False, pair_azimuth_weight=1.0,
                                             pair_azimuth_weight_depth=1.0))
     pipeline.pair_azimuth_estimator = _PairJudge(D)
@@ -459,7 +461,7 @@ def test_the_pair_azimuth_network_decides_where_visibility_cannot(objects_dir):
     wrong = relative_rotation_errors([v.T_camera_object for v in pipeline(capture.frames).views], gt)
     assert max(wrong) > 20.0, wrong
     # every view has depth, so the weight for measured surfaces is the one that applies
-    deaf = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+    deaf = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, align_with_camera_motion=False,
                                         pair_azimuth_weight=1.0, pair_azimuth_weight_depth=0.0))
     deaf.pair_azimuth_estimator = _PairJudge(D)
     recon = deaf(capture.frames)
@@ -492,7 +494,7 @@ def test_the_rgbd_pair_network_judges_when_every_view_has_depth(objects_dir):
     shared = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))(capture.frames)
     own = np.degrees([camera_azimuth(v.T_camera_object) for v in shared.views])
     D = own[None, :] - own[:, None]
-    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, align_with_camera_motion=False,
                                             pair_azimuth_weight=1.0, pair_azimuth_weight_depth=1.0))
     pipeline.pair_azimuth_estimator = _PairJudge(-D)
     pipeline.pair_azimuth_depth_estimator = _PairJudgeWithDepth(D)
@@ -518,9 +520,69 @@ def test_depth_in_every_view_aligns_on_the_measured_surfaces(captures, caplog):
     one_without = [with_field(f, depth=None) if i == 2 else f for i, f in enumerate(capture.frames)]
     for frames, depth_on, geometry in [(capture.frames, True, "measured"), (one_without, True, "predicted"),
                                        (capture.frames, False, "predicted")]:
-        recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", mesh=False, align_with_camera_motion=False,
+        recon = SparpPipeline(PipelineConfig(backend="oracle_per_view", measured_surface=False, mesh=False, align_with_camera_motion=False,
                                              align_with_depth=depth_on))(frames)
         assert recon.extra["azimuth_hypotheses"][0]["geometry"] == geometry
         errors = relative_rotation_errors([v.T_camera_object for v in recon.views], capture.gt.T_camera_object)
         assert max(errors) < 3.5, (geometry, errors)
     assert "view 2 has no depth" in caplog.text
+
+
+def test_with_depth_and_tf_the_mesh_is_the_measured_surface_and_says_so(captures, caplog):
+    """RGB-D keyframes with camera poses: relative poses are TF's exactly, the mesh is the fused
+    depth (metric by construction, flagged measured vertex by vertex) with the model's shape only
+    where nothing was measured, and it sits on the true surface. A view whose depth is all zeros
+    is left out of the fusion with a log line, not a crash."""
+    from dataclasses import replace as with_field
+    from sparp_ros.evaluation.metrics import mesh_metrics, relative_rotation_errors
+    capture = captures["Schleich_Hereford_Bull"]
+    recon = SparpPipeline(PipelineConfig(backend="oracle"))(capture.frames)
+    record = recon.extra["measured"]
+    assert record["poses"] == "tf" and record["measured_views"] == [0, 1, 2, 3]
+    assert max(relative_rotation_errors([v.T_camera_object for v in recon.views],
+                                        capture.gt.T_camera_object)) < 0.1
+    assert recon.mesh_measured is not None and len(recon.mesh_measured) == len(recon.mesh.vertices)
+    assert recon.mesh_measured.mean() > 0.5
+    assert recon.to_json()["mesh"]["measured_vertices"] == int(recon.mesh_measured.sum())
+    metrics = mesh_metrics(recon, capture)
+    assert metrics["fscore"] > 0.95 and metrics["precision@5mm"] > 0.95, metrics
+    _, diagonal = _gt_T_camera_object(capture, 0)
+    assert abs(recon.scale / diagonal - 1) < 0.05          # the fused surface's resting box
+    one_blind = [with_field(f, depth=np.zeros_like(f.depth)) if i == 1 else f
+                 for i, f in enumerate(capture.frames)]
+    blind = SparpPipeline(PipelineConfig(backend="oracle"))(one_blind)
+    assert blind.extra["measured"]["measured_views"] == [0, 2, 3] and blind.mesh is not None
+    assert all(v.ok for v in blind.views)
+
+
+def test_without_tf_the_model_poses_are_refined_by_registering_the_measured_surfaces(captures):
+    """Per-view NOCS frames turned by a wrong azimuth (as the model gets them wrong): the
+    registration of the measured surfaces pulls them back, and the record says which views it
+    registered; with ``measured_surface`` off the error stays."""
+    from sparp_ros.evaluation.metrics import relative_rotation_errors
+    capture = captures["Schleich_Hereford_Bull"]
+    config = dict(backend="oracle_per_view", mesh=False, align_with_camera_motion=False)
+
+    def run(**extra):
+        pipeline = SparpPipeline(PipelineConfig(**config, **extra))
+        pipeline.pair_azimuth_estimator = None
+        original = pipeline._align
+
+        def off_by_12(cells, preds, pnp, frames):            # the search's azimuths, 12° off
+            from sparp_ros.conventions import rot_z
+            rotations, hypotheses = original(cells, preds, pnp, frames)
+            turned = [R @ rot_z(np.radians(12.0 * (k % 2))) for k, R in enumerate(rotations)]
+            for h in hypotheses:
+                h["azimuths_deg"] = {k: a + 12.0 * (int(k) % 2) for k, a in h["azimuths_deg"].items()}
+            return turned, hypotheses
+        pipeline._align = off_by_12
+        recon = pipeline(capture.frames)
+        return recon, relative_rotation_errors([v.T_camera_object for v in recon.views],
+                                               capture.gt.T_camera_object)
+
+    _, model_only = run(measured_surface=False)
+    assert np.median(model_only) > 8.0
+    recon, registered = run()
+    assert recon.extra["measured"]["poses"] == "registration"
+    assert sum(recon.extra["measured"]["registration"]["registered"]) >= 3
+    assert np.median(registered) < 5.0, registered      # 3.5° measured: ICP slides partial surfaces a little

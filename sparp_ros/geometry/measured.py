@@ -1,0 +1,179 @@
+"""Poses and surface from the depth the camera measured (DESIGN §2's table, the RGB-D rows).
+
+The pipeline's model stages give every view a pose (PnP on its NOCS, aligned by the azimuth
+search or by TF) and a predicted shape; this stage takes over wherever views have depth:
+
+* **RGB-D without TF**: the model's poses (one set per azimuth hypothesis) only start the
+  registration of the measured surfaces (``registration.register_views``); the hypothesis whose
+  registered surfaces agree best wins (not simply the search's first).
+* **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
+  the world, the mean of the views' estimates. ``register_with_tf`` refines them by the same
+  registration (hand-eye calibration error) and reports the correction.
+* **Surface**: TSDF fusion of the measured depth at those poses, completed by the model's shape
+  where nothing was measured (``fusion``); every vertex says which it is.
+* **Frame and size**: the object frame's origin moves to the centre of the surface's resting box
+  (the smallest box about the up axis), and its diagonal is the object's size: metric by
+  construction, no scale estimate needed. Orientation (z up, heading) stays the model's / TF's.
+
+ROS-free, numpy + open3d; the pipeline hands it full-resolution frames and metric poses.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..camera import PinholeCamera
+from ..conventions import invert_rigid, rotation_angle_deg, transform_points
+from .fusion import (DepthView, FusionError, SurfaceMesh, complete_surface, fuse_views,
+                     measured_points, resting_box, usable_depth, voxel_size_for)
+from .registration import RegistrationParams, RegistrationView, register_views
+
+log = logging.getLogger("sparp_ros.measured")
+
+MIN_DEPTH_POINTS = 200
+"""A view needs this many usable depth pixels on its object to count as measured."""
+COVERED_DISTANCE = 0.04
+"""Completion: predicted surface within this fraction of the object's size of the measured one is
+dropped (the measurement covers it; the model's shape is coarser than this)."""
+FREE_SPACE_TOLERANCE = 0.02
+"""Completion: a predicted point more than this fraction of the object's size in front of a
+view's measured surface lies where that view saw empty space."""
+REGISTRATION_VOXELS = 3.0
+"""Registration downsamples the measured points to this many fusion voxels (speed; ICP's accuracy
+comes from the fine gate, not the point density)."""
+
+
+@dataclass
+class MeasuredFrame:
+    """One keyframe as this stage needs it (full resolution, undistorted)."""
+
+    image: np.ndarray                      # HxWx3 uint8
+    camera: PinholeCamera
+    depth: np.ndarray | None               # HxW metres, 0 = unknown
+    mask: np.ndarray | None                # HxW bool
+    T_world_camera: np.ndarray | None = None
+
+
+@dataclass
+class MeasuredResult:
+    """Poses (object frame → camera, metres, re-centred), the surface in that frame, its size."""
+
+    T_camera_object: list[np.ndarray | None]
+    mesh: SurfaceMesh | None
+    diagonal: float
+    record: dict = field(default_factory=dict)
+
+
+def measured_views(frames: Sequence[MeasuredFrame]) -> list[bool]:
+    """Which frames have enough usable depth on their object to be measured."""
+    return [f.depth is not None and f.mask is not None
+            and int(usable_depth(f.depth, f.mask).sum()) >= MIN_DEPTH_POINTS for f in frames]
+
+
+def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
+                  frames: Sequence[MeasuredFrame]) -> list[np.ndarray | None]:
+    """With every posed view's camera pose known (TF): one object pose in the world — the
+    orientation of the reference view's estimate (the pipeline has made them agree), the position
+    the mean of the views' estimates in the world — seen from each camera. Relative poses are then
+    exactly TF's."""
+    posed = [k for k, T in enumerate(T_camera_object) if T is not None]
+    T_world = [frames[k].T_world_camera @ np.asarray(T_camera_object[k], float) for k in posed]
+    T_world_object = np.eye(4)
+    T_world_object[:3, :3] = T_world[0][:3, :3]
+    T_world_object[:3, 3] = np.mean([T[:3, 3] for T in T_world], axis=0)
+    out: list[np.ndarray | None] = [None] * len(frames)
+    for k in posed:
+        out[k] = invert_rigid(frames[k].T_world_camera) @ T_world_object
+    return out
+
+
+def registration_views(frames: Sequence[MeasuredFrame], measured: Sequence[bool]
+                       ) -> list[RegistrationView | None]:
+    """Each measured frame's usable depth points (camera frame) with its depth, mask and camera."""
+    out: list[RegistrationView | None] = []
+    for f, ok in zip(frames, measured):
+        if not ok:
+            out.append(None)
+            continue
+        points, _ = measured_points(DepthView(f.image, f.depth, f.mask, f.camera, np.eye(4)))
+        out.append(RegistrationView(points, f.depth, f.mask, f.camera))
+    return out
+
+
+def measure(frames: Sequence[MeasuredFrame], hypotheses: Sequence[Sequence[np.ndarray | None]],
+            size_estimate: float, reference: int, use_tf: bool, register: bool = True,
+            predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            predicted_pose: np.ndarray | None = None) -> MeasuredResult:
+    """The RGB-D stage (module docstring).
+
+    ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
+    ``size_estimate``: the object's diagonal as the model and the depth scale see it (sets the
+    registration gates and the fusion voxel); ``use_tf``: relative poses from the frames'
+    ``T_world_camera``; ``register``: refine by registration (without TF always worth it; with
+    TF it absorbs hand-eye error); ``predicted``: the model's shape (vertices in metres, faces,
+    colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
+    first hypothesis' reference pose); it is moved into the registered object frame.
+    Raises :class:`FusionError` when nothing could be fused."""
+    record: dict = {}
+    measured = measured_views(frames)
+    record["measured_views"] = [int(k) for k, m in enumerate(measured) if m]
+    voxel = voxel_size_for(size_estimate)
+    poses = [None if T is None else np.asarray(T, float) for T in hypotheses[0]]
+    if use_tf:
+        poses = poses_from_tf(poses, frames)
+        record["poses"] = "tf"
+    registered = [True] * len(frames)
+    if register:
+        params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate)
+        views = registration_views(frames, measured)
+        result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
+        record["registration"] = result.to_dict()
+        corrections = {}
+        for k, (T0, T1) in enumerate(zip(poses, result.T_camera_object)):
+            if T0 is not None and T1 is not None and result.registered[k] and k != reference:
+                rel0 = T0 @ invert_rigid(poses[reference])
+                rel1 = T1 @ invert_rigid(result.T_camera_object[reference])
+                corrections[str(k)] = {"rotation_deg": rotation_angle_deg(rel1[:3, :3] @ rel0[:3, :3].T),
+                                       "translation_m": float(np.linalg.norm(rel1[:3, 3] - rel0[:3, 3]))}
+        record["registration"]["corrections"] = corrections
+        if use_tf:
+            record["poses"] = "tf+registration"
+            if sum(result.registered) > 1:
+                poses = result.T_camera_object
+        else:
+            poses = result.T_camera_object
+            registered = result.registered
+            record["poses"] = "registration" if sum(registered) > 1 else "model"
+        unregistered = [k for k, (m, r) in enumerate(zip(measured, result.registered)) if m and not r]
+        if unregistered and not use_tf:
+            log.info("registration: views %s overlap no registered view (%s); they keep the model's "
+                     "pose and their depth is not fused", unregistered, result.message)
+    elif not use_tf:
+        record["poses"] = "model"
+    # a view whose pose the surfaces could not confirm would smear a misplaced copy of its
+    # surface into the fusion: only registered views (or TF's) are fused
+    depth_views = [DepthView(f.image, f.depth, f.mask, f.camera, T)
+                   for f, T, m, r in zip(frames, poses, measured, registered) if m and r and T is not None]
+    surface = fuse_views(depth_views, voxel)
+    record["fusion"] = {"voxel_m": voxel, "views": len(depth_views),
+                        "measured_vertices": int(len(surface.vertices))}
+    if predicted is not None:
+        V, F, C = predicted
+        seen_at = hypotheses[0][reference] if predicted_pose is None else predicted_pose
+        V = transform_points(invert_rigid(poses[reference]) @ np.asarray(seen_at, float), V)
+        surface = complete_surface(surface, V, F, C, depth_views, COVERED_DISTANCE * size_estimate,
+                                   FREE_SPACE_TOLERANCE * size_estimate)
+    record["fusion"]["inferred_vertices"] = int((~surface.measured).sum())
+    centre, extent = resting_box(surface.vertices)
+    shift = np.eye(4)
+    shift[:3, 3] = centre                                     # new object frame -> old one
+    surface = SurfaceMesh(surface.vertices - centre, surface.faces, surface.colors, surface.measured)
+    poses = [None if T is None else T @ shift for T in poses]
+    return MeasuredResult(poses, surface, float(np.linalg.norm(extent)), record)
+
+
+__all__ = ["MeasuredFrame", "MeasuredResult", "measure", "measured_views",
+           "poses_from_tf", "registration_views"]

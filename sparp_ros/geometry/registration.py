@@ -1,0 +1,344 @@
+"""Relative poses between RGB-D views from their measured surfaces: robust ICP between every pair
+that overlaps, made consistent by a pose graph (open3d's registration pipelines).
+
+Why: with depth in every view, the surfaces themselves say how the views fit together, to a
+fraction of a degree where they overlap; the model's poses (NOCS + azimuth search, ~15° median)
+only have to bring ICP into its basin. Each view's pose starts from the model's, every pair with
+enough overlap is registered by point-to-plane ICP with a robust (Tukey) loss, coarse to fine,
+from a few starts turned about the object's up axis (the azimuth is what the model gets wrong
+most), and open3d's ``global_optimization`` makes the pairwise results one set of poses
+(Levenberg–Marquardt, edges that disagree pruned). A view that no trusted pair connects to the
+reference keeps the model's pose and is reported unregistered, never forced.
+
+ROS-free; numpy + open3d. Poses are ``T_camera_object`` (object frame -> camera), metres.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..camera import PinholeCamera
+from ..conventions import invert_rigid, rot_z
+
+MIN_POINTS = 50
+"""A view with fewer usable depth points is not registered."""
+VIOLATION_WEIGHT = 3.0
+"""How much a share of points in seen-empty space costs against the same share of overlap."""
+MOVE_MARGIN = 0.08
+"""ICP's result must agree better than its start by this (fitness minus violations) to replace it:
+on partial surfaces ICP gains a few points of overlap by sliding even from the true pose (a
+rendered pair from exact poses slid 4° for +0.05 of overlap), while from a pose the model got
+wrong by 10° or more it gains far more."""
+HYPOTHESIS_TIE_BREAK = 0.02
+"""A pair's later hypotheses must agree better by this (fitness minus violations) to win."""
+
+
+@dataclass(frozen=True)
+class RegistrationParams:
+    """Registration settings, in units of the fusion voxel or the object's size (why: one set of
+    numbers for a cup and a chair)."""
+
+    voxel: float                          # metres, the downsampling voxel
+    object_size: float                    # metres, the object's diagonal (its scale)
+    coarse_distance: float = 0.08         # ICP correspondence gate, coarse pass, × object size
+    fine_distance: float = 0.02           # ... fine pass
+    iterations: int = 30                  # per pass
+    min_fitness: float = 0.3              # a pair with less overlap (of the smaller cloud) is untrusted
+    max_rmse: float = 0.015               # ... or with a larger inlier RMSE, × object size
+    azimuth_starts_deg: tuple[float, ...] = (0.0, -20.0, 20.0)  # ICP starts about the up axis
+    max_correction_deg: float = 45.0      # a pair moved further than this from its start is untrusted
+    free_space_tolerance: float = 0.02    # × object size: a point this far in front of the other
+                                          # view's measured surface is one that view saw through
+    max_violation: float = 0.1            # a pair whose points violate the other view's free space
+                                          # (or silhouette) more often than this is untrusted
+    edge_prune_threshold: float = 0.25    # pose graph: line-process weight below which edges drop
+
+    def __post_init__(self) -> None:
+        for name in ("voxel", "object_size", "coarse_distance", "fine_distance", "max_rmse"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"RegistrationParams.{name} must be positive, got {value}")
+        if not 0 <= self.min_fitness <= 1:
+            raise ValueError(f"RegistrationParams.min_fitness must be in [0, 1], got {self.min_fitness}")
+        if self.iterations < 1:
+            raise ValueError(f"RegistrationParams.iterations must be >= 1, got {self.iterations}")
+
+
+@dataclass
+class PairResult:
+    """ICP between views ``i`` (target) and ``j`` (source): ``T_ci_cj`` maps j's points into i."""
+
+    i: int
+    j: int
+    T_ci_cj: np.ndarray
+    fitness: float
+    rmse: float
+    violation: float
+    trusted: bool
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"views": [self.i, self.j], "fitness": self.fitness, "rmse_m": self.rmse,
+                "violation": self.violation, "trusted": self.trusted, "message": self.message}
+
+
+@dataclass
+class Registration:
+    """Registered poses (``None`` entries keep the caller's), which views were registered, the
+    pairs behind them and one score (mean fitness of the trusted pairs at the final poses,
+    minus their RMSE relative to the gate: higher is better)."""
+
+    T_camera_object: list[np.ndarray | None]
+    registered: list[bool]
+    pairs: list[PairResult] = field(default_factory=list)
+    score: float = -np.inf
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"registered": self.registered, "score": self.score, "message": self.message,
+                "pairs": [p.to_dict() for p in self.pairs]}
+
+
+@dataclass
+class RegistrationView:
+    """What registration needs of one view: its usable depth as camera-frame points (metres), and
+    the depth image, mask and camera that say where the view saw empty space."""
+
+    points: np.ndarray             # Nx3 camera frame
+    depth: np.ndarray              # HxW metres, 0 = unknown
+    mask: np.ndarray               # HxW bool
+    camera: PinholeCamera
+
+
+def _cloud(points: np.ndarray, voxel: float):
+    import open3d as o3d
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    pcd = pcd.voxel_down_sample(voxel)
+    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
+    pcd.orient_normals_towards_camera_location(np.zeros(3))     # camera frame: the camera at 0
+    return pcd
+
+
+def _icp(source, target, init: np.ndarray, distance: float, iterations: int):
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    loss = reg.TukeyLoss(k=distance)
+    return reg.registration_icp(
+        source, target, distance, init, reg.TransformationEstimationPointToPlane(loss),
+        reg.ICPConvergenceCriteria(max_iteration=iterations))
+
+
+def _turn_about_up(T_ci_cj: np.ndarray, T_ci_o: np.ndarray, angle_deg: float) -> np.ndarray:
+    """``T_ci_cj`` with view j turned by ``angle_deg`` about the object's up axis (through the
+    object's origin): the start ICP gets when the model's azimuth between the views is off."""
+    if angle_deg == 0.0:
+        return T_ci_cj
+    turn = np.eye(4)
+    turn[:3, :3] = rot_z(np.radians(angle_deg))
+    return T_ci_o @ turn @ invert_rigid(T_ci_o) @ T_ci_cj
+
+
+def violation_rate(points_in_i: np.ndarray, view_i: RegistrationView, tolerance: float,
+                   silhouette_margin_px: int = 2) -> float:
+    """Share of points (view i's camera frame) that view i would have seen where it saw nothing:
+    in its image but outside its silhouette (dilated by the margin), or more than ``tolerance`` in
+    front of its measured surface. Points behind its surface (occluded) or outside its image are
+    free. 0 when no point falls in the image. Why: a partial surface slides along another with a
+    good ICP fitness; it cannot slide into space the other camera saw through."""
+    import cv2
+
+    z = points_in_i[:, 2]
+    front = z > 1e-6
+    if not front.any():
+        return 0.0
+    uv = view_i.camera.project(points_in_i[front])
+    u, v = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
+    H, W = view_i.depth.shape
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    if not inside.any():
+        return 0.0
+    kernel = np.ones((2 * silhouette_margin_px + 1,) * 2, np.uint8)
+    silhouette = cv2.dilate(view_i.mask.astype(np.uint8), kernel) > 0
+    u, v, zf = u[inside], v[inside], z[front][inside]
+    d = view_i.depth[v, u]
+    bad = ~silhouette[v, u] | ((d > 0) & (zf < d - tolerance))
+    return float(bad.mean())
+
+
+def _pair_violation(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float, seed: int = 0) -> float:
+    """Free-space violations both ways (j's points in i, i's in j), the larger."""
+    rates = []
+    for a, b, T in ((i, j, T_ci_cj), (j, i, invert_rigid(T_ci_cj))):
+        P = views[b].points
+        if len(P) > 3000:
+            P = P[np.random.default_rng(seed).choice(len(P), 3000, replace=False)]
+        rates.append(violation_rate(P @ T[:3, :3].T + T[:3, 3], views[a], tolerance))
+    return max(rates)
+
+
+def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
+                  T_ci_o: np.ndarray, params: RegistrationParams) -> PairResult:
+    """ICP of view j's cloud onto view i's from each start ``T_ci_cj`` (the model's hypotheses,
+    best first) and turns of it about the up axis (``azimuth_starts_deg``); the result that agrees
+    best (fitness minus free-space violations, a hair less for later hypotheses so that the
+    model's first choice wins a tie, e.g. on a symmetric object) wins."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    coarse = params.coarse_distance * params.object_size
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    best = None
+    for rank, start in enumerate(starts):
+        for angle in params.azimuth_starts_deg:
+            init = _turn_about_up(start, T_ci_o, angle)
+            # candidates: the start itself, fine ICP from it, coarse-then-fine ICP from it. ICP
+            # slides partial surfaces towards more overlap; the free-space test says when that
+            # slide went through space a camera saw empty, and the start (or the finer,
+            # shorter slide) is kept instead
+            fine_only = _icp(clouds[j], clouds[i], init, fine, params.iterations)
+            coarse_fine = _icp(clouds[j], clouds[i], _icp(clouds[j], clouds[i], init, coarse,
+                                                          params.iterations).transformation,
+                               fine, params.iterations)
+            for moved, T in ((False, init), (True, fine_only.transformation),
+                             (True, coarse_fine.transformation)):
+                T = np.array(T, dtype=np.float64)
+                # overlap judged from both sides (fitness is the share of the source's points with
+                # a partner): the larger share, so a small view wholly inside a large one overlaps
+                there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
+                back = reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T))
+                fitness = float(max(there.fitness, back.fitness))
+                violation = _pair_violation(views, i, j, T, tolerance)
+                key = (fitness - VIOLATION_WEIGHT * violation - HYPOTHESIS_TIE_BREAK * rank
+                       - (MOVE_MARGIN if moved else 0.0))
+                if best is None or key > best[0]:
+                    best = (key, T, fitness, float(there.inlier_rmse), violation, start)
+    _, T, fitness, rmse, violation, start = best
+    correction = np.degrees(np.arccos(np.clip((np.trace(T[:3, :3] @ start[:3, :3].T) - 1) / 2, -1, 1)))
+    trusted, message = True, ""
+    if fitness < params.min_fitness:
+        trusted, message = False, f"overlap {fitness:.2f} < {params.min_fitness:.2f}"
+    elif violation > params.max_violation:
+        trusted, message = False, f"{violation:.0%} of the points in the other view's free space"
+    elif rmse > params.max_rmse * params.object_size:
+        trusted, message = False, f"rmse {rmse * 1000:.1f} mm too large"
+    elif correction > params.max_correction_deg:
+        trusted, message = False, f"moved {correction:.0f}° from the model's pose"
+    return PairResult(i, j, T, fitness, rmse, violation, trusted, message)
+
+
+def _distinct_starts(starts: Sequence[np.ndarray], min_angle_deg: float = 5.0) -> list[np.ndarray]:
+    """The starts, in order, without those within ``min_angle_deg`` of an earlier one."""
+    out: list[np.ndarray] = []
+    for T in starts:
+        if all(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3] @ U[:3, :3].T) - 1) / 2, -1, 1)))
+               >= min_angle_deg for U in out):
+            out.append(T)
+    return out
+
+
+def register_views(views: Sequence[RegistrationView | None],
+                   hypotheses: Sequence[Sequence[np.ndarray | None]],
+                   params: RegistrationParams, reference: int = 0) -> Registration:
+    """Register the views' measured surfaces (``None`` or too few points: not registered) from
+    the model's poses ``T_camera_object``, one set per azimuth hypothesis, best first (or a single
+    set). Every pair starts ICP from each hypothesis' relative pose; the trusted pairs are chained
+    from the reference view (best first) into start poses and made consistent by a pose graph.
+    The reference view keeps its pose (it fixes the object frame); a view that no trusted pair
+    connects to it keeps the first hypothesis' pose (``registered`` False)."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+
+    if len(hypotheses) and (len(hypotheses[0]) == 0 or not isinstance(hypotheses[0], (list, tuple))):
+        hypotheses = [hypotheses]                       # a single set of poses
+    first = hypotheses[0]
+    n = len(views)
+    if any(len(h) != n for h in hypotheses):
+        raise ValueError(f"{n} views but pose sets of {[len(h) for h in hypotheses]}")
+    usable = [k for k in range(n) if views[k] is not None and first[k] is not None
+              and len(views[k].points) >= MIN_POINTS]
+    registered = [k == reference for k in range(n)]
+    out_poses: list[np.ndarray | None] = [None if T is None else np.asarray(T, float).copy()
+                                          for T in first]
+    if reference not in usable or len(usable) < 2:
+        return Registration(out_poses, registered, message="fewer than two views with depth")
+    clouds = {k: _cloud(views[k].points, params.voxel) for k in usable}
+    pairs = []
+    for a, i in enumerate(usable):
+        for j in usable[a + 1:]:
+            starts = _distinct_starts([np.asarray(h[i], float) @ invert_rigid(np.asarray(h[j], float))
+                                       for h in hypotheses if h[i] is not None and h[j] is not None])
+            pairs.append(register_pair(views, clouds, i, j, starts, np.asarray(first[i], float), params))
+    trusted = [p for p in pairs if p.trusted]
+    chained = _chain(reference, np.asarray(first[reference], float), trusted)
+    if len(chained) < 2:
+        return Registration(out_poses, registered, pairs,
+                            message="no view overlaps the reference enough")
+    # pose graph over the chained views: node pose = T_object_camera, edge j -> i = T_ci_cj
+    order = [k for k in usable if k in chained]
+    index = {k: a for a, k in enumerate(order)}
+    graph = reg.PoseGraph()
+    for k in order:
+        graph.nodes.append(reg.PoseGraphNode(invert_rigid(chained[k])))
+    fine = params.fine_distance * params.object_size
+    for p in trusted:
+        if p.i in index and p.j in index:
+            info = reg.get_information_matrix_from_point_clouds(clouds[p.j], clouds[p.i], fine, p.T_ci_cj)
+            graph.edges.append(reg.PoseGraphEdge(index[p.j], index[p.i], p.T_ci_cj, info,
+                                                 uncertain=True))
+    option = reg.GlobalOptimizationOption(max_correspondence_distance=fine,
+                                          edge_prune_threshold=params.edge_prune_threshold,
+                                          reference_node=index[reference])
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        reg.global_optimization(graph, reg.GlobalOptimizationLevenbergMarquardt(),
+                                reg.GlobalOptimizationConvergenceCriteria(), option)
+    T_o_ref = np.asarray(graph.nodes[index[reference]].pose)
+    anchor = np.asarray(first[reference], float) @ T_o_ref     # keeps the reference fixed
+    for k in order:
+        out_poses[k] = anchor @ invert_rigid(np.asarray(graph.nodes[index[k]].pose))
+        registered[k] = True
+    missing = [k for k in usable if k not in chained]
+    message = "" if not missing else f"views {missing} overlap no registered view enough"
+    return Registration(out_poses, registered, pairs, _score(views, clouds, order, out_poses, params),
+                        message)
+
+
+def _chain(reference: int, T_ref: np.ndarray, pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
+    """Start poses ``T_camera_object`` of the views a chain of trusted pairs links to the
+    reference, each from the best-agreeing pair that reaches it first (a spanning tree grown
+    from the reference, best pairs first)."""
+    poses = {reference: T_ref}
+    ranked = sorted(pairs, key=lambda p: p.violation - p.fitness)
+    grew = True
+    while grew:
+        grew = False
+        for p in ranked:
+            if p.i in poses and p.j not in poses:
+                poses[p.j] = invert_rigid(p.T_ci_cj) @ poses[p.i]     # T_cj_o = T_cj_ci T_ci_o
+                grew = True
+            elif p.j in poses and p.i not in poses:
+                poses[p.i] = p.T_ci_cj @ poses[p.j]
+                grew = True
+    return poses
+
+
+def _score(views, clouds, order: list[int], poses: list[np.ndarray | None],
+           params: RegistrationParams) -> float:
+    """Mean over the registered views' pairs of fitness minus free-space violations at the given
+    poses: how well the views' surfaces agree (higher is better)."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    values = []
+    for a, i in enumerate(order):
+        for j in order[a + 1:]:
+            T = poses[i] @ invert_rigid(poses[j])
+            r = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
+            values.append(r.fitness - _pair_violation(views, i, j, T, tolerance))
+    return float(np.mean(values)) if values else -np.inf
+
+
+__all__ = ["PairResult", "Registration", "RegistrationParams", "RegistrationView", "register_pair",
+           "register_views", "violation_rate"]

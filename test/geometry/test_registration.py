@@ -1,0 +1,83 @@
+"""Registration of measured surfaces (geometry.registration) on rendered RGB-D views of a shared
+object: a perturbed pose is recovered, a pair that does not overlap is not forced."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from sparp_ros.conventions import invert_rigid, rotation_angle_deg
+from sparp_ros.geometry.measured import MeasuredFrame, measured_views, registration_views
+from sparp_ros.geometry.registration import RegistrationParams, register_views, violation_rate
+
+
+def _views_and_truth(objects_dir, azimuths, elevations, seed=2):
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=len(azimuths),
+                             seed=seed, azimuths_deg=azimuths, elevations_deg=elevations)
+    frames = [MeasuredFrame(f.image, f.camera, f.depth, f.mask) for f in capture.frames]
+    diagonal = capture.gt.extra["canonical"]["diagonal"]
+    return registration_views(frames, measured_views(frames)), capture.gt.T_camera_object, diagonal
+
+
+def _perturbed(T: np.ndarray, degrees: float, metres: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=3)
+    delta = np.eye(4)
+    delta[:3, :3] = Rotation.from_rotvec(np.radians(degrees) * axis / np.linalg.norm(axis)).as_matrix()
+    shift = rng.normal(size=3)
+    delta[:3, 3] = metres * shift / np.linalg.norm(shift)
+    return T @ delta
+
+
+def _relative_error_deg(T_a, T_b, gt_a, gt_b) -> float:
+    est, true = T_a @ invert_rigid(T_b), gt_a @ invert_rigid(gt_b)
+    return rotation_angle_deg(est[:3, :3] @ true[:3, :3].T)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_perturbed_relative_pose_is_recovered_within_a_degree(objects_dir, seed):
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    start = [gt[0], _perturbed(gt[1], 10.0, 0.02, seed)]
+    assert _relative_error_deg(*start, *gt) > 9.0
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    result = register_views(views, start, params, reference=0)
+    assert result.registered == [True, True]
+    assert np.allclose(result.T_camera_object[0], gt[0], atol=1e-9)     # the reference stays put
+    assert _relative_error_deg(*result.T_camera_object, *gt) < 1.0
+    assert result.pairs[0].trusted and result.pairs[0].violation < 0.05
+
+
+def test_views_that_do_not_overlap_are_reported_unregistered_not_forced(objects_dir):
+    """Front and back of the bull (180° apart, level cameras) share no surface: the pair is not
+    trusted, the second view keeps the pose it came with, and the result says why."""
+    views, gt, diagonal = _views_and_truth(objects_dir, [90.0, 270.0], [0.0, 0.0])
+    start = [gt[0], _perturbed(gt[1], 8.0, 0.01, 3)]
+    result = register_views(views, start, RegistrationParams(voxel=0.003, object_size=diagonal))
+    assert result.registered == [True, False]
+    assert np.array_equal(result.T_camera_object[1], start[1])
+    assert not result.pairs[0].trusted and result.pairs[0].message
+    assert "overlap" in result.message
+
+
+def test_a_view_without_depth_is_left_out(objects_dir):
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    result = register_views([views[0], None], [gt[0], gt[1]],
+                            RegistrationParams(voxel=0.003, object_size=diagonal))
+    assert result.registered == [True, False] and "fewer than two views" in result.message
+
+
+def test_points_in_space_a_camera_saw_empty_are_violations(objects_dir):
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    T = gt[0] @ invert_rigid(gt[1])
+    points = views[1].points @ T[:3, :3].T + T[:3, 3]
+    assert violation_rate(points, views[0], 0.02 * diagonal) < 0.05
+    pulled = points - np.array([0.0, 0.0, 0.1 * diagonal])    # 10 % of its size towards camera 0
+    assert violation_rate(pulled, views[0], 0.02 * diagonal) > 0.5
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="voxel"):
+        RegistrationParams(voxel=0.0, object_size=0.2)
+    with pytest.raises(ValueError, match="min_fitness"):
+        RegistrationParams(voxel=0.002, object_size=0.2, min_fitness=1.5)
