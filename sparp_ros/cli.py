@@ -189,10 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("captures", nargs="+")
     e.add_argument("--out", required=True)
     e.add_argument("--backend", action="append",
-                   choices=list(BACKENDS) + [b + s for s in METHOD_SUFFIXES for b in BACKENDS],
+                   choices=list(BACKENDS) + [b + s for s in METHOD_SUFFIXES for b in BACKENDS]
+                   + ["limit"],
                    help="repeatable; BACKEND+tf aligns the views by the captures' camera poses "
                         "(as on a robot with TF) instead of from the images (and depth, where "
-                        "captured); BACKEND+images aligns them from the images alone")
+                        "captured); BACKEND+images works from the images alone (no registration, "
+                        "no fused depth); limit: the captures' depth fused with the true poses "
+                        "(the measurement limit)")
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
     _model_arguments(e)

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..capture import Capture, load_capture
+from .limit import LIMIT_METHOD, measurement_limit
 from ..conventions import CAMERA_MOTION_SUFFIX, IMAGES_ONLY_SUFFIX, METHOD_SUFFIXES
 from .metrics import (mesh_metrics, mesh_summary_keys, relative_rotation_errors,
                       relative_translation_angle_errors, relative_translation_errors, scale_error,
@@ -96,6 +97,7 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
     if suffix == IMAGES_ONLY_SUFFIX:
         options["align_with_depth"] = False
         options["depth_networks"] = False
+        options["measured_surface"] = False
     return name, options
 
 
@@ -108,11 +110,14 @@ def _run_backend(capture: Capture, backend: str, device: str,
     metric = _scale_applies(capture)
     t0 = time.perf_counter()
     try:
-        # imported here: the pipeline is optional for metric-only use and heavy to import
-        from ..pipeline import reconstruct_capture
-        name, options = method_options(backend)
-        recon = reconstruct_capture(capture, backend=name, device=device, **options,
-                                    **((model or {}) if name == "model" else {}))
+        if backend == LIMIT_METHOD:
+            recon = measurement_limit(capture)
+        else:
+            # imported here: the pipeline is optional for metric-only use and heavy to import
+            from ..pipeline import reconstruct_capture
+            name, options = method_options(backend)
+            recon = reconstruct_capture(capture, backend=name, device=device, **options,
+                                        **((model or {}) if name == "model" else {}))
     except Exception as exc:  # noqa: BLE001 -- a method failing a capture is a result, not a crash
         elapsed = time.perf_counter() - t0
         log.warning("%s failed on %s: %s", backend, capture.root, exc)

@@ -155,14 +155,15 @@ def test_camera_poses_align_views_only_for_tf_methods(tmp_path, fake_pipeline):
     assert fake_pipeline.calls == [("exact", {"align_with_camera_motion": False}),
                                    ("exact", {"align_with_camera_motion": True}),
                                    ("exact", {"align_with_camera_motion": False, "align_with_depth": False,
-                                              "depth_networks": False})]
+                                              "depth_networks": False, "measured_surface": False})]
 
 
 def test_an_unknown_method_suffix_is_named():
     from sparp_ros.evaluation.run import method_options
     assert method_options("model+images") == ("model", {"align_with_camera_motion": False,
                                                         "align_with_depth": False,
-                                                        "depth_networks": False})
+                                                        "depth_networks": False,
+                                                        "measured_surface": False})
     with pytest.raises(ValueError, match=r"model\+depth.*\+tf, \+images"):
         method_options("model+depth")
 
@@ -198,3 +199,16 @@ def test_model_options_reach_only_the_model_backend(tmp_path, fake_pipeline):
         ("model", {"align_with_camera_motion": False, "weights": "/w", "model_domain": "nocs_ref",
                    "inference_steps": 2}),
         ("oracle", {"align_with_camera_motion": False})]
+
+
+def test_the_measurement_limit_is_the_captures_depth_at_the_true_poses(objects_dir, tmp_path):
+    """``--backend limit``: exact poses, a measured-only surface on the true one; its row is
+    what the sensor allows, so every method's mesh is compared with it."""
+    from sparp_ros.render import render_capture
+    cap_dir = tmp_path / "bull"
+    render_capture(objects_dir / "Schleich_Hereford_Bull.glb", cap_dir, views=4, seed=5)
+    metrics = run_eval([cap_dir], tmp_path / "out", backends=["limit"], baseline=None, command="test")
+    limit = metrics["limit"]
+    assert limit["failures"] == 0 and limit["median_rotation_error_deg"] < 1e-3
+    assert limit["fscore"] > 0.95 and limit["precision@5mm"] > 0.98
+    assert limit["measured_fraction"] == 1.0 and limit["precision@5mm_inferred"] is None
