@@ -48,6 +48,26 @@ def ground_truth_T_camera_object(capture, view: int, reference: int) -> np.ndarr
     return capture.gt.T_camera_object[view] @ frame.T_mesh_object
 
 
+def posed_mesh_fscore(recon, capture, reference: int, threshold_m: float = 0.005) -> dict | None:
+    """F-score (with precision and recall) at ``threshold_m`` of the node's mesh, placed by its
+    pose of the reference keyframe, against the true mesh in that camera: what a planner gets.
+    None without a mesh or ground truth mesh."""
+    from .conventions import transform_points
+    from .evaluation.metrics import chamfer_fscore, load_mesh, sample_points
+
+    if recon is None or recon.mesh is None or capture.mesh_path() is None:
+        return None
+    ref = recon.reference_view
+    if ref < 0:
+        return None
+    est = transform_points(recon.views[ref].T_camera_object, sample_points(recon.mesh, 50000, 1))
+    true = transform_points(capture.gt.T_camera_object[reference],
+                            sample_points(load_mesh(str(capture.mesh_path())), 50000, 0))
+    _, fscore, precision, recall = chamfer_fscore(est, true, threshold_m)
+    measured = 0.0 if recon.mesh_measured is None else float(np.mean(recon.mesh_measured))
+    return {"fscore": fscore, "precision": precision, "recall": recall, "measured": measured}
+
+
 def _wait(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -135,6 +155,11 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
         distance = float(np.linalg.norm(T_gt[:3, 3]))
         print(f"error against ground truth: rotation {rot_err:.2f} deg, translation "
               f"{1000 * t_err:.1f} mm ({100 * t_err / distance:.2f} % of the distance)")
+        fscore = posed_mesh_fscore(node.last_reconstruction, capture, reference)
+        if fscore is not None:
+            print(f"posed mesh against the true surface (view {reference}'s camera): F-score@5mm "
+                  f"{fscore['fscore']:.3f} (precision {fscore['precision']:.3f}, recall "
+                  f"{fscore['recall']:.3f}); {fscore['measured']:.0%} of the mesh measured")
         print(f"node: {response.message}")
 
         paths = _write(node.last_reconstruction, out_dir)
