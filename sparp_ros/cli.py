@@ -54,7 +54,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     except (CaptureError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    paths = write_outputs(recon, args.out)
+    paths = write_outputs(recon, args.out, frames=capture.frames)
     ref = recon.reference_view
     t = recon.views[ref].T_camera_object[:3, 3]
     print(f"backend={recon.backend} views ok={sum(v.ok for v in recon.views)}/{len(recon.views)} "
