@@ -99,7 +99,10 @@ def registration_views(frames: Sequence[MeasuredFrame], measured: Sequence[bool]
             out.append(None)
             continue
         points, _ = measured_points(DepthView(f.image, f.depth, f.mask, f.camera, np.eye(4)))
-        out.append(RegistrationView(points, f.depth, f.mask, f.camera))
+        # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
+        # the object, would make the true surface of another view look like it lies in front
+        trusted_depth = np.where(usable_depth(f.depth, f.mask), f.depth, 0.0)
+        out.append(RegistrationView(points, trusted_depth, f.mask, f.camera))
     return out
 
 

@@ -51,7 +51,7 @@ class RegistrationParams:
     max_correction_deg: float = 45.0      # a pair moved further than this from its start is untrusted
     free_space_tolerance: float = 0.02    # × object size: a point this far in front of the other
                                           # view's measured surface is one that view saw through
-    max_violation: float = 0.1            # a pair whose points violate the other view's free space
+    max_violation: float = 0.16           # a pair whose points violate the other view's free space
                                           # (or silhouette) more often than this is untrusted
     edge_prune_threshold: float = 0.25    # pose graph: line-process weight below which edges drop
 
@@ -191,7 +191,9 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     tolerance = params.free_space_tolerance * params.object_size
     best = None
     for rank, start in enumerate(starts):
-        for angle in params.azimuth_starts_deg:
+        # the turns about up only around the model's first choice: later hypotheses are already
+        # the search's other azimuths
+        for angle in params.azimuth_starts_deg if rank == 0 else (0.0,):
             init = _turn_about_up(start, T_ci_o, angle)
             # candidates: the start itself, fine ICP from it, coarse-then-fine ICP from it. ICP
             # slides partial surfaces towards more overlap; the free-space test says when that
