@@ -162,7 +162,7 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
                   f"{fscore['recall']:.3f}); {fscore['measured']:.0%} of the mesh measured")
         print(f"node: {response.message}")
 
-        paths = _write(node.last_reconstruction, out_dir)
+        paths = _write(node.last_reconstruction, out_dir, [f for f, _ in node.buffer.items()])
         print("wrote " + ", ".join(f"{k}: {p}" for k, p in paths.items()))
         print(f"\nNOTE: backend '{backend}' "
               + ("used the renderer's ground-truth NOCS (the oracle_nocs topic) in place of the "
@@ -182,9 +182,10 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
         tmp.cleanup()
 
 
-def _write(recon, out_dir: Path) -> dict[str, Path]:
+def _write(recon, out_dir: Path, frames=None) -> dict[str, Path]:
     """mesh.glb, overview.png, result.json with the CLI's writer (the same files as
-    ``sparp-ros reconstruct``)."""
+    ``sparp-ros reconstruct``); ``frames``: the keyframes the node reconstructed from, for the
+    full-resolution overview."""
     try:
         from .outputs import write_outputs
     except ImportError:
@@ -194,7 +195,7 @@ def _write(recon, out_dir: Path) -> dict[str, Path]:
             paths["mesh"] = out_dir / "mesh.glb"
             recon.mesh.export(paths["mesh"])
         return paths
-    return write_outputs(recon, out_dir)
+    return write_outputs(recon, out_dir, frames=frames)
 
 
 def main(argv: list[str] | None = None) -> int:
