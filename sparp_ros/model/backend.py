@@ -3,50 +3,23 @@
 ``oracle`` is a **test instrument**, not a model: it returns the ground-truth NOCS that the renderer
 wrote (capture ``nocs/`` folder, or the node's ``oracle_nocs`` topic), cropped exactly like the
 image. It measures the geometry (PnP, scale, mesh) in isolation from the learned model. ``model`` is
-the diffusion model of issue 3.
+the diffusion model of issue 3. The types they speak are in ``interface.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from ..camera import PinholeCamera
+from .interface import (PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView, NocsBackend,
+                        NocsPrediction)
+
+__all__ = ["BACKENDS", "BackendError", "CellView", "DEFAULT_WEIGHTS", "NocsBackend", "NocsPrediction",
+           "OracleBackend", "OraclePerViewBackend", "PAIR_AZIMUTH_DEPTH_FOLDER", "PAIR_AZIMUTH_FOLDER",
+           "PER_VIEW_FRAME", "REFERENCE_FRAME", "VIEW_ANGLES_DEPTH_FOLDER", "VIEW_ANGLES_FOLDER",
+           "make_backend"]
 
 BACKENDS = ("oracle", "oracle_per_view", "model")
-
-REFERENCE_FRAME = "reference"   # every view's NOCS in view 0's canonical frame (SpaRP tiled mode)
-PER_VIEW_FRAME = "per_view"     # each view's NOCS in its own gravity-aligned frame (per-view mode)
-
-
-class BackendError(RuntimeError):
-    """A backend cannot run (missing inputs, missing or invalid weights)."""
-
-
-@dataclass
-class CellView:
-    """One input view after segmentation, crop and resize to the model's cell."""
-
-    image: np.ndarray                 # SxSx3 uint8 RGB
-    mask: np.ndarray                  # SxS bool
-    camera: PinholeCamera             # the cell's intrinsics
-    gt_nocs: np.ndarray | None = None  # SxSx3 float32, oracle only
-
-
-@dataclass
-class NocsPrediction:
-    nocs: np.ndarray                  # SxSx3 float32 in [0, 1]
-    mask: np.ndarray                  # SxS bool, where the NOCS is valid
-    frame: str = REFERENCE_FRAME      # which canonical frame ``nocs`` is expressed in
-
-
-class NocsBackend(Protocol):
-    name: str
-
-    def predict(self, views: list[CellView]) -> list[NocsPrediction]:
-        ...
 
 
 class OracleBackend:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backend import PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView, NocsPrediction
+from .interface import PER_VIEW_FRAME, REFERENCE_FRAME, BackendError, CellView, NocsPrediction
 from .config import (COND_BACKGROUND, DOMAINS, NOCS_FOREGROUND_THRESHOLD, ModelConfig, ModelLoadError,
                      get_config)
 from .tiling import COLS, NUM_CELLS, ROWS, tile, untile
