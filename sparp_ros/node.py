@@ -56,7 +56,10 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from diagnostic_msgs.msg import DiagnosticArray
@@ -72,7 +75,8 @@ from .capture import CaptureError, Frame
 from .health import HealthMonitor, HealthSnapshot, InputTiming
 from .memory import release_freed_memory
 from .keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
-from .node_params import DEFAULTS, NODE_NAME, PARAMETERS, check_value, refusal  # noqa: F401
+from .node_params import (CONSTRAINTS, DEFAULTS, NODE_NAME, PARAMETERS, RANGES,  # noqa: F401
+                          check_value, coerce, object_frame, refusal)
 
 ORACLE_PREFIX = "oracle"
 """Backends named oracle* take the ground-truth NOCS of each frame (the ``oracle_nocs`` topic)."""
@@ -106,8 +110,9 @@ class SparpNodeCore:
     def _init_core(self) -> None:
         """Parameters (checked), state, diagnostics and the parameter callbacks: what exists in
         every lifecycle state."""
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self._coerce_overrides()
+        for name, default in DEFAULTS.items():
+            self.declare_parameter(name, default, _descriptor(name))
         self.params = {name: self.get_parameter(name).value for name in DEFAULTS}
         for name, value in self.params.items():
             if (bad := check_value(name, value)) is not None:
@@ -142,6 +147,7 @@ class SparpNodeCore:
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._diagnostics_timer = self._create_diagnostics_timer()
+        self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -606,6 +612,25 @@ class SparpNodeCore:
 
 
     # -- parameters at run time ------------------------------------------------------------------
+    def _coerce_overrides(self) -> None:
+        """Start-up values (``-p``, ``--params-file``) of float parameters given as integers
+        (``size_prior_m: 1``) become floats, which the declaration would otherwise refuse as the
+        wrong type. rclpy keeps them in ``_parameter_overrides`` and has no public setter."""
+        overrides = getattr(self, "_parameter_overrides", {})
+        for name, param in list(overrides.items()):
+            value = coerce(name, param.value)
+            if value is not param.value:
+                overrides[name] = Parameter(name, value=value)
+
+    def _coerce_parameters(self, params: list[Parameter]) -> list[Parameter]:
+        """Before rclpy checks types and ranges: an integer for a float parameter becomes a float
+        (``ros2 param set /sparp_node size_prior_m 1``)."""
+        out = []
+        for param in params:
+            value = coerce(param.name, param.value)
+            out.append(param if value is param.value else Parameter(param.name, value=value))
+        return out
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Accept or refuse a change, with the reason (``node_params.refusal``); applies nothing."""
         for param in params:
@@ -664,6 +689,22 @@ class SparpNodeCore:
         self._diagnostics_pub.publish(ros_io.health_to_diagnostics(
             health, f"{self.get_fully_qualified_name()}: object reconstruction",
             hardware_id=self.params["device"], stamp=self.get_clock().now().to_msg()))
+
+
+def _descriptor(name: str) -> ParameterDescriptor:
+    """The parameter's description, with its range (numbers) or allowed values (strings), so
+    ``ros2 param describe`` documents it and rclpy refuses values out of range."""
+    descriptor = ParameterDescriptor(description=PARAMETERS[name][1],
+                                     additional_constraints=CONSTRAINTS.get(name, ""))
+    if name in RANGES:
+        low, high = RANGES[name]
+        if isinstance(DEFAULTS[name], float):
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(low), to_value=float(high), step=0.0)]
+        else:
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high),
+                                                     step=1)]
+    return descriptor
 
 
 class SparpNode(SparpNodeCore, Node):

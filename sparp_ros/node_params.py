@@ -11,7 +11,10 @@ Three kinds, by what a change would touch:
   unconfigured (clean it up first), at the next configuration.
 
 The plain node is configured and active for its whole life, so it refuses input and model changes
-with a reason; values out of range are refused in every state (``check_value``).
+with a reason; values out of range are refused in every state (``check_value``). The numeric ones
+carry their range (``RANGES``) into the node's ParameterDescriptors, so ``ros2 param describe``
+shows it and rclpy refuses values outside it; a float parameter takes an integer (``coerce``:
+``ros2 param set /sparp_node size_prior_m 1``).
 """
 from __future__ import annotations
 
@@ -100,6 +103,34 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 MESH_MARKERS = ("triangle_list", "mesh_resource")
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
+FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) is float)
+"""Float parameters: an integer value is taken as a float (``coerce``)."""
+
+# Inclusive (low, high) of every numeric parameter: the ParameterDescriptor's FloatingPointRange or
+# IntegerRange. Upper bounds are sanity limits, not tuning advice. check_value also refuses 0 for
+# the _POSITIVE ones (a range cannot exclude its edge).
+RANGES: dict[str, tuple[float, float]] = {
+    "num_hypotheses": (1, 64),
+    "cell_size": (8, 2048),
+    "size_prior_m": (0.0, 10.0),
+    "pair_azimuth_weight": (0.0, 10.0),
+    "pair_azimuth_weight_depth": (0.0, 10.0),
+    "max_keyframes": (1, MAX_KEYFRAMES),
+    "min_image_change": (0.0, 1.0),
+    "min_sharpness": (0.0, 100.0),
+    "max_image_side": (1, 65535),
+    "sync_slop_s": (0.0, 1.0),
+    "sync_timeout_s": (0.0, 60.0),
+    "tf_timeout_s": (0.0, 10.0),
+    "diagnostics_period_s": (0.0, 3600.0),
+    "diagnostics_frame_timeout_s": (0.0, 3600.0),
+}
+# What a descriptor says about the string parameters' values (additional_constraints).
+CONSTRAINTS: dict[str, str] = {
+    "backend": "one of: model, oracle, oracle_per_view",
+    "model_domain": "one of: nocs_self, nocs_ref",
+    "mesh_marker": "one of: " + ", ".join(MESH_MARKERS),
+}
 
 MODEL = frozenset({"backend", "device", "weights", "model_domain", "num_hypotheses"})
 INPUT = frozenset({"use_depth", "use_mask", "reliable_inputs", "compressed_input", "max_image_side",
@@ -111,18 +142,33 @@ _POSITIVE = ("cell_size", "size_prior_m", "sync_timeout_s", "max_image_side", "n
 _NON_NEGATIVE = ("min_image_change", "min_sharpness", "sync_slop_s", "tf_timeout_s")
 
 
+def coerce(name: str, value: Any) -> Any:
+    """``value`` as parameter ``name`` takes it: an integer for a float parameter becomes a float
+    (YAML ``1``, ``ros2 param set ... 1``); anything else is returned as it is."""
+    return float(value) if name in FLOATS and type(value) is int else value
+
+
 def check_value(name: str, value: Any) -> str | None:
     """Why ``value`` is not a valid value of parameter ``name``; None when it is (or when the
     parameter is not ours)."""
     if name == "mesh_marker" and value not in MESH_MARKERS:
         return f"mesh_marker must be one of {MESH_MARKERS}, got {value!r}"
-    if name == "max_keyframes" and not 1 <= value <= MAX_KEYFRAMES:
-        return f"max_keyframes must be in 1..{MAX_KEYFRAMES}, got {value}"
     if name in _POSITIVE and not value > 0:
         return f"{name} must be > 0, got {value}"
     if name in _NON_NEGATIVE and not value >= 0:
         return f"{name} must be >= 0, got {value}"
+    if name in RANGES and not RANGES[name][0] <= value <= RANGES[name][1]:
+        low, high = RANGES[name]
+        return f"{name} must be in {low}..{high}, got {value}"
     return None
+
+
+def object_frame(namespace: str, object_id: str) -> str:
+    """The object's TF frame: ``object_id`` under the node's namespace, without the leading
+    slash (tf2 frame ids have none): ``('/', 'mug') -> 'mug'``, ``('/arm1', 'mug') ->
+    'arm1/mug'``, so two nodes side by side publish two frames."""
+    prefix = namespace.strip("/")
+    return f"{prefix}/{object_id}" if prefix else object_id
 
 
 def refusal(name: str, value: Any, state: str, managed: bool) -> str | None:
