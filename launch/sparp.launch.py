@@ -3,6 +3,11 @@
     ros2 launch sparp_ros sparp.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth_to_color/image_raw
     ros2 launch sparp_ros sparp.launch.py lifecycle:=true [autostart:=true] [rviz:=true]
+    ros2 launch sparp_ros sparp.launch.py namespace:=arm1 image:=/arm1/camera/image_raw ...
+
+``namespace:=arm1`` puts the node's names under /arm1 (``/arm1/sparp/object_pose``,
+``/arm1/sparp_node/reconstruct``, TF frame ``arm1/sparp_object``), so two nodes run side by side;
+the default (empty) gives ``/sparp/object_pose``, ``/sparp_node/reconstruct``, ``sparp_object``.
 
 ``lifecycle:=true`` starts the managed node (unconfigured until a lifecycle manager, or
 ``ros2 lifecycle set /sparp_node configure`` then ``activate``, drives it; ``autostart:=true``
@@ -28,10 +33,11 @@ TOPICS = (
     ("camera_info", "/camera/color/camera_info", "CameraInfo of the image"),
     ("depth", "/camera/aligned_depth_to_color/image_raw",
      "depth aligned to the image (16UC1 mm or 32FC1 m)"),
-    ("mask", "/sparp/mask", "object mask (mono8, object > 127)"),
+    ("mask", "sparp/mask", "object mask (mono8, object > 127); relative: <namespace>/sparp/mask"),
 )
 # (launch argument, default, description)
 SWITCHES = (
+    ("namespace", "", "namespace of the node's topics, services and TF frame (empty: root)"),
     ("lifecycle", "false", "run the managed (lifecycle) node, which starts unconfigured"),
     ("autostart", "false", "with lifecycle:=true, configure and activate it at start-up"),
     ("rviz", "false", "also start RViz with rviz/sparp.rviz"),
@@ -44,7 +50,8 @@ def _is_true(name: str, context) -> bool:
 
 def _sparp_node(context):
     """The plain node, or the lifecycle node (``--lifecycle [--autostart]``)."""
-    common = dict(package=PACKAGE, executable="sparp_node", name=NODE_NAME, namespace="",
+    common = dict(package=PACKAGE, executable="sparp_node", name=NODE_NAME,
+                  namespace=LaunchConfiguration("namespace"),
                   output="screen", parameters=[LaunchConfiguration("params_file")],
                   remappings=[(name, LaunchConfiguration(name)) for name, _, _ in TOPICS])
     if not _is_true("lifecycle", context):

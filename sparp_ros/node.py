@@ -16,11 +16,13 @@ counted in ``dropped`` (per part; ``frame`` for an instant that cannot be built,
 one whose parts never all arrived); a CameraInfo for a binned/decimated image (same aspect ratio)
 is scaled to the image; a distorted camera's frames are undistorted to the same K before they are
 buffered.
-Services: ``~/reconstruct`` and ``~/reset`` (std_srvs/Trigger).
-Publications on success (in the camera frame of the most recent keyframe, at its stamp):
-  ``/sparp/object_pose`` (PoseStamped), TF ``<camera> → <object_id>``, ``/sparp/mesh_marker``
-  (Marker TRIANGLE_LIST), ``/sparp/mesh`` (shape_msgs/Mesh, object frame),
-  ``/sparp/reconstruction`` (sparp_ros_msgs/ObjectReconstruction).
+Services: ``~/reconstruct`` and ``~/reset`` (std_srvs/Trigger): ``/sparp_node/reconstruct``.
+Publications on success (in the camera frame of the most recent keyframe, at its stamp; latched):
+  ``sparp/object_pose`` (PoseStamped: ``/sparp/object_pose``), ``sparp/mesh_marker`` (Marker
+  TRIANGLE_LIST), ``sparp/mesh`` (shape_msgs/Mesh, object frame), ``sparp/reconstruction``
+  (sparp_ros_msgs/ObjectReconstruction), and the TF ``<camera> → <ns>/<object_id>`` on
+  ``/tf_static`` (``tf_listener.StaticTransformSender``: RViz or a planner started later still
+  finds the object's frame; every object frame this node has published stays there).
 Always (every ``diagnostics_period_s``, in every lifecycle state): ``/diagnostics``
   (diagnostic_msgs/DiagnosticArray; levels and keys in ``health``).
 
@@ -84,16 +86,29 @@ WARN_THROTTLE_S = 5.0
 EXECUTOR_THREADS = 4
 """Subscriptions, the reconstruction, and a busy/reset answer can all run at once."""
 KEYFRAME_PARAMETERS = ("max_keyframes", "min_image_change", "min_sharpness")
+MAX_PENDING_INSTANTS = 24
+"""Capture instants held while one of their parts is still on its way. A reliable input that
+waits for a repair holds back its later messages (1-2 s measured on a loaded 2-core machine); at
+5-10 instants a second the others' parts pile up meanwhile, and an assembler that dropped them at
+8 also dropped the instants the late messages were about to complete. Bounded: ~2.4 MB each at
+640x480 RGB-D."""
+
+SHUTDOWN_GRACE_S = 20.0
+"""How long shutting down waits for a running reconstruction to answer its caller."""
+RESPONSE_SETTLE_S = 0.2
+"""After a reconstruction finished during deactivation, before its service is destroyed."""
+SPIN_PERIOD_S = 0.1
+"""The spinning thread checks this often whether to stop."""
+POSE_TOPIC, MARKER_TOPIC, MESH_TOPIC, RECONSTRUCTION_TOPIC = (
+    "sparp/object_pose", "sparp/mesh_marker", "sparp/mesh", "sparp/reconstruction")
+"""Relative: ``/sparp/object_pose`` in the root namespace, ``/arm1/sparp/object_pose`` in /arm1."""
 
 RESULT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 """Latched, so RViz or a planner that starts later still gets the last result."""
 RELIABLE_INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-"""Inputs when ``reliable_inputs``: best-effort large images (NOCS, depth) are lost now and then
-on a loaded machine, which for a player's few frames means a lost view."""
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.VOLATILE)
-"""The QoS tf2_ros's TransformBroadcaster uses on /tf."""
+"""Inputs when ``reliable_inputs`` (the default): best-effort images (640x480 RGB-D) between two
+processes here lost most of the played views (README); reliable ones are repaired."""
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 """diagnostic_updater's QoS on /diagnostics."""
 
@@ -316,9 +331,9 @@ class SparpNodeCore:
         self._subscriptions_by_part.update(tf=listener.tf_sub, tf_static=listener.tf_static_sub)
 
     def _create_outputs(self) -> None:
-        self.pose_pub = self._create_output_publisher(PoseStamped, "/sparp/object_pose", RESULT_QOS)
-        self.marker_pub = self._create_output_publisher(Marker, "/sparp/mesh_marker", RESULT_QOS)
-        self.mesh_pub = self._create_output_publisher(Mesh, "/sparp/mesh", RESULT_QOS)
+        self.pose_pub = self._create_output_publisher(PoseStamped, POSE_TOPIC, RESULT_QOS)
+        self.marker_pub = self._create_output_publisher(Marker, MARKER_TOPIC, RESULT_QOS)
+        self.mesh_pub = self._create_output_publisher(Mesh, MESH_TOPIC, RESULT_QOS)
         self.recon_pub = self._create_reconstruction_publisher()
         self.tf = self._create_tf_sender()
 
@@ -336,31 +351,33 @@ class SparpNodeCore:
             from sparp_ros_msgs.msg import ObjectReconstruction
         except ImportError:
             self.get_logger().warning("sparp_ros_msgs is not built (run scripts/build_interfaces.sh): "
-                                      "/sparp/reconstruction is not published")
+                                      f"{self.resolve_topic_name(RECONSTRUCTION_TOPIC)} is not "
+                                      "published")
             return None
-        return self._create_output_publisher(ObjectReconstruction, "/sparp/reconstruction", RESULT_QOS)
+        return self._create_output_publisher(ObjectReconstruction, RECONSTRUCTION_TOPIC, RESULT_QOS)
 
     def _create_tf_sender(self):
-        """tf2_ros's broadcaster on a ROS install; with the wheels, TFMessage on /tf directly."""
+        """The object's frame on /tf_static (latched: a listener started after the reconstruction
+        still finds it). Its parent is the published keyframe's camera (or world_frame): the
+        object rests, and with publish_in_world_frame the frame stays right while the camera
+        moves on. tf2_msgs is the real package on a ROS install, else ours."""
+        from .tf_listener import StaticTransformSender
+
         try:
-            from tf2_ros import TransformBroadcaster
-            broadcaster = TransformBroadcaster(self)
-            self._outputs.append(broadcaster.pub_tf)
-            return broadcaster.sendTransform
+            return StaticTransformSender(self._create_output_publisher).send
         except ImportError:
-            pass
-        try:
-            from tf2_msgs.msg import TFMessage
-        except ImportError:
-            self.get_logger().warning("neither tf2_ros nor tf2_msgs is importable: no TF published "
-                                      "(run scripts/build_interfaces.sh)")
+            self.get_logger().warning("tf2_msgs is not importable: no TF published (run "
+                                      "scripts/build_interfaces.sh)")
             return None
-        pub = self._create_output_publisher(TFMessage, "/tf", TF_QOS)
-        return lambda transform: pub.publish(TFMessage(transforms=[transform]))
 
     @property
     def object_id(self) -> str:
         return self.params["object_id"]
+
+    @property
+    def object_frame(self) -> str:
+        """The object's TF frame: ``object_id`` under the node's namespace (``arm1/mug``)."""
+        return object_frame(self.get_namespace(), self.object_id)
 
     # -- subscriptions: convert and push ---------------------------------------------------------
     def _make_callback(self, part: str, convert):
@@ -552,7 +569,7 @@ class SparpNodeCore:
                                                                     T_fixed_camera))
         if self.tf is not None:
             self.tf(ros_io.reconstruction_to_transform_stamped(recon, frame_id, stamp,
-                                                              self.object_id, view, T_fixed_camera))
+                                                              self.object_frame, view, T_fixed_camera))
         if recon.mesh is not None:
             written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None
             if written is not None and self.params["mesh_marker"] == "mesh_resource":
@@ -563,11 +580,11 @@ class SparpNodeCore:
             self.mesh_pub.publish(ros_io.mesh_to_shape_msg(recon.mesh))
         if self.recon_pub is not None:
             self.recon_pub.publish(ros_io.reconstruction_to_msg(
-                recon, frame_id, stamp, self.object_id, view=view,
+                recon, frame_id, stamp, self.object_frame, view=view,
                 view_frame_ids=[f.camera.frame_id for f, _ in items],
                 view_stamps=[s for _, s in items]))
-        self.get_logger().info(f"published pose, TF {frame_id} -> {self.object_id}, marker, mesh, "
-                               "reconstruction")
+        self.get_logger().info(f"published pose, TF {frame_id} -> {self.object_frame}, marker, "
+                               "mesh, reconstruction")
         return view
 
     def _output_frame(self, frame: Frame) -> tuple[str, Any]:
@@ -603,7 +620,7 @@ class SparpNodeCore:
         T = recon.views[view].T_camera_object
         q = ros_io.matrix_to_quaternion(T[:3, :3])
         ok = sum(v.ok for v in recon.views)
-        return (f"pose of {self.object_id} in {items[view][0].camera.frame_id}: "
+        return (f"pose of {self.object_frame} in {items[view][0].camera.frame_id}: "
                 f"t=[{T[0, 3]:.3f}, {T[1, 3]:.3f}, {T[2, 3]:.3f}] m, "
                 f"q(xyzw)=[{q[0]:.3f}, {q[1]:.3f}, {q[2]:.3f}, {q[3]:.3f}]; "
                 f"scale {recon.scale:.3f} m ({recon.scale_source}); "

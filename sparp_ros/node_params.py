@@ -82,7 +82,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         "from the camera motion without depth; empty = TF not used"),
     "tf_timeout_s": (0.1, "with world_frame: how long a frame waits for its camera pose on /tf "
                           "(seconds); after that it is kept without one"),
-    "object_id": ("sparp_object", "TF child frame and object_id of the result"),
+    "object_id": ("sparp_object", "the object's name: its TF child frame (prefixed by the node's "
+                                  "namespace: <ns>/<object_id>), the object_id of the result and "
+                                  "the mesh file name"),
     "mesh_output_dir": ("", "if set, write <object_id>.glb here after each reconstruction"),
     "publish_in_world_frame": (False, "publish the pose, TF and marker in world_frame (through "
                                       "the keyframe's camera pose from TF) instead of the camera "

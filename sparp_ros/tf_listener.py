@@ -1,5 +1,7 @@
 """Fill a ``tf_buffer.TransformBuffer`` from ``/tf`` and ``/tf_static`` (tf2_ros's
-``TransformListener`` for installs without tf2_ros: the PyPI wheels have none).
+``TransformListener`` for installs without tf2_ros: the PyPI wheels have none); and
+``StaticTransformSender``, the node's side of ``/tf_static`` (as rclcpp's
+``StaticTransformBroadcaster``: every frame sent is kept and all go out in one latched message).
 
 ``tf2_ros.TransformListener`` is not used even where it is importable: its buffer answers in
 messages, while the node and the pipeline want 4x4 ``T_target_source`` matrices, so one buffer
@@ -29,6 +31,10 @@ TF_LISTENER_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL,
                            history=HistoryPolicy.KEEP_LAST)
+TF_STATIC_BROADCASTER_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                       durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                       history=HistoryPolicy.KEEP_LAST)
+"""tf2_ros's StaticTransformBroadcaster: one latched message that holds every static frame."""
 WARN_THROTTLE_S = 5.0
 
 
@@ -81,3 +87,22 @@ class TransformListener:
     def destroy(self) -> None:
         self.node.destroy_subscription(self.tf_sub)
         self.node.destroy_subscription(self.tf_static_sub)
+
+
+class StaticTransformSender:
+    """Publishes transforms on ``/tf_static``: each ``send`` replaces the transform of its child
+    frame and publishes all of them in one ``TFMessage`` on a transient-local publisher, so a
+    listener that starts later still receives every frame. ``make_publisher(msg_type, topic,
+    qos)`` makes the publisher (the lifecycle node passes its lifecycle publisher). Raises
+    ImportError when no ``tf2_msgs`` is importable."""
+
+    def __init__(self, make_publisher, topic: str = TF_STATIC_TOPIC):
+        from tf2_msgs.msg import TFMessage
+
+        self._message = TFMessage
+        self.publisher = make_publisher(TFMessage, topic, TF_STATIC_BROADCASTER_QOS)
+        self.transforms: dict[str, object] = {}       # child frame -> TransformStamped
+
+    def send(self, transform) -> None:
+        self.transforms[transform.child_frame_id] = transform
+        self.publisher.publish(self._message(transforms=list(self.transforms.values())))

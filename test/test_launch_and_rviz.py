@@ -77,7 +77,17 @@ def test_launch_starts_the_plain_node_by_default(launch_module):
 def test_launch_lifecycle_true_starts_the_managed_node(launch_module, autostart, flags):
     node, _, _ = _node(launch_module, lifecycle="true", autostart=autostart)
     assert type(node).__name__ == "LifecycleNode" and node.kwargs["arguments"] == flags
-    assert node.kwargs["namespace"] == "" and node.kwargs["name"] == "sparp_node"
+    assert node.kwargs["namespace"].name == "namespace" and node.kwargs["name"] == "sparp_node"
+
+
+def test_launch_namespace_argument_moves_the_node_and_its_relative_mask(launch_module):
+    """``namespace:=arm1``: the node's relative names (and the relative default of ``mask``)
+    resolve under /arm1; by default the namespace is the root, as before."""
+    node, _, declared = _node(launch_module, namespace="arm1")
+    assert declared["namespace"] == "" and node.kwargs["namespace"].perform({"namespace": "arm1"}) == "arm1"
+    remaps = {name: target for name, target in node.kwargs["remappings"]}
+    assert declared["mask"] == "sparp/mask" and remaps["mask"].name == "mask"
+    assert declared["image"].startswith("/")          # a camera topic stays where the driver is
 
 
 def test_rviz_config_shows_image_mesh_pose_and_tf_and_is_installed():

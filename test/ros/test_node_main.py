@@ -25,7 +25,7 @@ OBJECT = "Android_Figure_Orange"
 
 
 def test_config_yaml_matches_the_declared_parameters():
-    params = yaml.safe_load(CONFIG.read_text())[NODE_NAME]["ros__parameters"]
+    params = yaml.safe_load(CONFIG.read_text())[f"/**/{NODE_NAME}"]["ros__parameters"]
     assert params == DEFAULTS
     text = CONFIG.read_text().splitlines()
     for name in DEFAULTS:      # every parameter has a comment line right above it
