@@ -141,22 +141,22 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _dataset(args: argparse.Namespace, rest: list[str]) -> int:
-    from .model.dataset import main as dataset_main
+    from .training.dataset import main as dataset_main
     return dataset_main(list(rest)) or 0
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    from .model.train import main as train_main
+    from .training.train import main as train_main
     return train_main(list(rest)) or 0
 
 
 def _train_angles(args: argparse.Namespace, rest: list[str]) -> int:
-    from .model.view_angles import main as angles_main
+    from .training.view_angles import main as angles_main
     return angles_main(list(rest)) or 0
 
 
 def _train_pair_azimuth(args: argparse.Namespace, rest: list[str]) -> int:
-    from .model.pair_azimuth import main as pair_main
+    from .training.pair_azimuth import main as pair_main
     return pair_main(list(rest)) or 0
 
 

@@ -4,7 +4,7 @@ prediction, and after correcting the prediction towards the truth by (a) per-axi
 import sys, numpy as np
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
 from sparp_ros.model.diffusion import SparpDiffusionPipeline, split_nocs_tiles
-from sparp_ros.model.dataset import SparpDataset, split_nocs
+from sparp_ros.training.dataset import SparpDataset, split_nocs
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.conventions import rotation_angle_deg
 from sparp_ros.geometry.azimuth import rot_z

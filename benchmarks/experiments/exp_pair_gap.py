@@ -17,7 +17,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from sparp_ros.model.pair_azimuth import PairAzimuthEstimator, load_pair_samples, pair_errors  # noqa: E402
+from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+from sparp_ros.training.pair_azimuth import load_pair_samples, pair_errors  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("THREADS", 1)))
 n_shards = int(os.environ.get("SHARDS", 3))

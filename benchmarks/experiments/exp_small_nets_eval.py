@@ -20,9 +20,9 @@ from sparp_ros.conventions import camera_azimuth  # noqa: E402
 from sparp_ros.geometry.view_angles import elevation_roll_deg  # noqa: E402
 from sparp_ros.model.backend import DEFAULT_WEIGHTS  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
-from sparp_ros.model.view_angles import (ViewAngleEstimator, angle_errors, load_view_samples,  # noqa: E402
-                                         view_groups)
+from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
+from sparp_ros.training.view_angles import angle_errors, load_view_samples, view_groups  # noqa: E402
 
 angle_nets = {f: ViewAngleEstimator.from_folder(f)
               for f in os.environ.get("ANGLES", str(DEFAULT_WEIGHTS / "view_angles")).split()}

@@ -1,8 +1,8 @@
 import sys, numpy as np
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
 from sparp_ros.model.diffusion import SparpDiffusionPipeline
-from sparp_ros.model.dataset import SparpDataset
-from sparp_ros.model.validate import view_rotation_errors
+from sparp_ros.training.dataset import SparpDataset
+from sparp_ros.training.validate import view_rotation_errors
 pipe = SparpDiffusionPipeline.from_pretrained(sys.argv[1])
 for steps in [int(s) for s in sys.argv[3].split(",")]:
     pipe.num_inference_steps = steps

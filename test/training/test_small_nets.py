@@ -8,8 +8,9 @@ import torch
 
 import pytest
 
-from sparp_ros.model.small_nets import (PackedCells, as_input, augment_brightness, augment_colour,
-                                        cells_to_input, load_dataset_views, random_colour_mix)
+from sparp_ros.model.small_nets import cells_to_input
+from sparp_ros.training.augment import augment_brightness, augment_colour, random_colour_mix
+from sparp_ros.training.small_nets import PackedCells, as_input, load_dataset_views
 
 
 def test_packed_cells_index_to_the_network_input_bit_for_bit():

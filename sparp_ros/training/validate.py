@@ -1,7 +1,7 @@
 """Validation through the real pose path: predicted NOCS → PnP (with the cell intrinsics) →
 rotation error against ground truth, on held-apart objects.
 
-Used as the training hook (`sparp-ros train --validate sparp_ros.model.validate:pose_validator`).
+Used as the training hook (`sparp-ros train --validate sparp_ros.training.validate:pose_validator`).
 For ``nocs_self`` each view's pose is compared in that view's own gravity-aligned frame
 (``p_ref = Rz(azimuth_self) p_self``), which is what per-view mode gets from the network before
 the azimuth search; for ``nocs_ref`` in view 0's frame.
@@ -23,7 +23,7 @@ VAL_ITEMS = int(os.environ.get("SPARP_VAL_ITEMS", "32"))
 def view_rotation_errors(pipe, dataset, domain: str = "nocs_self", items: int = VAL_ITEMS,
                          seed: int = 0) -> list[float]:
     """Per-view rotation errors (degrees; 180 when PnP fails) over the first ``items`` items."""
-    from .diffusion import split_nocs_tiles
+    from ..model.diffusion import split_nocs_tiles
     errors: list[float] = []
     for i in range(min(items, len(dataset))):
         item = dataset[i]

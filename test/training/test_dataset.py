@@ -12,7 +12,7 @@ import torch
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.conventions import decode_nocs_png, rotation_angle_deg
 from sparp_ros.geometry.pnp import solve_pnp_nocs
-from sparp_ros.model.dataset import (DatasetConfig, DatasetError, ObjectSpec, ShardSampler, SparpDataset,
+from sparp_ros.training.dataset import (DatasetConfig, DatasetError, ObjectSpec, ShardSampler, SparpDataset,
                                      build_dataset, find_objects, fixed_cameras, main, shard_path,
                                      split_nocs)
 
@@ -126,7 +126,7 @@ def test_variants(objects_dir: Path, tmp_path: Path) -> None:
     """``--variants K``: K stretched / turned / re-textured objects per mesh, drawn by the seed,
     whose labels are computed after the change (they still agree with the poses), and a variant
     dataset resumes (its config survives meta.json)."""
-    from sparp_ros.model import dataset as ds
+    from sparp_ros.training import dataset as ds
     paths = [objects_dir / f"{m}.glb" for m in MESHES]
     specs = find_objects(paths, variants=4, seed=3)
     assert [s.name for s in specs] == [f"{m}~{k}" for m in MESHES for k in range(4)]
@@ -220,7 +220,7 @@ def test_data_without_fixed_views(cfg: DatasetConfig, data: Path, tmp_path: Path
     training refuses the fixed domains instead of learning from blanks."""
     from dataclasses import replace
 
-    from sparp_ros.model.train import TrainArgs, TrainError, train
+    from sparp_ros.training.train import TrainArgs, TrainError, train
     lean = replace(cfg, fixed_views=False)
     build_dataset(tmp_path, lean, progress=False)
     a, b = _load(shard_path(data, 0)), _load(shard_path(tmp_path, 0))

@@ -4,7 +4,7 @@
                     [--batch-size B] [--lr LR] [--resume] [--val-data DIR] [--val-every N]
                     [--validate MODULE:FUNC] [--max-minutes M]
 
-``accelerate launch -m sparp_ros.model.train ...`` scales the same script to several GPUs; on a GPU
+``accelerate launch -m sparp_ros.training.train ...`` scales the same script to several GPUs; on a GPU
 it trains in mixed precision (bf16 where supported, else fp16).
 
 The run folder::
@@ -42,9 +42,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import CONFIG_NAMES, DOMAINS, ModelConfig, get_config
-from .diffusion import SparpDiffusionPipeline, make_scheduler
-from .unet import SparpDenoiser, load_safetensors_checked, read_json_checked
+from ..model.config import CONFIG_NAMES, DOMAINS, ModelConfig, get_config
+from ..model.diffusion import SparpDiffusionPipeline, make_scheduler
+from ..model.unet import SparpDenoiser, load_safetensors_checked, read_json_checked
 
 Validator = Callable[[SparpDiffusionPipeline], dict]
 """A validation hook: gets a pipeline with the EMA weights, returns metrics (JSON-serialisable)."""
@@ -225,7 +225,7 @@ def plot_log(log_path: Path, out_png: Path) -> None:
 def default_validator(val_dataset, domains: Sequence[str], num_samples: int = 16, seed: int = 0) -> Validator:
     """Sampled-output error on the first ``num_samples`` items of ``val_dataset`` per domain:
     mean |error| on the target's foreground and IoU of the predicted foreground (NOCS domains)."""
-    from .diffusion import NOCS_FOREGROUND_THRESHOLD
+    from ..model.diffusion import NOCS_FOREGROUND_THRESHOLD
 
     def validate(pipe: SparpDiffusionPipeline) -> dict:
         metrics: dict[str, float] = {}
@@ -610,7 +610,7 @@ def _overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ModelLoadError
+    from ..model.config import ModelLoadError
     from .dataset import DatasetError
     try:
         overrides = _overrides(args.set)

@@ -71,6 +71,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ..camera import PinholeCamera
 from ..conventions import (NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png,
                            unit_direction)
+from ..model.tiling import NUM_CELLS, tile
 from ..render.capture_renderer import (ELEVATION_RANGE_DEG, FILL_RANGE, ROLL_RANGE_DEG,
                                        default_renderer, look_at, random_background, random_camera,
                                        random_light, spread_azimuths)
@@ -79,7 +80,6 @@ from ..render.mesh_io import TexturedMesh, load_mesh
 from ..render.procedural import procedural_mesh, procedural_name
 from ..segmentation import (CropBox, SegmentationError, crop_box_from_mask, crop_camera,
                             crop_image)
-from .tiling import NUM_CELLS, tile
 
 FORMAT_VERSION = 1
 MAX_VIEWS = NUM_CELLS
@@ -672,7 +672,7 @@ class SparpDataset(torch.utils.data.Dataset):
         # Only the targets of these domains are decoded and tiled (None: all). Training one domain
         # at 64 px cells spent most of each item on the others' targets, and a GPU run was
         # loader-bound (benchmarks/gpu/README.md).
-        from .config import DOMAINS
+        from ..model.config import DOMAINS
         if domains is not None and (bad := [d for d in domains if d not in DOMAINS]):
             raise DatasetError(f"unknown domains {bad}; known: {list(DOMAINS)}")
         self.domains = tuple(DOMAINS if domains is None else domains)
