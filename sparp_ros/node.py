@@ -1,6 +1,8 @@
 """The SpaRP ROS 2 node: camera topics in, object pose / TF / mesh out, on request.
 
-Subscriptions (relative names, remap them; sensor-data QoS):
+Every name is relative to the node's namespace (``--ros-args -r __ns:=/arm1``, the launch file's
+``namespace``), so nodes side by side do not mix; in the root namespace they are the names below.
+Subscriptions (remap them; reliable QoS, or sensor-data QoS with ``reliable_inputs:=false``):
   ``image`` (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, 16-bit colour, mono8, mono16/16UC1,
   32FC1, yuv422/uyvy, yuv422_yuy2/yuyv, bayer_*8; see ``image_codec``), or with
   ``compressed_input`` ``image/compressed`` (sensor_msgs/CompressedImage, JPEG/PNG: the topic
@@ -63,7 +65,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+                       qos_policy_name_from_kind, qos_profile_sensor_data)
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -200,7 +202,8 @@ class SparpNodeCore:
         parts += ["mask"] if p["use_mask"] else []
         parts += ["oracle_nocs"] if p["backend"].startswith(ORACLE_PREFIX) else []
         self.assembler = FrameAssembler(tuple(parts), slop_s=float(p["sync_slop_s"]),
-                                        timeout_s=float(p["sync_timeout_s"]))
+                                        timeout_s=float(p["sync_timeout_s"]),
+                                        max_pending=MAX_PENDING_INSTANTS)
         self._create_inputs(parts)
         # Services: reconstruct in its own reentrant group (busy answers while it runs),
         # reset in another so it is never stuck behind a reconstruction.
@@ -306,11 +309,23 @@ class SparpNodeCore:
                                    partial(ros_io.compressed_image_to_rgb, max_side=side))
         for part in parts:
             msg_type, topic, convert = converters[part]
+            resolved = self.resolve_topic_name(topic)
+            events = SubscriptionEventCallbacks(
+                incompatible_qos=partial(self._on_incompatible_input, resolved))
             self._subscriptions_by_part[part] = self.create_subscription(
                 msg_type, topic, self._make_callback(part, convert), input_qos,
-                callback_group=inputs)
+                callback_group=inputs, event_callbacks=events)
         if p["world_frame"]:
             self._create_tf_listener()
+
+    def _on_incompatible_input(self, topic: str, info) -> None:
+        """A publisher on an input that this subscription cannot hear: say which parameter fixes
+        the usual case (a best-effort camera driver and reliable_inputs)."""
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        hint = (": it publishes best-effort, set reliable_inputs:=false" if policy == "RELIABILITY"
+                and self.params["reliable_inputs"] else "")
+        self.get_logger().warning(f"a publisher on {topic} offers QoS this node cannot take "
+                                  f"({policy}); no messages from it{hint}")
 
     def _create_tf_listener(self) -> None:
         """With ``world_frame``: /tf and /tf_static (tf2's QoS, remappable) into a fresh

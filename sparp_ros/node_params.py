@@ -72,11 +72,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                             "which a frame is too blurry to keep"),
     "use_depth": (True, "wait for a depth image per frame (metric scale from depth)"),
     "use_mask": (True, "wait for an object mask per frame"),
-    "reliable_inputs": (False, "subscribe with reliable QoS instead of sensor-data (best-effort); "
-                                "for the capture player and bag playback, where a lost frame is a "
-                                "lost view (does not match best-effort publishers)"),
+    "reliable_inputs": (True, "subscribe with reliable QoS (a lost image is sent again; "
+                               "best-effort lost most played views here); false = sensor-data "
+                               "(best-effort) QoS, needed for a camera that publishes best-effort, "
+                               "which a reliable subscription does not match"),
     "sync_slop_s": (0.005, "stamps closer than this are the same capture instant (seconds)"),
-    "sync_timeout_s": (1.0, "an instant still missing a part after this is dropped (seconds)"),
+    "sync_timeout_s": (3.0, "an instant still missing a part after this is dropped (seconds; a "
+                            "reliable input waiting for a repair holds its later messages back "
+                            "for 1-2 s on a loaded machine)"),
     "world_frame": ("", "TF frame in which each keyframe's camera pose T_world_camera is looked "
                         "up on /tf at the image stamp (e.g. 'base_link', 'world'): metric scale "
                         "from the camera motion without depth; empty = TF not used"),

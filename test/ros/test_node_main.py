@@ -98,7 +98,7 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
             [sys.executable, "-m", "sparp_ros.player", str(capture.root), "--rate", "5"],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
         assert player_proc.returncode == 0, player_proc.stdout
-        assert "published 3 frames" in player_proc.stdout
+        assert "published 3 views" in player_proc.stdout
         # a frame is a keyframe once all its parts arrived; reliable repair of a lost fragment of
         # a large image can take seconds after the player has exited
         wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")

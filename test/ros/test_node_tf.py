@@ -58,7 +58,7 @@ def result(ros_context, executor, capture, wait_for, call_trigger):
         executor.add_node(n)
     try:
         published = play(capture.root, node=player, rate_hz=5.0, depth=False, world_frame=WORLD)
-        assert [i for i, _ in published] == list(range(VIEWS))
+        assert list(dict.fromkeys(i for i, _ in published)) == list(range(VIEWS))
         wait_for(lambda: len(node.buffer) == VIEWS, 20.0, f"{VIEWS} keyframes in the node")
         stamp_to_view = {(s.sec, s.nanosec): i for i, s in published}
         keyframes = [(f, stamp_to_view[(s.sec, s.nanosec)]) for f, s in node.buffer.items()]
