@@ -191,31 +191,41 @@ class SparpPipeline:
         # 6. Metric poses, confidence.
         poses = [_metric(r.T_camera_unit, scale.scale) if r.ok else None for r in pnp]
         confidence = float(np.mean([r.inlier_ratio if r.ok else 0.0 for r in pnp]))
-        # 7. Mesh from the fused canonical points (the model's shape).
-        mesh, mesh_message, mesh_measured = None, "", None
-        if cfg.mesh:
+        # 7. Measure where you can: with depth, poses by registration (or TF) and the surface
+        #    fused from the depth, the model's shape only where nothing was measured.
+        measured = cfg.measured_surface and scale.source == "depth"
+        mesh, mesh_message, mesh_measured, measured_record = None, "", None, None
+
+        def model_mesh():
+            """The model's shape (NOCS points → Poisson); None with the reason logged."""
+            nonlocal mesh_message
             with _timed(timings, "mesh"):
                 try:
-                    mesh = self._mesh(cells, preds, pnp, R_ref_view, scale.scale)
+                    return self._mesh(cells, preds, pnp, R_ref_view, scale.scale)
                 except MeshError as exc:
                     mesh_message = str(exc)
                     log.warning("mesh: %s", exc)
-        # 8. Measure where you can: with depth, poses by registration (or TF) and the surface
-        #    fused from the depth, the model's shape only where nothing was measured.
-        measured_record = None
-        if cfg.measured_surface and scale.source == "depth":
+                    return None
+
+        if measured:
+            # the model's shape only when it completes the fused one (or replaces it, below)
+            predicted = model_mesh() if cfg.mesh and cfg.complete_surface else None
             try:
                 with _timed(timings, "measured"):
                     result = self._measured(frames, cells, preds, pnp_view, pnp, azimuths, scale.scale,
-                                            poses, mesh if cfg.complete_surface else None)
+                                            poses, predicted)
             except FusionError as exc:
                 log.warning("measured surface: %s; the model's poses and shape are kept", exc)
                 measured_record = {"message": str(exc)}
+                measured = False
             else:
                 poses, measured_record = result.T_camera_object, result.record
                 scale = replace(scale, scale=result.diagonal)
                 if cfg.mesh:
                     mesh, mesh_measured = result.mesh.to_trimesh(), result.mesh.measured
+        # 8. Without depth (or when nothing could be fused): the model's shape.
+        if cfg.mesh and not measured:
+            mesh = model_mesh()
         views = [ViewPose(T_camera_object=T, ok=r.ok, inlier_ratio=r.inlier_ratio,
                           num_correspondences=r.num_correspondences,
                           reprojection_error_px=r.reprojection_error_px, message=r.message)
