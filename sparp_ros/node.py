@@ -39,9 +39,12 @@ Threading (STYLE 7): subscription callbacks only convert messages and push compl
 frames into a bounded keyframe buffer. ``~/reconstruct`` runs the pipeline in its own reentrant
 callback group under a MultiThreadedExecutor, so images keep flowing while it works and a second
 request is answered "busy" instead of queueing. Errors in the input or the pipeline become a
-``success=false`` response with the reason; the node stays up. With ``isolate_mesh`` the Poisson
-surface (native OpenMP code) runs in a child process (``geometry.surface_worker``), started at
-configuration: a native crash there loses the mesh, not the node (the pose is still published).
+``success=false`` response with the reason; the node stays up. On Ctrl-C / SIGTERM (``main``) or
+deactivation during a reconstruction, new requests are answered "shutting down" and the running
+one finishes and answers its caller (up to SHUTDOWN_GRACE_S) before the node goes. With
+``isolate_mesh`` the Poisson surface (native OpenMP code) runs in a child process
+(``geometry.surface_worker``), started at configuration: a native crash there loses the mesh, not
+the node (the pose is still published).
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
 from rclpy.node import Node
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -167,6 +170,7 @@ class SparpNodeCore:
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self._stopping = False      # shutting down: new reconstructions are refused
 
     def _configure(self) -> None:
         """Load the model (STYLE 8), make the keyframe buffer and the output publishers.
@@ -218,18 +222,40 @@ class SparpNodeCore:
         self.get_logger().info(f"waiting for {', '.join(parts)} on {topics}")
 
     def _deactivate(self) -> None:
-        """Stop taking frames and requests; a running reconstruction finishes (and publishes)
-        first. The keyframes are kept."""
+        """Stop taking frames and requests; a running reconstruction finishes, publishes and
+        answers its caller first (new requests meanwhile are answered "shutting down"). The
+        keyframes are kept."""
         for entity in self._subscriptions_by_part.values():
             self.destroy_subscription(entity)
+        self._subscriptions_by_part = {}
+        was_running = self._busy.locked()
+        self.finish_reconstruction(SHUTDOWN_GRACE_S)
+        if was_running:     # rclpy sends the response after the callback returned: let it go out
+            time.sleep(RESPONSE_SETTLE_S)
         for entity in self._sparp_services:
             self.destroy_service(entity)
-        self._subscriptions_by_part, self._sparp_services = {}, []
-        with self._busy:
-            pass
+        self._sparp_services = []
+        self._stopping = False
         if self.assembler is not None:
             self.assembler.clear()
         self.node_state = "inactive"
+
+    def finish_reconstruction(self, timeout_s: float) -> bool:
+        """Refuse new reconstructions from now on and wait up to ``timeout_s`` for a running one
+        to finish (its response is sent by the executor thread that ran it). False when it
+        was still running at the timeout."""
+        self._stopping = True
+        if self._busy.acquire(blocking=False):
+            self._busy.release()
+            return True
+        self.get_logger().info(f"waiting up to {timeout_s:.0f} s for the running reconstruction "
+                               "to answer its caller")
+        if not self._busy.acquire(timeout=timeout_s):
+            self.get_logger().warning("the running reconstruction did not finish in time: its "
+                                      "caller gets no answer")
+            return False
+        self._busy.release()
+        return True
 
     def _cleanup(self) -> None:
         """Destroy the output publishers, drop the keyframes and free the model (and its GPU
@@ -513,8 +539,13 @@ class SparpNodeCore:
         return response
 
     def _on_reconstruct(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if not self._busy.acquire(blocking=False):
-            response.success, response.message = False, "busy: a reconstruction is running"
+        busy = not self._busy.acquire(blocking=False)
+        if busy or self._stopping:  # checked under the lock: finish_reconstruction waits on it
+            if not busy:
+                self._busy.release()
+            response.success = False
+            response.message = ("shutting down: no new reconstruction" if self._stopping
+                                else "busy: a reconstruction is running")
             return response
         try:
             response.success, response.message = self._reconstruct()
@@ -797,22 +828,29 @@ def make_node(lifecycle: bool = False, autostart: bool = False, **kwargs: Any) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or an external shutdown (like the rclpy examples).
-    ``--lifecycle`` runs the managed node (``--autostart``: configured and activated at once)."""
+    """Run the node until Ctrl-C, SIGTERM or an external shutdown (like the rclpy examples), then
+    stop in order (``_spin``). ``--lifecycle`` runs the managed node (``--autostart``: configured
+    and activated at once)."""
+    from rclpy.exceptions import ParameterException
+    from rclpy.signals import SignalHandlerOptions
+
     args = _ros_argv(list(sys.argv if argv is None else argv))
     options = _node_options(args)
     if hasattr(signal, "SIGUSR1"):     # `kill -USR1 <pid>`: every thread's stack on stderr, to see
         faulthandler.register(signal.SIGUSR1, all_threads=True)   # where a node hangs
-    rclpy.init(args=args)
+    # rclpy's own signal handlers shut the context down at once, under a running reconstruction
+    # (its answer and its log lines to /rosout then fail): Ctrl-C and SIGTERM raise
+    # KeyboardInterrupt in this thread instead, and _spin stops the node in order.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = None
     try:
         node = make_node(options.lifecycle, options.autostart)
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        _spin(node)
+    except KeyboardInterrupt:          # while the model loads
         pass
-    except ValueError as exc:          # PipelineError, bad parameter values: say it, no traceback
+    except (ValueError, ParameterException) as exc:    # PipelineError, bad parameter values
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -820,6 +858,39 @@ def main(argv: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _spin(node: SparpNodeCore) -> None:
+    """Spin ``node`` on a MultiThreadedExecutor (in a thread) until Ctrl-C / SIGTERM arrives here
+    or the context is shut down; then: refuse new reconstructions and let a running one answer its
+    caller (``finish_reconstruction``; a second Ctrl-C skips that), stop spinning, and wait for the
+    executor's threads, so nothing is scheduled on a stopped executor."""
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor.add_node(node)
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin_until, args=(executor, stop), name="spin", daemon=True)
+    spinner.start()
+    try:
+        while spinner.is_alive():               # an external shutdown ends the spinning
+            spinner.join(timeout=SPIN_PERIOD_S)
+    except KeyboardInterrupt:
+        try:
+            node.finish_reconstruction(SHUTDOWN_GRACE_S)
+        except KeyboardInterrupt:              # a second Ctrl-C: do not wait
+            pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the rest is short: let it end cleanly
+        stop.set()
+        spinner.join()
+        executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S)
+
+
+def _spin_until(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
+    try:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    except (ExternalShutdownException, ShutdownException):
+        pass
 
 
 if __name__ == "__main__":

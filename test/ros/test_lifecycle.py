@@ -149,6 +149,54 @@ def test_frames_are_taken_only_while_active(managed, wait_for, publish_frame):
     assert m.state(wait_for) == "finalized"
 
 
+class _SlowPipeline:
+    """Stands in for the pipeline: a reconstruction that takes ``seconds`` and then fails."""
+
+    def __init__(self, seconds: float):
+        from sparp_ros.pipeline import PipelineError
+
+        self.seconds, self.error, self.config = seconds, PipelineError, None
+
+    def __call__(self, frames):
+        time.sleep(self.seconds)
+        raise self.error("stand-in pipeline")
+
+    def close(self) -> None:
+        pass
+
+
+def test_deactivate_during_a_reconstruction_answers_its_caller_first(managed, wait_for,
+                                                                    publish_frame):
+    """Deactivation waits for the running reconstruction: its caller gets the answer (not a
+    service destroyed under it), a request meanwhile gets "shutting down", then the service
+    goes; activated again, reconstructions are taken again."""
+    node, m = managed
+    assert m.transition(Transition.TRANSITION_CONFIGURE, wait_for)
+    assert m.transition(Transition.TRANSITION_ACTIVATE, wait_for)
+    publish_frame(node, m.pubs, seed=2)
+    wait_for(lambda: len(node.buffer) == 1, 10.0, "a keyframe")
+    real, node.pipeline = node.pipeline, _SlowPipeline(2.0)
+    try:
+        wait_for(m.reconstruct.service_is_ready, 10.0, "~/reconstruct")
+        running = m.reconstruct.call_async(Trigger.Request())
+        wait_for(node._busy.locked, 10.0, "the reconstruction to start")
+        deactivate = m.change.call_async(ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        wait_for(lambda: node._stopping, 10.0, "the deactivation to begin")
+        refused = m.reconstruct.call_async(Trigger.Request())
+        wait_for(running.done, 10.0, "the running reconstruction's answer")
+        wait_for(deactivate.done, 10.0, "the deactivation")
+        wait_for(refused.done, 10.0, "the answer to a request during deactivation")
+    finally:
+        node.pipeline = real
+    assert running.result().message == "pipeline: stand-in pipeline"
+    assert refused.result().message.startswith("shutting down")
+    assert deactivate.result().success and m.state(wait_for) == "inactive"
+    assert m.transition(Transition.TRANSITION_ACTIVATE, wait_for)
+    wait_for(m.reconstruct.service_is_ready, 10.0, "~/reconstruct again")
+    assert not node._stopping
+
+
 def _weights(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """Model folders that must not load: (folder, what the reason says). Configs are the shipped
     ones; the weights file is missing, corrupt, or pickle-based."""

@@ -119,3 +119,51 @@ def test_a_backend_that_cannot_run_stops_the_node_with_its_reason(ros_env):
                           stderr=subprocess.STDOUT, text=True, timeout=60)
     assert proc.returncode == 1 and "unknown backend 'nonsense'" in proc.stdout, proc.stdout
     assert "Traceback" not in proc.stdout
+
+
+def test_ctrl_c_during_a_reconstruction_answers_the_caller(ros_env, ros_context, executor,
+                                                          objects_dir, tmp_path, wait_for):
+    """Ctrl-C while ``~/reconstruct`` runs (the shipped model on 640x480 RGB-D: seconds): a new
+    request is answered "shutting down", the running one finishes and answers its caller, and the
+    node exits 0 without the errors of a context shut down under it (a response on a destroyed
+    service, a stopped executor, log lines to /rosout)."""
+    import rclpy
+
+    from sparp_ros.render import render_capture
+
+    capture = render_capture(objects_dir / f"{OBJECT}.glb", tmp_path / "capture", views=3, seed=5,
+                             width=640, height=480)
+    env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
+         "--ros-args", "-p", "mesh:=false"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_log = _ProcessLog(node_proc)
+    client = rclpy.create_node("shutdown_test_client", context=ros_context)
+    executor.add_node(client)
+    try:
+        reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
+        wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
+        player = subprocess.run([sys.executable, "-m", "sparp_ros.player", str(capture.root)],
+                                env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert player.returncode == 0, player.stdout
+        wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")
+        running = reconstruct.call_async(Trigger.Request())
+        wait_for(lambda: node_log.has("reconstructing from"), 10.0, "the reconstruction to start")
+        node_proc.send_signal(signal.SIGINT)
+        wait_for(lambda: node_log.has("waiting up to"), 10.0, "the node to wait for it")
+        refused = reconstruct.call_async(Trigger.Request())
+        wait_for(running.done, 60.0, "the running reconstruction's answer")
+        wait_for(refused.done, 10.0, "the answer to a request during shutdown")
+        wait_for(lambda: node_proc.poll() is not None, 30.0, "the node to exit")
+    finally:
+        executor.remove_node(client)
+        client.destroy_node()
+        rc, out = node_log.stop(timeout_s=60.0)
+    assert running.result().success, f"{running.result().message}\n{out}"
+    assert not refused.result().success and refused.result().message.startswith("shutting down")
+    assert rc == 0, f"node exited with {rc}:\n{out}"
+    for error in ("Traceback", "cannot schedule new futures", "Failed to publish log message",
+                  "never retrieved", "Destroyable"):
+        assert error not in out, out
