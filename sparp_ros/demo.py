@@ -109,11 +109,10 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
     nodes = []
     poses: list[PoseStamped] = []
     try:
+        # The shipped input settings (reliable inputs, sync_timeout_s 3 s) and the player's
+        # repeated views bring every view over (README, "Names, TF, inputs").
         node = SparpNode(context=context, parameter_overrides=[
-            Parameter("backend", value=backend), Parameter("reliable_inputs", value=True),
-            # Reliable re-sending of a lost fragment of a large image can take over a second on a
-            # loaded 2-core machine: wait longer for an instant's parts than the 1 s default.
-            Parameter("sync_timeout_s", value=5.0), Parameter("max_keyframes", value=views)])
+            Parameter("backend", value=backend), Parameter("max_keyframes", value=views)])
         player = rclpy.create_node("sparp_demo_player", context=context)
         client = rclpy.create_node("sparp_demo_client", context=context)
         nodes = [node, player, client]
