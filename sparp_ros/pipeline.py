@@ -20,7 +20,7 @@ from .conventions import invert_rigid
 from .geometry.azimuth import (ViewGeometry, depth_scale, joint_azimuths, measured_view_geometry,
                                object_centre, pair_cost_curve, rot_z, view_geometry)
 from .geometry.fusion import FusionError
-from .geometry.measured import MeasuredFrame, MeasuredResult, measure
+from .geometry.measured import MeasuredResult, measure
 from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_vertices_from_views,
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
@@ -583,9 +583,8 @@ class SparpPipeline:
         hypothesis, each view's translation from its depth (the object centre its NOCS and depth
         agree on), TF when every posed view has it, the model's mesh for completion."""
         cfg = self.config
-        use_tf = bool(azimuths) and azimuths[0].get("source") == "camera_motion" or (
-            cfg.align_with_camera_motion and all(f.T_world_camera is not None
-                                                 for f, r in zip(frames, pnp) if r.ok))
+        use_tf = cfg.align_with_camera_motion and all(f.T_world_camera is not None
+                                                      for f, r in zip(frames, pnp) if r.ok)
         centres = []
         for (cell, depth), p, r in zip(cells, preds, pnp_view):
             centre = None
@@ -615,14 +614,12 @@ class SparpPipeline:
             predicted = (np.asarray(model_mesh.vertices), np.asarray(model_mesh.faces),
                          np.asarray(model_mesh.visual.vertex_colors)[:, :3])
         ref = next(k for k, T in enumerate(poses) if T is not None)
-        measured_frames = [MeasuredFrame(f.image, f.camera, f.depth, f.mask, f.T_world_camera)
-                           for f in frames]
         # registration refines the per-view search's poses; NOCS predicted in one shared frame
         # (the oracle's are exact, the tiled model's joint) are not moved: from exact poses ICP
         # still slides partial surfaces by a few degrees (measured on renders)
         searched_frames = any(p.frame == PER_VIEW_FRAME for p in preds)
         register = cfg.register_with_tf if use_tf else searched_frames
-        return measure(measured_frames, hypotheses, scale, ref, use_tf, register=register,
+        return measure(frames, hypotheses, scale, ref, use_tf, register=register,
                        predicted=predicted, predicted_pose=poses[ref])
 
     def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):

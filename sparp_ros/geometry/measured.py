@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..camera import PinholeCamera
+from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (DepthView, FusionError, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, usable_depth, voxel_size_for)
@@ -47,17 +47,6 @@ comes from the fine gate, not the point density)."""
 
 
 @dataclass
-class MeasuredFrame:
-    """One keyframe as this stage needs it (full resolution, undistorted)."""
-
-    image: np.ndarray                      # HxWx3 uint8
-    camera: PinholeCamera
-    depth: np.ndarray | None               # HxW metres, 0 = unknown
-    mask: np.ndarray | None                # HxW bool
-    T_world_camera: np.ndarray | None = None
-
-
-@dataclass
 class MeasuredResult:
     """Poses (object frame → camera, metres, re-centred), the surface in that frame, its size."""
 
@@ -67,14 +56,14 @@ class MeasuredResult:
     record: dict = field(default_factory=dict)
 
 
-def measured_views(frames: Sequence[MeasuredFrame]) -> list[bool]:
+def measured_views(frames: Sequence[Frame]) -> list[bool]:
     """Which frames have enough usable depth on their object to be measured."""
     return [f.depth is not None and f.mask is not None
             and int(usable_depth(f.depth, f.mask).sum()) >= MIN_DEPTH_POINTS for f in frames]
 
 
 def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
-                  frames: Sequence[MeasuredFrame]) -> list[np.ndarray | None]:
+                  frames: Sequence[Frame]) -> list[np.ndarray | None]:
     """With every posed view's camera pose known (TF): one object pose in the world — the
     orientation of the reference view's estimate (the pipeline has made them agree), the position
     the mean of the views' estimates in the world — seen from each camera. Relative poses are then
@@ -90,7 +79,7 @@ def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
     return out
 
 
-def registration_views(frames: Sequence[MeasuredFrame], measured: Sequence[bool]
+def registration_views(frames: Sequence[Frame], measured: Sequence[bool]
                        ) -> list[RegistrationView | None]:
     """Each measured frame's usable depth points (camera frame) with its depth, mask and camera."""
     out: list[RegistrationView | None] = []
@@ -106,7 +95,7 @@ def registration_views(frames: Sequence[MeasuredFrame], measured: Sequence[bool]
     return out
 
 
-def measure(frames: Sequence[MeasuredFrame], hypotheses: Sequence[Sequence[np.ndarray | None]],
+def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | None]],
             size_estimate: float, reference: int, use_tf: bool, register: bool = True,
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
             predicted_pose: np.ndarray | None = None) -> MeasuredResult:
@@ -178,5 +167,5 @@ def measure(frames: Sequence[MeasuredFrame], hypotheses: Sequence[Sequence[np.nd
     return MeasuredResult(poses, surface, float(np.linalg.norm(extent)), record)
 
 
-__all__ = ["MeasuredFrame", "MeasuredResult", "measure", "measured_views",
+__all__ = ["MeasuredResult", "measure", "measured_views",
            "poses_from_tf", "registration_views"]

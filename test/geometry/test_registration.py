@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from sparp_ros.conventions import invert_rigid, rotation_angle_deg
-from sparp_ros.geometry.measured import MeasuredFrame, measured_views, registration_views
+from sparp_ros.geometry.measured import measured_views, registration_views
 from sparp_ros.geometry.registration import RegistrationParams, register_views, violation_rate
 
 
@@ -15,7 +15,7 @@ def _views_and_truth(objects_dir, azimuths, elevations, seed=2):
     from sparp_ros.render import render_capture
     capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=len(azimuths),
                              seed=seed, azimuths_deg=azimuths, elevations_deg=elevations)
-    frames = [MeasuredFrame(f.image, f.camera, f.depth, f.mask) for f in capture.frames]
+    frames = capture.frames
     diagonal = capture.gt.extra["canonical"]["diagonal"]
     return registration_views(frames, measured_views(frames)), capture.gt.T_camera_object, diagonal
 
