@@ -11,10 +11,10 @@
                                                           the ROS 2 node without `ros2 launch`
     sparp-ros play CAPTURE                                publish a capture as camera topics
     sparp-ros demo                                        render, play, trigger, report (make demo)
-    sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (model/dataset.py)
-    sparp-ros train --config tiny --data DATA --out RUN   train the diffusion model (model/train.py)
-    sparp-ros train-angles --data DATA... --out DIR       train the view-angle network (model/view_angles.py)
-    sparp-ros train-pair-azimuth --data DATA... --out DIR the pair-azimuth network (model/pair_azimuth.py)
+    sparp-ros dataset --meshes DIR... --out DATA ...      training samples from meshes (training/dataset.py)
+    sparp-ros train --config tiny --data DATA --out RUN   train the diffusion model (training/train.py)
+    sparp-ros train-angles --data DATA... --out DIR       train the view-angle network (training/view_angles.py)
+    sparp-ros train-pair-azimuth --data DATA... --out DIR the pair-azimuth network (training/pair_azimuth.py)
 """
 from __future__ import annotations
 
