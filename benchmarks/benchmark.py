@@ -5,14 +5,22 @@
 
 1. ``render``: fixed-seed captures of the shared objects (``$SPARP_SHARED/data/objects``): one
    6-view capture per object (seed = ``--seed`` + object index), and its first 1, 2 and 4 views as
-   the 1-, 2- and 4-view captures, so adding views only adds information. Cached under ``--out``
-   (git-ignored); delete the folder to re-render.
+   the 1-, 2- and 4-view captures, so adding views only adds information. The depth goes through
+   the stereo sensor model (``--depth-noise stereo``, the default:
+   ``sparp_ros.render.depth_noise.STEREO_DEFAULT``) or stays the renderer's exact depth
+   (``--depth-noise none``); each kind has its own cache folder (``captures_stereo/``,
+   ``captures/``), so clean and noisy captures never mix, and a cached capture rendered with other
+   noise parameters is rendered again. Cached under ``--out`` (git-ignored); delete the folder to
+   re-render.
 2. ``eval``: every method on every view count, each (view count, method) in its own process so that
    its peak RSS (``getrusage``) is its own, after one untimed warm-up capture (imports, model
-   loading; reported apart): ``oracle`` (ground-truth NOCS), ``model`` (the shipped
-   model, views aligned by the azimuth search on the images and the captures' depth),
-   ``model+images`` (the search on the images alone), ``model+tf`` (views aligned by the
-   captures' camera poses, as on a robot with TF) and ``pycolmap`` (SfM; not run on 1 view).
+   loading; reported apart): ``limit`` (the measurement limit: the captures' depth fused with the
+   true poses, ``sparp_ros.evaluation.limit``; evaluation only), ``oracle`` (ground-truth NOCS),
+   ``model`` (the shipped model; with depth, poses by registering the measured surfaces, started
+   by the azimuth search on the images and the depth, and the mesh by TSDF fusion of the depth),
+   ``model+images`` (the search on the images alone, the model's shape), ``model+tf`` (views
+   aligned by the captures' camera poses, as on a robot with TF) and ``pycolmap`` (SfM; not run on
+   1 view).
 3. ``sweep``: robustness of ``oracle`` and ``model`` on the 4-view captures of
    ``--sweep-objects`` objects (evenly spaced over the name-sorted list) under focal error,
    eroded / cut masks, occluders and motion blur
@@ -46,8 +54,10 @@ DEFAULT_OUT = REPO / "benchmarks" / "out" / "bench"
 DEFAULT_RESULTS = REPO / "benchmarks" / "RESULTS.md"
 
 VIEW_COUNTS = (1, 2, 4, 6)
-METHODS = ("oracle", "model", "model+images", "model+tf", "pycolmap")
+METHODS = ("limit", "oracle", "model", "model+images", "model+tf", "pycolmap")
 BASELINES = ("pycolmap",)
+LIMIT = "limit"                                 # sparp_ros.evaluation.limit.LIMIT_METHOD
+DEPTH_NOISE = ("stereo", "none")                # --depth-noise: STEREO_DEFAULT, or exact depth
 SWEEP_BACKENDS = ("oracle", "model")
 SWEEP_VIEWS = 4
 SWEEP_LEVELS: dict[str, tuple[float, ...]] = {
@@ -59,13 +69,17 @@ SWEEP_LEVELS: dict[str, tuple[float, ...]] = {
     "blur": (5, 15, 31),                        # motion-blur length in pixels
 }
 NEUTRAL_LEVEL = {"focal": 1.0, "blur": 0}       # where "clean" sits on each kind's axis (else 0)
-STYLE = {"oracle": dict(color="tab:blue", marker="o", ls="-"),
+STYLE = {"limit": dict(color="0.3", marker="*", ls=(0, (1, 1))),
+         "oracle": dict(color="tab:blue", marker="o", ls="-"),
          "model": dict(color="tab:orange", marker="s", ls="-"),
          "model+images": dict(color="tab:purple", marker="v", ls="-."),
          "model+tf": dict(color="tab:green", marker="^", ls="--"),
          "pycolmap": dict(color="tab:red", marker="D", ls=":")}
 """One look per method in every plot (dashed / dotted so that coinciding lines stay visible)."""
-STAGES = ("crop", "nocs", "pnp", "align", "scale", "mesh", "features", "matching", "mapping")
+STAGES = ("crop", "nocs", "pnp", "view_angles", "align", "scale", "refine", "measured", "mesh",
+          "features", "matching", "mapping")
+"""``Reconstruction.timings`` (``measured``: registration + TSDF fusion, with depth; ``mesh``: the
+model's Poisson shape, only where it is built) and pycolmap's stages, in report order."""
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -120,32 +134,69 @@ def mesh_files(n: int) -> list[Path]:
     return files[:n]
 
 
-def capture_dir(out: Path, views: int, mesh: Path, seed: int) -> Path:
-    return out / "captures" / f"v{views}" / f"{mesh.stem}_s{seed}"
+def capture_root(out: Path, depth_noise: str) -> Path:
+    """The cache folder of one depth kind: ``captures/`` (exact depth, as before the noise model)
+    or ``captures_<noise>/``, so that a cached capture is never taken for the other kind."""
+    if depth_noise not in DEPTH_NOISE:
+        raise ValueError(f"depth_noise must be one of {DEPTH_NOISE}, got {depth_noise!r}")
+    return out / ("captures" if depth_noise == "none" else f"captures_{depth_noise}")
+
+
+def capture_dir(out: Path, views: int, mesh: Path, seed: int, depth_noise: str = "stereo") -> Path:
+    return capture_root(out, depth_noise) / f"v{views}" / f"{mesh.stem}_s{seed}"
+
+
+def noise_model(depth_noise: str):
+    """The ``DepthNoise`` given to ``render_capture`` (None: the renderer's exact depth)."""
+    if depth_noise == "none":
+        return None
+    from sparp_ros.render.depth_noise import STEREO_DEFAULT
+    return {"stereo": STEREO_DEFAULT}[depth_noise]
+
+
+def noise_params(depth_noise: str) -> dict[str, Any] | None:
+    """What ``render_capture`` writes to ``gt.json``'s ``depth_noise`` for this kind."""
+    from dataclasses import asdict
+    model = noise_model(depth_noise)
+    return None if model is None else asdict(model)
+
+
+def _gt_noise(capture: Path) -> dict[str, Any] | None:
+    """The depth-noise parameters a cached capture was rendered with (None: exact depth)."""
+    return json.loads((capture / "gt.json").read_text()).get("depth_noise")
 
 
 # -- 1. captures -----------------------------------------------------------------------------------
-def render_all(out: Path, meshes: Sequence[Path], views: Sequence[int], seed: int) -> int:
-    """The 6-view (``max(views)``) capture of each object, and its first n views for every n;
-    returns how many captures were rendered (0: all cached)."""
+def render_all(out: Path, meshes: Sequence[Path], views: Sequence[int], seed: int,
+               depth_noise: str = "stereo") -> int:
+    """The 6-view (``max(views)``) capture of each object, and its first n views for every n,
+    with the depth of ``depth_noise``; returns how many captures were rendered (0: all cached).
+    A cached capture whose recorded noise parameters are not the current ones is rendered again
+    (and its n-view copies made again)."""
     from sparp_ros.capture import Capture, GroundTruth, load_capture, save_capture
     from sparp_ros.render import render_capture
     top = max(views)
+    params, noise = noise_params(depth_noise), noise_model(depth_noise)
     rendered = 0
     for k, mesh in enumerate(meshes):
         s = seed + k
-        full_dir = capture_dir(out, top, mesh, s)
-        if not (full_dir / "gt.json").exists():
+        full_dir = capture_dir(out, top, mesh, s, depth_noise)
+        fresh = False
+        if not (full_dir / "gt.json").exists() or _gt_noise(full_dir) != params:
+            if full_dir.exists():
+                shutil.rmtree(full_dir)
             t0 = time.perf_counter()
-            render_capture(mesh, full_dir, views=top, seed=s)
-            rendered += 1
+            render_capture(mesh, full_dir, views=top, seed=s, depth_noise=noise)
+            rendered, fresh = rendered + 1, True
             print(f"rendered {full_dir.relative_to(out)} ({time.perf_counter() - t0:.1f} s)",
                   flush=True)
         full = None
         for n in views:
-            d = capture_dir(out, n, mesh, s)
-            if n == top or (d / "gt.json").exists():
+            d = capture_dir(out, n, mesh, s, depth_noise)
+            if n == top or (not fresh and (d / "gt.json").exists() and _gt_noise(d) == params):
                 continue
+            if d.exists():
+                shutil.rmtree(d)
             full = full or load_capture(full_dir)
             g = full.gt
             save_capture(Capture(full.frames[:n], GroundTruth(g.T_camera_object[:n], g.metric,
@@ -164,23 +215,28 @@ def warm_up(method: str, capture: Path) -> float:
     first-call costs are paid here (and reported apart), not charged to the first capture.
     The pipeline is cached per configuration, so ``run_eval`` reuses what this built."""
     from sparp_ros.capture import load_capture
-    from sparp_ros.evaluation.run import method_options
     t0 = time.perf_counter()
     cap = load_capture(capture)
-    if method in BASELINES:
+    if method == LIMIT:                         # evaluation only: not a pipeline backend
+        from sparp_ros.evaluation.limit import measurement_limit
+        measurement_limit(cap)
+    elif method in BASELINES:
         import tempfile
         from sparp_ros.evaluation.colmap_baseline import run_pycolmap
         with tempfile.TemporaryDirectory(prefix="sparp_warmup_") as tmp:
             run_pycolmap(cap, tmp)
     else:
+        from sparp_ros.evaluation.run import method_options
         from sparp_ros.pipeline import reconstruct_capture
         name, options = method_options(method)
         reconstruct_capture(cap, backend=name, device="cpu", **options)
     return time.perf_counter() - t0
 
 
-def child_eval(method: str, out: Path, captures: list[Path], command: str) -> None:
-    """``run_eval`` of one method in this (fresh) process, plus ``resources.json``."""
+def child_eval(method: str, out: Path, captures: list[Path], command: str,
+               depth_noise: str | None = None) -> None:
+    """``run_eval`` of one method in this (fresh) process, plus ``resources.json`` (with the
+    depth kind of the captures and the noise parameters their ``gt.json`` records)."""
     from sparp_ros.evaluation.run import run_eval
     rss0 = _rss_mib()
     first = warm_up(method, captures[0])
@@ -195,13 +251,14 @@ def child_eval(method: str, out: Path, captures: list[Path], command: str) -> No
         "peak_rss_mib": _peak_rss_mib(), "rss_before_mib": rss0, "first_call_s": first,
         "wall_s": time.perf_counter() - t0, "cpu_s": (c1.user - c0.user) + (c1.system - c0.system),
         "loadavg_start": load0, "loadavg_end": list(os.getloadavg()),
+        "depth_noise": depth_noise, "depth_noise_params": _gt_noise(captures[0]),
     }, indent=1))
 
 
 def eval_all(out: Path, meshes: Sequence[Path], views: Sequence[int], methods: Sequence[str],
-             seed: int, command: str) -> None:
+             seed: int, command: str, depth_noise: str = "stereo") -> None:
     for n in views:
-        caps = [capture_dir(out, n, m, seed + k) for k, m in enumerate(meshes)]
+        caps = [capture_dir(out, n, m, seed + k, depth_noise) for k, m in enumerate(meshes)]
         for method in methods:
             if method in BASELINES and n < 2:
                 print(f"== {method}, {n} view: not run (SfM needs >= 2 views)", flush=True)
@@ -212,7 +269,7 @@ def eval_all(out: Path, meshes: Sequence[Path], views: Sequence[int], methods: S
             dest.mkdir(parents=True)
             print(f"== {method}, {n} view(s), {len(caps)} captures", flush=True)
             _child(["_eval", *map(str, caps), "--method", method, "--out", str(dest),
-                    "--command", command])
+                    "--command", command, "--depth-noise", depth_noise])
 
 
 # -- 3. robustness sweep ---------------------------------------------------------------------------
@@ -239,7 +296,8 @@ def sweep_subset(meshes: Sequence[Path], n: int) -> list[tuple[int, Path]]:
 
 
 def make_sweep_captures(out: Path, objects: Sequence[tuple[int, Path]], seed: int,
-                        conditions: Sequence[tuple[str, float]]) -> dict[str, list[Path]]:
+                        conditions: Sequence[tuple[str, float]],
+                        depth_noise: str = "stereo") -> dict[str, list[Path]]:
     """Perturbed copies of the 4-view captures (re-made every run: cheap, and never stale)."""
     from sparp_ros.capture import load_capture, save_capture
     from sparp_ros.evaluation.perturb import KINDS, perturb_capture
@@ -248,7 +306,7 @@ def make_sweep_captures(out: Path, objects: Sequence[tuple[int, Path]], seed: in
         shutil.rmtree(root)
     dirs: dict[str, list[Path]] = {}
     stats: dict[str, Any] = {}
-    clean = [capture_dir(out, SWEEP_VIEWS, m, seed + k) for k, m in objects]
+    clean = [capture_dir(out, SWEEP_VIEWS, m, seed + k, depth_noise) for k, m in objects]
     loaded = [load_capture(d) for d in clean]
     for kind, level in conditions:
         name = condition_name(kind, level)
@@ -273,7 +331,8 @@ def make_sweep_captures(out: Path, objects: Sequence[tuple[int, Path]], seed: in
         print(f"sweep captures: {name} ({len(dirs[name])})", flush=True)
     (out / "sweep" / "conditions.json").write_text(json.dumps(
         {"conditions": [[k, v] for k, v in conditions], "objects": [m.stem for _, m in objects],
-         "dirs": {k: [str(p) for p in v] for k, v in dirs.items()}, "stats": stats}, indent=1))
+         "dirs": {k: [str(p) for p in v] for k, v in dirs.items()}, "stats": stats,
+         "depth_noise": depth_noise}, indent=1))
     return dirs
 
 
@@ -291,8 +350,9 @@ def child_sweep(backend: str, out: Path, command: str) -> None:
 
 
 def sweep_all(out: Path, objects: Sequence[tuple[int, Path]], seed: int,
-              backends: Sequence[str], kinds: Sequence[str] | None, command: str) -> None:
-    make_sweep_captures(out, objects, seed, sweep_conditions(kinds))
+              backends: Sequence[str], kinds: Sequence[str] | None, command: str,
+              depth_noise: str = "stereo") -> None:
+    make_sweep_captures(out, objects, seed, sweep_conditions(kinds), depth_noise)
     ev = out / "sweep" / "eval"
     if ev.exists():
         shutil.rmtree(ev)
@@ -385,6 +445,15 @@ def stage_means(per_capture: dict[str, Any] | None, method: str) -> dict[str, fl
     return {s: float(np.mean(v)) for s, v in sums.items()}
 
 
+def present_stages(data: dict[str, Any]) -> list[str]:
+    """The stages timed in any eval result: ``STAGES`` order, unknown ones after."""
+    seen: set[str] = set()
+    for n in data["eval"]:
+        for method, e in data["eval"][n].items():
+            seen |= set(stage_means(e.get("per_capture"), method))
+    return [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
+
+
 def _load_range(res: dict[str, Any]) -> str:
     """The 1-minute load average at the start → end of a method's run, or – when not recorded."""
     a, b = res.get("loadavg_start"), res.get("loadavg_end")
@@ -409,8 +478,10 @@ def plot_errors_vs_views(data: dict[str, Any], path: Path, footer: str) -> None:
                True),
               ("acc30", "Acc@30° (fraction of view pairs)", False),
               ("fscore", "F-score @ 5 % of the diagonal", False),
-              ("scale_error", "scale error |s/s_true − 1| (median)", False)]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.4), dpi=110)
+              ("fscore@5mm", "F-score @ 5 mm", False),
+              ("scale_error", "scale error |s/s_true − 1| (median)", False),
+              ("time_s", "seconds per capture (log)", True)]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.4), dpi=110)
     for ax, (key, label, log) in zip(axes.ravel(), panels):
         for method in methods:
             xs, ys = [], []
@@ -426,12 +497,13 @@ def plot_errors_vs_views(data: dict[str, Any], path: Path, footer: str) -> None:
         ax.set_title(label, fontsize=10)
         if log:
             ax.set_yscale("log")
-            ax.set_ylim(0.01, 300)
+            if key == "median_rotation_error_deg":
+                ax.set_ylim(0.01, 300)
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=8)
     n_obj = data["eval"][views[0]][methods[0]]["metrics"]["captures"]
     fig.suptitle(f"Error vs number of views ({n_obj} objects; rotation needs ≥ 2 views; "
-                 "pycolmap: poses only)", fontsize=11)
+                 "pycolmap: poses only; limit: true poses, rotation 0)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     _footer(fig, footer)
     fig.savefig(path)
@@ -444,19 +516,26 @@ def plot_stage_times(data: dict[str, Any], path: Path, footer: str) -> None:
     import matplotlib.pyplot as plt
     views = sorted(data["eval"])
     methods = _method_order({m for n in views for m in data["eval"][n]})
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 4.4), dpi=110,
-                             sharey=True)
+    width = 3.2 * len(methods) + 2.0                  # + the legend's column
+    fig, axes = plt.subplots(1, len(methods), figsize=(width, 4.4), dpi=110, sharey=True)
     axes = np.atleast_1d(axes)
-    colors = dict(zip(STAGES, plt.cm.tab10.colors))
+    stages = present_stages(data)
+    colors = dict(zip(stages, plt.cm.tab20.colors))
     for ax, method in zip(axes, methods):
         bottoms = np.zeros(len(views))
-        for stage in STAGES:
+        for stage in stages:
             vals = np.array([stage_means(data["eval"][n].get(method, {}).get("per_capture"),
                                          method).get(stage, 0.0) for n in views])
             if vals.any():
                 ax.bar([str(n) for n in views], vals, bottom=bottoms, label=stage,
                        color=colors[stage])
                 bottoms += vals
+        whole = np.array([0.0 if bottoms[i] else float(
+            (data["eval"][n].get(method) or {}).get("metrics", {}).get("time_s") or 0.0)
+            for i, n in enumerate(views)])
+        if whole.any():                         # no stage timings (limit): the whole call
+            ax.bar([str(n) for n in views], whole, label="whole call (no stages)",
+                   color="0.8", hatch="//", edgecolor="0.5")
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("views")
         ax.grid(alpha=0.3, axis="y")
@@ -468,7 +547,7 @@ def plot_stage_times(data: dict[str, Any], path: Path, footer: str) -> None:
     fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8,
                title="stage", title_fontsize=8)
     fig.suptitle("Time per stage (stacked; pycolmap has no 1-view run)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 0.9, 0.95))
+    fig.tight_layout(rect=(0, 0.05, 1 - 2.0 / width, 0.95))
     _footer(fig, footer)
     fig.savefig(path)
     plt.close(fig)
@@ -518,8 +597,10 @@ def plot_sweep(data: dict[str, Any], path: Path, footer: str) -> None:
 
 
 METRIC_COLUMNS = ("| method | median rot. err. (°) | Acc@15° | Acc@30° | transl. err. (mm) | "
-                  "scale err. | chamfer | F@1 % | F@2 % | F@5 % | failures | time / capture (s) | "
-                  "peak RSS (MiB) |")
+                  "scale err. | chamfer | F@1 % | F@2 % | F@5 % | F@5mm (P / R) | F@10mm | "
+                  "measured | failures | time / capture (s) | peak RSS (MiB) |")
+METRIC_CELLS = METRIC_COLUMNS.count("|") - 2
+"""Cells after the method's name in a row of ``METRIC_COLUMNS``."""
 
 
 def _metric_row(method: str, m: dict[str, Any], res: dict[str, Any], views: int) -> str:
@@ -536,6 +617,10 @@ def _metric_row(method: str, m: dict[str, Any], res: dict[str, Any], views: int)
              _f(m.get("fscore@0.01"), ".3f") if metric else na,
              _f(m.get("fscore@0.02"), ".3f") if metric else na,
              _f(m.get("fscore"), ".3f") if metric else na,
+             (f"{_f(m.get('fscore@5mm'), '.3f')} ({_f(m.get('precision@5mm'), '.2f')} / "
+              f"{_f(m.get('recall@5mm'), '.2f')})") if metric else na,
+             _f(m.get("fscore@10mm"), ".3f") if metric else na,
+             _f(m.get("measured_fraction"), ".0%") if metric else na,
              f"{m['failures']}/{m['captures']}", _f(m.get("time_s"), ".2f"),
              _f(res.get("peak_rss_mib"), ".0f")]
     return "| " + " | ".join(cells) + " |"
@@ -562,6 +647,78 @@ def method_commands(data: dict[str, Any]) -> dict[str, list[str]]:
             if method not in by_command.setdefault(cmd, []):
                 by_command[cmd].append(method)
     return {cmd: _method_order(methods) for cmd, methods in by_command.items()}
+
+
+def depth_kinds(data: dict[str, Any]) -> dict[str, list[str]]:
+    """The captures' depth kind (``stereo``, ``none``) of every method's eval results, each with
+    its methods in report order; results from before the noise model record none (``none``)."""
+    kinds: dict[str, list[str]] = {}
+    for n in sorted(data["eval"]):
+        for method, e in data["eval"][n].items():
+            kind = (e.get("resources") or {}).get("depth_noise") or "none"
+            if method not in kinds.setdefault(kind, []):
+                kinds[kind].append(method)
+    return {k: _method_order(v) for k, v in kinds.items()}
+
+
+def _noise_params_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    for n in sorted(data["eval"]):
+        for e in data["eval"][n].values():
+            params = (e.get("resources") or {}).get("depth_noise_params")
+            if params:
+                return params
+    return None
+
+
+def depth_text(kind: str, params: dict[str, Any] | None) -> str:
+    """One sentence on the captures' depth: the noise model's recorded parameters, or exact."""
+    if kind == "none":
+        return ("**Depth: exact** (`--depth-noise none`): the renderer's z-depth, stored in whole "
+                "millimetres — no sensor noise, holes or flying pixels.")
+    p = params or noise_params(kind) or {}
+    mm = lambda key: f"{1000 * p.get(key, float('nan')):g}"   # noqa: E731
+    return (f"**Depth: stereo sensor noise on** (`--depth-noise {kind}`: `STEREO_DEFAULT` of "
+            "`sparp_ros/render/depth_noise.py`, parameters as the captures' `gt.json` records "
+            f"them): axial noise σ(z) = {mm('sigma_base_m')} mm + {mm('sigma_quadratic')} mm · "
+            f"(z / 1 m)², disparity steps of 1/{p.get('disparity_subpixel', 0):g} px for a "
+            f"{mm('baseline_m')} mm baseline, stored in {mm('depth_resolution_m')} mm; "
+            f"{100 * p.get('hole_fraction', 0):g} % random holes, {p.get('edge_hole_width_px', 0)} "
+            f"px holes beside depth steps over {mm('edge_threshold_m')} mm, flying pixels on "
+            f"{100 * p.get('flying_pixel_probability', 0):g} % of the silhouette (up to "
+            f"{mm('flying_pixel_distance_m')} mm behind), dark (luminance < "
+            f"{p.get('dark_threshold', 0):g}) and saturated (≥ {p.get('specular_threshold', 0):g}) "
+            f"pixels dropped with probability {p.get('dark_dropout_probability', 0):g} / "
+            f"{p.get('specular_dropout_probability', 0):g}. Images, masks, NOCS and poses are "
+            "those of the clean render of the same seed; the ground-truth mesh is exact.")
+
+
+METHOD_NOTES = {
+    "limit": "**limit**: the measurement limit, not a method — the captures' masked depth fused "
+             "with the *true* poses by the pipeline's TSDF fusion at its voxel size "
+             "(`sparp_ros/evaluation/limit.py`; it reads `gt.json`). Its rotation error is 0 by "
+             "construction; its mesh columns say how good a posed mesh can be from this depth: "
+             "what a method loses below it is pose error, what the limit itself lacks is what the "
+             "sensor never saw or measured wrong.",
+    "oracle": "**oracle**: ground-truth NOCS through our PnP / scale / mesh stages — a test "
+              "instrument, the upper bound of the geometry, not a method.",
+    "model": "**model**: the shipped tiny model (per-view NOCS), as on a robot with an RGB-D "
+             "camera: the joint azimuth search on the images and the depth (`align_with_depth`) "
+             "gives pose hypotheses that start the registration of the views' measured surfaces "
+             "(`sparp_ros/geometry/measured.py`); the mesh is the TSDF fusion of the depth at the "
+             "registered poses (the model's shape only where fusion fails).",
+    "model+images": "**model+images**: the same NOCS, views aligned from the images alone (the "
+                    "predicted shapes in the visibility tests, no registration, no fusion): the "
+                    "mesh is the model's Poisson shape; the depth still gives the scale.",
+    "model+tf": "**model+tf**: views aligned by the captures' camera poses (`T_world_camera`, as TF "
+                "gives on a robot), the mesh fused from the depth at those poses. The relative "
+                "rotations then *are* the camera motion (exact in these renders), so its rotation "
+                "columns measure TF, not the model; its translation, scale and mesh columns are the "
+                "interesting ones.",
+    "pycolmap": "**pycolmap**: COLMAP SfM (SIFT, exhaustive matching, incremental mapping, "
+                "intrinsics fixed). Poses only, in an arbitrary scale: translation, scale and mesh "
+                "are n/a. It cannot run on one view.",
+}
+"""The report's line on each method (only the methods with results are listed)."""
 
 
 def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
@@ -592,15 +749,16 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
     if run.get("elapsed_s"):
         L += [f"`{run.get('command')}` took {run['elapsed_s'] / 60:.0f} min in all, finished "
               f"{run.get('finished')}.", ""]
-    L += ["| step | command | finished | minutes | load avg (1 min) start → end |",
-          "|---|---|---|---:|---|"]
+    L += ["| step | command | depth | finished | minutes | load avg (1 min) start → end |",
+          "|---|---|---|---|---:|---|"]
     for name in ("render", "eval", "sweep"):
         st = step_record(run, name)
         if not st:
             continue
         l0 = (st.get("machine") or {}).get("loadavg") or [None]
         l1 = st.get("loadavg_end") or [None]
-        L.append(f"| {name} | `{st.get('command')}` | {st.get('finished') or '–'} | "
+        L.append(f"| {name} | `{st.get('command')}` | {st.get('depth_noise') or 'none'} | "
+                 f"{st.get('finished') or '–'} | "
                  f"{_f(st.get('elapsed_s') and st['elapsed_s'] / 60, '.1f')} | "
                  f"{_f(l0[0], '.1f')} → {_f(l1[0], '.1f')} |")
     L.append("")
@@ -615,11 +773,20 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
               "captures and settings), made to time every view count at a comparable load; the "
               f"full run's own eval step took {_f(run.get('eval_s') and run['eval_s'] / 60, '.0f')}"
               " min.", ""]
+    kinds = depth_kinds(data)
+    if len(kinds) > 1:
+        L += ["**Mixed depth: these results are not comparable across methods** — "
+              + "; ".join(f"{', '.join(ms)} on `--depth-noise {k}` captures"
+                          for k, ms in kinds.items())
+              + ". Run `eval` again for all methods with one `--depth-noise`.", ""]
+    elif kinds:
+        L += [depth_text(next(iter(kinds)), _noise_params_of(data)), ""]
     views_all = sorted(data["eval"])
     if views_all:
         methods_all = _method_order({m for n in views_all for m in data["eval"][n]})
         L += ["## Summary", "", f"*{caption}* Median relative rotation error (°) / Acc@30° / "
-              "F-score at 5 % per method and number of views (details below).", "",
+              "F-score at 5 % of the diagonal / F-score at 5 mm per method and number of views "
+              "(details below).", "",
               "| method | " + " | ".join(f"{n} view{'s' if n > 1 else ''}" for n in views_all)
               + " |", "|---|" + "---|" * len(views_all)]
         for method in methods_all:
@@ -632,10 +799,13 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
                 r = m["median_rotation_error_deg"]
                 rot = "n/a" if n < 2 else _f(r, ".2f" if r is not None and r < 1 else ".1f") + "°"
                 acc = "n/a" if n < 2 else _f(m["acc30"], ".2f")
-                cells.append(f"{rot} / {acc} / {_f(m.get('fscore'), '.2f')}")
+                cells.append(f"{rot} / {acc} / {_f(m.get('fscore'), '.2f')} / "
+                             f"{_f(m.get('fscore@5mm'), '.2f')}")
             L.append(f"| {method} | " + " | ".join(cells) + " |")
-        L += ["", "model+tf's rotation is the camera motion (TF), exact in renders; pycolmap "
-              "makes no mesh (F-score –).", ""]
+        L += ["", ("limit's poses are the true ones (rotation 0 by construction): its mesh "
+                   "columns are what the depth allows. " if LIMIT in methods_all else "")
+              + "model+tf's rotation is the camera motion (TF), exact in renders; pycolmap "
+              "makes no mesh (F-scores –).", ""]
     rate = out.parent / "render_rate.txt"
     L += ["## Render rate", ""]
     if rate.exists() and rate.read_text().strip():
@@ -654,29 +824,26 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
               "name), one 6-view capture each rendered by `sparp_ros.render.render_capture` "
               f"with seed {run.get('seed', 0)} + object index (random camera 480–800 px wide, focal "
               "0.8–1.4 × width, azimuths ≥ 30° apart, elevations −20…50°, random lighting and "
-              "background, metric depth); the n-view capture is its first n views, so adding views "
-              "only adds information. Every method sees the same captures.", "",
-              "- **oracle**: ground-truth NOCS through our PnP / scale / mesh stages — a test "
-              "instrument, the upper bound of the geometry, not a method.",
-              "- **model**: the shipped tiny model (per-view NOCS), views aligned by the joint "
-              "azimuth search on the images and the captures' depth (the measured surfaces in its "
-              "visibility tests, `align_with_depth`), as on a robot with an RGB-D camera.",
-              "- **model+images**: the same, views aligned from the images alone (the predicted "
-              "shapes in the visibility tests); the depth still gives the scale.",
-              "- **model+tf**: the same NOCS, views aligned by the captures' camera poses "
-              "(`T_world_camera`, as TF gives on a robot). The relative rotations then *are* the "
-              "camera motion (exact in these renders), so its rotation columns measure TF, not the "
-              "model; its translation, scale and mesh columns are the interesting ones.",
-              "- **pycolmap**: COLMAP SfM (SIFT, exhaustive matching, incremental mapping, intrinsics "
-              "fixed). Poses only, in an arbitrary scale: translation, scale and mesh are n/a. "
-              "It cannot run on one view.", "",
+              "background, metric depth"
+              + ("" if not kinds else " through the stereo noise model" if set(kinds) == {"stereo"}
+                 else ", exact" if set(kinds) == {"none"} else ", see above")
+              + "); the n-view capture is its first n views, so adding views "
+              "only adds information. Every method sees the same captures.", ""]
+        L += [f"- {METHOD_NOTES[m]}" for m in _method_order(
+            {m for n in views for m in data["eval"][n]}) if m in METHOD_NOTES]
+        L += ["",
               "Metrics (`sparp_ros.evaluation`): rotation over all view pairs i<j of the relative "
               "rotation `R_ci_cj` (a missing pose counts 180°), so it needs ≥ 2 views and is n/a "
               "with 1; translation: median error of the relative translation of the pairs, in mm "
               "(metric from depth); scale err.: median over captures of |s/s_true − 1| of the "
               "object's size; chamfer (fraction of the true bounding-box diagonal) and F-score at "
               "1, 2 and 5 % of that diagonal compare our mesh with the true one in the reference "
-              "camera, so they measure pose, scale and shape together; failures: captures where "
+              "camera, so they measure pose, scale and shape together; F@5mm (P / R) and F@10mm: "
+              "the F-score at an absolute 5 and 10 mm (a gripper's tolerance does not scale with "
+              "the object), with the precision (share of our surface within 5 mm of the truth: "
+              "accuracy) and recall (share of the true surface within 5 mm of ours: completeness); "
+              "measured: the share of our mesh's surface that comes from measured depth (the rest "
+              "inferred by the model; – where the method does not say); failures: captures where "
               "the method posed fewer than min(2, views) views; time: mean wall time per capture "
               "of the method itself (not the metrics); peak RSS: maximum resident memory of the "
               "process that ran only this method over all captures of this view count "
@@ -688,32 +855,40 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
             L += [f"### {n} view{'s' if n > 1 else ''}", "",
                   f"*{caption}*" + (" With 1 view there are no view pairs: rotation, Acc and "
                                     "translation are n/a; pycolmap cannot run." if n == 1 else ""),
-                  "", METRIC_COLUMNS, "|---|" + "---:|" * 12]
+                  "", METRIC_COLUMNS, "|---|" + "---:|" * METRIC_CELLS]
             for method in _method_order(list(data["eval"][n]) + (["pycolmap"] if n == 1 else [])):
                 entry = data["eval"][n].get(method)
                 if entry is None:
-                    L.append(f"| {method} | " + " | ".join(["n/a"] * 12) + " |")
+                    L.append(f"| {method} | " + " | ".join(["n/a"] * METRIC_CELLS) + " |")
                     continue
                 L.append(_metric_row(method, entry["metrics"], entry["resources"], n))
             L.append("")
         # stage times
+        stages = present_stages(data)
         L += ["## Time per stage", "", f"![time per stage]({pimg('stage_times.png')})", "",
               f"*{caption}* Mean seconds per capture; pipeline stages as "
-              "`Reconstruction.timings`, pycolmap's as its own; wall: the method's whole call; "
+              "`Reconstruction.timings` (`measured`: registration of the measured surfaces + TSDF "
+              "fusion of the depth, with depth; `mesh`: the model's Poisson shape, built only where "
+              "it is used — no depth, fusion failed, or completion on; blank: the stage did not "
+              "run), pycolmap's as its own; limit has no stages (fusion at the true poses: its wall "
+              "time); wall: the method's whole call; "
               "first call: the untimed warm-up run on the first capture in each process (imports, "
-              "model loading), not included in the means; load avg: the machine's 1-minute load "
+              "model loading), not included in the means; peak RSS: as above; load avg: the "
+              "machine's 1-minute load "
               "average when the method's run started → ended (2 cores: above 2, processes queue "
               "for the CPU and wall times stretch accordingly).", "",
-              "| views | method | " + " | ".join(STAGES) + " | wall | first call | load avg |",
-              "|---:|---|" + "---:|" * (len(STAGES) + 3)]
+              "| views | method | " + " | ".join(stages)
+              + " | wall | first call | peak RSS (MiB) | load avg |",
+              "|---:|---|" + "---:|" * (len(stages) + 3) + "---|"]
         for n in views:
             for method in _method_order(list(data["eval"][n])):
                 e = data["eval"][n][method]
                 st = stage_means(e["per_capture"], method)
                 L.append(f"| {n} | {method} | " + " | ".join(
-                    _f(st.get(s), ".3f") if s in st else "" for s in STAGES)
+                    _f(st.get(s), ".3f") if s in st else "" for s in stages)
                     + f" | {_f(e['metrics'].get('time_s'), '.3f')} | "
                     f"{_f(e['resources'].get('first_call_s'), '.1f')} | "
+                    f"{_f(e['resources'].get('peak_rss_mib'), '.0f')} | "
                     f"{_load_range(e['resources'])} |")
         L.append("")
         spread = []
@@ -766,7 +941,8 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
               f"![robustness sweep]({pimg('sweep.png')})", "",
               f"*{sweep_caption}* {len(objs)} objects (evenly spaced over the name-sorted list, to "
               f"keep the sweep within the run's time: {', '.join(objs)}), their 4-view "
-              "captures; every view of a capture perturbed "
+              f"captures (depth: `{spec.get('depth_noise') or 'none'}`); every view of a capture "
+              "perturbed "
               "(own random draw per view, fixed seeds), the ground truth untouched "
               "(`sparp_ros/evaluation/perturb.py`):", "",
               "- **focal f**: images rendered with the true focal length, the pipeline given "
@@ -850,6 +1026,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--views", type=int, nargs="+", default=list(VIEW_COUNTS))
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth-noise", choices=DEPTH_NOISE, default="stereo",
+                   help="the captures' depth: the stereo sensor model (STEREO_DEFAULT of "
+                        "sparp_ros.render.depth_noise; default) or the renderer's exact depth "
+                        "(none); each has its own capture cache")
     p.add_argument("--sweep-objects", type=int, default=6,
                    help="N objects, evenly spaced by name, for the robustness sweep (0: none)")
     p.add_argument("--sweep-backends", nargs="+", default=list(SWEEP_BACKENDS))
@@ -863,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = args.out.resolve()
     if args.step == "_eval":
-        child_eval(args.method, out, args.captures, args.command)
+        child_eval(args.method, out, args.captures, args.command, args.depth_noise)
         return 0
     if args.step == "_sweep":
         child_sweep(args.backend, out, args.command)
@@ -879,14 +1059,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def record(name: str, t0: float, info: dict[str, Any]) -> None:
         """What produced this step's results: command, machine and load, when, how long."""
         steps[name] = {"command": command, "machine": info, "elapsed_s": time.perf_counter() - t0,
-                       "loadavg_end": list(os.getloadavg()),
+                       "loadavg_end": list(os.getloadavg()), "depth_noise": args.depth_noise,
                        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
     t_all = time.perf_counter()
     if args.step in ("all", "render", "eval", "sweep"):
         needed = sorted(set(args.views) | ({SWEEP_VIEWS} if args.sweep_objects else set()))
         t0, info = time.perf_counter(), machine_info()
-        if render_all(out, meshes, needed, args.seed) or "render" not in steps:
+        if (render_all(out, meshes, needed, args.seed, args.depth_noise) or "render" not in steps
+                or steps["render"].get("depth_noise", "none") != args.depth_noise):
             record("render", t0, info)               # a cache hit keeps the real render's record
     if args.step in ("all", "eval"):
         if args.step == "all":
@@ -894,19 +1075,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if int(f.name[1:]) not in args.views:
                     shutil.rmtree(f)
         t0, info = time.perf_counter(), machine_info()
-        eval_all(out, meshes, args.views, args.methods, args.seed, command)
+        eval_all(out, meshes, args.views, args.methods, args.seed, command, args.depth_noise)
         record("eval", t0, info)
     if args.step in ("all", "sweep"):
         t0, info = time.perf_counter(), machine_info()
         if args.sweep_objects:
             sweep_all(out, sweep_subset(meshes, args.sweep_objects), args.seed, args.sweep_backends,
-                      args.sweep_kinds, command)
+                      args.sweep_kinds, command, args.depth_noise)
             record("sweep", t0, info)
         elif (out / "sweep").exists():
             shutil.rmtree(out / "sweep")
             steps.pop("sweep", None)
     if args.step != "report":
         run["seed"] = args.seed
+        run["depth_noise"] = args.depth_noise        # of this step's captures; each step has its own
+        run["depth_noise_params"] = noise_params(args.depth_noise)
         if args.step == "all":
             run.update(command=command, elapsed_s=time.perf_counter() - t_all,
                        finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# The benchmark run (`make bench`): render rate, then accuracy / speed / memory of every method on
-# fixed-seed captures of the shared objects for 1, 2, 4 and 6 views, a robustness sweep, and
-# benchmarks/RESULTS.md with its plots (benchmarks/*.png), then the slow tests.
+# The benchmark run (`make bench`): render rate, then accuracy / speed / memory of every method
+# (the measurement limit `limit` included) on fixed-seed captures of the shared objects for 1, 2, 4
+# and 6 views, their depth through the stereo noise model (BENCH_DEPTH_NOISE=none: exact depth), a
+# robustness sweep, and benchmarks/RESULTS.md with its plots (benchmarks/*.png), then the slow tests.
 # Not part of `make test` (slow: ~40 min on 2 loaded cores). Raw results: benchmarks/out/ (git-ignored).
-#   BENCH_OBJECTS=25 BENCH_SWEEP_OBJECTS=6 [SOAK=1] bash benchmarks/run.sh
+#   BENCH_OBJECTS=25 BENCH_SWEEP_OBJECTS=6 [BENCH_DEPTH_NOISE=stereo] [SOAK=1] bash benchmarks/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export AMENT_PREFIX_PATH=${AMENT_PREFIX_PATH:-$PWD/.venv} PYTHONNOUSERSITE=1
 OBJECTS=${BENCH_OBJECTS:-25}
 SWEEP_OBJECTS=${BENCH_SWEEP_OBJECTS:-6}
+DEPTH_NOISE=${BENCH_DEPTH_NOISE:-stereo}
 mkdir -p benchmarks/out
 start=$(date +%s)
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -m), $(date -u +%F)"
 echo "== $PY benchmarks/render_rate.py"
 $PY benchmarks/render_rate.py | tee benchmarks/out/render_rate.txt
-echo "== $PY benchmarks/benchmark.py all --objects $OBJECTS --sweep-objects $SWEEP_OBJECTS"
-$PY benchmarks/benchmark.py all --objects "$OBJECTS" --sweep-objects "$SWEEP_OBJECTS"
+echo "== $PY benchmarks/benchmark.py all --objects $OBJECTS --sweep-objects $SWEEP_OBJECTS --depth-noise $DEPTH_NOISE"
+$PY benchmarks/benchmark.py all --objects "$OBJECTS" --sweep-objects "$SWEEP_OBJECTS" \
+    --depth-noise "$DEPTH_NOISE"
 if [ "${SOAK:-0}" = 1 ]; then   # the node's soak run, ~7 min (benchmarks/soak.py -> soak.md)
     echo "== $PY benchmarks/soak.py"
     $PY benchmarks/soak.py
