@@ -100,8 +100,6 @@ waits for a repair holds back its later messages (1-2 s measured on a loaded 2-c
 
 SHUTDOWN_GRACE_S = 20.0
 """How long shutting down waits for a running reconstruction to answer its caller."""
-RESPONSE_SETTLE_S = 0.2
-"""After a reconstruction finished during deactivation, before its service is destroyed."""
 SPIN_PERIOD_S = 0.1
 """The spinning thread checks this often whether to stop."""
 POSE_TOPIC, MARKER_TOPIC, MESH_TOPIC, RECONSTRUCTION_TOPIC = (
@@ -144,6 +142,8 @@ class SparpNodeCore:
         self.load_error = ""
         self.last_reconstruction = None
         self._busy = threading.Lock()
+        self._answers = threading.Condition()   # _owed: requests taken, not yet answered
+        self._owed = 0
         self._camera_info_seen = False
         self._images_seen = 0
         # Messages (per part) and frames ("frame", "unpaired") dropped as unusable; the last reason.
@@ -212,10 +212,8 @@ class SparpNodeCore:
         # Services: reconstruct in its own reentrant group (busy answers while it runs),
         # reset in another so it is never stuck behind a reconstruction.
         self._sparp_services = [
-            self.create_service(Trigger, "~/reconstruct", self._on_reconstruct,
-                                callback_group=ReentrantCallbackGroup()),
-            self.create_service(Trigger, "~/reset", self._on_reset,
-                                callback_group=MutuallyExclusiveCallbackGroup())]
+            self._create_service("~/reconstruct", self._on_reconstruct, ReentrantCallbackGroup()),
+            self._create_service("~/reset", self._on_reset, MutuallyExclusiveCallbackGroup())]
         self._active_since, self._last_image_at = time.monotonic(), None
         self.node_state = "active"
         topics = ", ".join(s.topic_name for s in self._subscriptions_by_part.values())
@@ -228,10 +226,7 @@ class SparpNodeCore:
         for entity in self._subscriptions_by_part.values():
             self.destroy_subscription(entity)
         self._subscriptions_by_part = {}
-        was_running = self._busy.locked()
         self.finish_reconstruction(SHUTDOWN_GRACE_S)
-        if was_running:     # rclpy sends the response after the callback returned: let it go out
-            time.sleep(RESPONSE_SETTLE_S)
         for entity in self._sparp_services:
             self.destroy_service(entity)
         self._sparp_services = []
@@ -241,21 +236,55 @@ class SparpNodeCore:
         self.node_state = "inactive"
 
     def finish_reconstruction(self, timeout_s: float) -> bool:
-        """Refuse new reconstructions from now on and wait up to ``timeout_s`` for a running one
-        to finish (its response is sent by the executor thread that ran it). False when it
-        was still running at the timeout."""
+        """Refuse new reconstructions from now on and wait up to ``timeout_s`` until every request
+        taken has been answered (a running reconstruction finishes first). False when one was
+        still unanswered at the timeout."""
         self._stopping = True
-        if self._busy.acquire(blocking=False):
-            self._busy.release()
-            return True
-        self.get_logger().info(f"waiting up to {timeout_s:.0f} s for the running reconstruction "
-                               "to answer its caller")
-        if not self._busy.acquire(timeout=timeout_s):
-            self.get_logger().warning("the running reconstruction did not finish in time: its "
-                                      "caller gets no answer")
-            return False
-        self._busy.release()
-        return True
+        with self._answers:
+            if self._busy.locked():
+                self.get_logger().info(f"waiting up to {timeout_s:.0f} s for the running "
+                                       "reconstruction to answer its caller")
+            if self._answers.wait_for(lambda: self._owed == 0, timeout=timeout_s):
+                return True
+        self.get_logger().warning("the running reconstruction did not finish in time: its caller "
+                                  "gets no answer")
+        return False
+
+    def _create_service(self, name: str, callback, group):
+        """A std_srvs/Trigger service whose answers are counted: ``_owed`` is the number of
+        requests taken and not yet answered (rclpy sends the response after the callback has
+        returned), so stopping can wait until the answer is out before the service goes. A
+        response that finds its service already destroyed is dropped instead of raising in the
+        executor (which would stop it)."""
+        from rclpy.exceptions import InvalidHandle
+
+        def counted(request, response):
+            with self._answers:
+                self._owed += 1
+            try:
+                return callback(request, response)
+            except BaseException:
+                self._answered()
+                raise
+
+        service = self.create_service(Trigger, name, counted, callback_group=group)
+        send = service.send_response
+
+        def send_response(response, header) -> None:
+            try:
+                send(response, header)
+            except InvalidHandle:
+                pass
+            finally:
+                self._answered()
+
+        service.send_response = send_response       # the executor calls it after the callback
+        return service
+
+    def _answered(self) -> None:
+        with self._answers:
+            self._owed -= 1
+            self._answers.notify_all()
 
     def _cleanup(self) -> None:
         """Destroy the output publishers, drop the keyframes and free the model (and its GPU
@@ -614,8 +643,8 @@ class SparpNodeCore:
         self.pose_pub.publish(ros_io.reconstruction_to_pose_stamped(recon, frame_id, stamp, view,
                                                                     T_fixed_camera))
         if self.tf is not None:
-            self.tf(ros_io.reconstruction_to_transform_stamped(recon, frame_id, stamp,
-                                                              self.object_frame, view, T_fixed_camera))
+            self.tf(ros_io.reconstruction_to_transform_stamped(
+                recon, frame_id, stamp, self.object_frame, view, T_fixed_camera))
         if recon.mesh is not None:
             written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None
             if written is not None and self.params["mesh_marker"] == "mesh_resource":

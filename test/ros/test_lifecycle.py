@@ -184,7 +184,7 @@ def test_deactivate_during_a_reconstruction_answers_its_caller_first(managed, wa
             transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
         wait_for(lambda: node._stopping, 10.0, "the deactivation to begin")
         refused = m.reconstruct.call_async(Trigger.Request())
-        wait_for(running.done, 10.0, "the running reconstruction's answer")
+        wait_for(running.done, 30.0, "the running reconstruction's answer")
         wait_for(deactivate.done, 10.0, "the deactivation")
         wait_for(refused.done, 10.0, "the answer to a request during deactivation")
     finally:
