@@ -358,7 +358,8 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
                           view_stamps: list[Time | float | None] | None = None) -> Any:
     """Our ``sparp_ros_msgs/ObjectReconstruction``: the published pose (as in
     :func:`reconstruction_to_pose_stamped`), scale and its source, confidence, mesh with vertex
-    colours, every view's pose and ok flag, the backend and the stage timings."""
+    colours and which vertices were measured, every view's pose and ok flag, the backend and the
+    stage timings."""
     from sparp_ros_msgs.msg import ObjectReconstruction
 
     n = len(recon.views)
@@ -377,6 +378,8 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
         _, _, colors = _mesh_arrays(recon.mesh)
         if colors is not None:
             msg.vertex_colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in colors.tolist()]
+        if recon.mesh_measured is not None:
+            msg.vertex_measured = [bool(m) for m in recon.mesh_measured]
     msg.view_frame_ids = frames
     msg.view_stamps = [_header("", s).stamp for s in stamps]
     msg.view_poses = [matrix_to_pose(v.T_camera_object) if v.ok and v.T_camera_object is not None

@@ -359,6 +359,11 @@ def test_reconstruction_message_round_trips():
     np.testing.assert_allclose(ros_io.pose_to_matrix(back.view_poses[0]), _pose(1), atol=1e-12)
     assert len(back.mesh.triangles) == len(recon.mesh.faces) and len(back.vertex_colors) == len(recon.mesh.vertices)
     assert dict(zip(back.timing_stages, back.timing_seconds)) == {"nocs": 0.5, "pnp": 0.01}
+    assert list(back.vertex_measured) == []                    # no measured part: all inferred
+    recon.mesh_measured = np.arange(len(recon.mesh.vertices)) % 3 != 0
+    split = deserialize_message(serialize_message(ros_io.reconstruction_to_msg(recon, "cam")),
+                                ObjectReconstruction)
+    assert list(split.vertex_measured) == recon.mesh_measured.tolist()
     no_mesh = ros_io.reconstruction_to_msg(_recon(with_mesh=False), "cam")
     assert len(no_mesh.mesh.vertices) == 0 and list(no_mesh.view_frame_ids) == ["cam"] * 4
 
