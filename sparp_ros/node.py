@@ -908,7 +908,8 @@ def _spin(node: SparpNodeCore) -> None:
         except KeyboardInterrupt:              # a second Ctrl-C: do not wait
             pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the rest is short: let it end cleanly
+        for signum in (signal.SIGINT, signal.SIGTERM):   # the rest is short: let it end cleanly
+            signal.signal(signum, signal.SIG_IGN)
         stop.set()
         spinner.join()
         executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S)
