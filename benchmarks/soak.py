@@ -441,7 +441,7 @@ def report(result: dict, args: argparse.Namespace, command: str, machine_line: s
     r, rss, lat, cb = result, result["rss_mib"] or {}, result["image_latency_ms"], result["callback_ms"]
     a = r.get("args") or {"views": args.views, "hold": args.hold, "mesh": args.mesh.name,
                           "reliable": args.reliable, "node_env": args.node_env}
-    qos = "reliable QoS (reliable_inputs)" if a["reliable"] else "default sensor-data QoS"
+    qos = "reliable QoS (reliable_inputs)" if a["reliable"] else "best-effort sensor-data QoS (reliable_inputs: false)"
     env = f", node environment {' '.join(a['node_env'])}" if a["node_env"] else ""
 
     def f(x, fmt="{:.1f}"):

@@ -64,7 +64,9 @@ time; a bag can afford more: TF from joint states is often logged a little after
 SYNC_SLOP_S = 0.005
 """The node's ``sync_slop_s`` default: stamps closer than this are one capture instant."""
 SYNC_TIMEOUT_S = 1.0
-"""The node's ``sync_timeout_s`` default, here in bag time."""
+"""How long an instant waits for its missing parts, in bag time. A recorded bag holds every message
+with its receive time, so no part arrives late by redelivery; the node waits longer by default
+(``sync_timeout_s`` 3 s), for a reliable topic's repair over DDS."""
 NS_PER_S = 1e9
 
 
