@@ -45,10 +45,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from .capture import CaptureError, load_capture
     from .outputs import write_outputs
     from .pipeline import PipelineConfig, PipelineError, SparpPipeline
+    from .segment_depth import mask_from_depth_if_needed
     from .segmentation import SegmentationError
     try:
         capture = load_capture(args.capture)
-        frames, segmented = _masked_by_depth(capture.frames)
+        frames, segmented = mask_from_depth_if_needed(capture.frames, logging.getLogger("sparp_ros.cli"))
         pipeline = SparpPipeline(PipelineConfig(backend=args.backend, device=args.device,
                                                 cell_size=args.cell_size, mesh=not args.no_mesh,
                                                 **_model_options(args)))
@@ -66,26 +67,6 @@ def _reconstruct(args: argparse.Namespace) -> int:
     print("timings (s): " + " ".join(f"{k}={v:.3f}" for k, v in recon.timings.items()))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
-
-
-def _masked_by_depth(frames: list) -> tuple[list, dict | None]:
-    """A capture without masks but with depth: the object nearest the first image's centre,
-    segmented from depth (segment_depth.py), in the frames that see it, and what was done (for
-    result.json). Otherwise (masks given, or a frame without depth: the pipeline then refuses
-    with its message) the frames as they are and None."""
-    if any(f.mask is not None for f in frames) or any(f.depth is None for f in frames):
-        return frames, None
-    from .segment_depth import frames_masked_from_depth
-    masked, kept, chosen, objects = frames_masked_from_depth(frames)
-    log = logging.getLogger("sparp_ros.cli")
-    log.info("no masks in the capture: %d object(s) on the support plane from depth; "
-             "reconstructing object %d (nearest the centre of view 0, %d px there)",
-             len(objects), chosen.id, int(chosen.masks[0].sum()))
-    if len(kept) < len(frames):
-        log.warning("views %s do not see object %d and are left out",
-                    [i for i in range(len(frames)) if i not in kept], chosen.id)
-    return masked, {"source": "depth", "object": chosen.id, "objects_found": len(objects),
-                    "views": kept}
 
 
 def _model_options(args: argparse.Namespace) -> dict:

@@ -592,6 +592,8 @@ class SparpNodeCore:
     def _reconstruct(self) -> tuple[bool, str]:
         """Run the pipeline on the current keyframes and publish; (success, message)."""
         from .pipeline import PipelineError
+        from .segment_depth import mask_from_depth_if_needed
+        from .segmentation import SegmentationError
 
         items = self.buffer.items() if self.buffer is not None else []
         if not items:
@@ -606,6 +608,16 @@ class SparpNodeCore:
                            + f" with matching stamps ({self._images_seen} images received"
                            + f"{dropped})")
         frames = [f for f, _ in items]
+        try:     # no mask topic (use_mask: false) and depth: the object from depth, ROS-free
+            frames, segmented = mask_from_depth_if_needed(frames, what="keyframes")
+        except SegmentationError as exc:
+            return False, f"segmentation from depth: {exc}"
+        if segmented is not None:
+            items = [items[i] for i in segmented["views"]]
+            self.get_logger().info(
+                f"no masks: object {segmented['object']} of {segmented['objects_found']} on the "
+                f"support plane (nearest the image centre), segmented from depth in views "
+                f"{segmented['views']}")
         self.get_logger().info(f"reconstructing from {len(frames)} keyframes")
         self.pipeline.config = self._pipeline_config()      # live parameters (size prior, mesh)
         t0 = time.perf_counter()

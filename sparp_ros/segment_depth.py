@@ -577,3 +577,28 @@ def frames_masked_from_depth(frames: Sequence[Frame],
                                         f"({len(objects)} found in the other views)")
     kept = chosen.frames_seen
     return [replace(frames[i], mask=chosen.masks[i]) for i in kept], kept, chosen, objects
+
+
+def mask_from_depth_if_needed(frames: Sequence[Frame], log=None, what: str = "capture"
+                              ) -> tuple[list[Frame], dict | None]:
+    """Keyframes as the pipeline needs them when nobody gave a mask: with no mask in any frame and
+    depth in every frame, the object nearest the first image's centre, segmented from depth
+    (:func:`frames_masked_from_depth`), in the frames that see it, and a record of what was done
+    (``source``, ``object``, ``objects_found``, ``views``: the kept indices). Otherwise (masks
+    given, or a frame without depth: the pipeline then refuses with its own message) the frames
+    as they are and None. One rule for the CLI and the node (``what`` names the frames' source in
+    the log). Raises ``DepthSegmentationError``."""
+    if any(f.mask is not None for f in frames) or any(f.depth is None for f in frames):
+        return list(frames), None
+    import logging
+    log = log or logging.getLogger("sparp_ros.segment_depth")
+    masked, kept, chosen, objects = frames_masked_from_depth(frames)
+    log.info("no masks in the %s: %d object(s) on the support plane from depth; reconstructing "
+             "object %d (nearest the centre of view 0, %d px there)", what, len(objects), chosen.id,
+             int(chosen.masks[0].sum()))
+    if len(kept) < len(frames):
+        log.warning("views %s do not see object %d and are left out",
+                    [i for i in range(len(frames)) if i not in kept], chosen.id)
+    return masked, {"source": "depth", "object": chosen.id, "objects_found": len(objects),
+                    "views": list(kept)}
+

@@ -167,3 +167,41 @@ def test_ctrl_c_during_a_reconstruction_answers_the_caller(ros_env, ros_context,
     for error in ("Traceback", "cannot schedule new futures", "Failed to publish log message",
                   "never retrieved", "Destroyable"):
         assert error not in out, out
+
+
+def test_without_a_mask_topic_the_node_segments_the_object_from_depth(
+        ros_env, ros_context, executor, objects_dir, tmp_path, call_trigger, wait_for):
+    """A robot with only an RGB-D camera: ``use_mask: false``, a table with two objects and no
+    mask anywhere. The node finds the support plane and the object nearest the image centre in
+    the depth, reconstructs it, and says so in its log; no ``no object mask`` refusal."""
+    import rclpy
+
+    from sparp_ros.render.scene import render_tabletop
+
+    render_tabletop([objects_dir / f"{OBJECT}.glb", objects_dir / "Folic_Acid.glb"],
+                    tmp_path / "table", views=3, seed=3, width=320, height=240)
+    env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
+         "--ros-args", "-p", "use_mask:=false", "-p", "mesh:=false", "-p", "sync_timeout_s:=5.0"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_log = _ProcessLog(node_proc)
+    response = None
+    client = rclpy.create_node("no_mask_test_client", context=ros_context)
+    executor.add_node(client)
+    try:
+        reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
+        wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
+        player = subprocess.run([sys.executable, "-m", "sparp_ros.player", str(tmp_path / "table")],
+                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, timeout=60)
+        assert player.returncode == 0, player.stdout
+        wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")
+        response = call_trigger(reconstruct, 90.0)
+    finally:
+        executor.remove_node(client)
+        client.destroy_node()
+        rc, out = node_log.stop()
+    assert response is not None and response.success, f"{response and response.message}\n{out}"
+    assert "segmented from depth" in out and "views posed" in response.message, out
+    assert rc == 0 and "Traceback" not in out, out
