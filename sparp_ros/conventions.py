@@ -144,6 +144,44 @@ def rotation_angle_deg(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(c)))
 
 
+def wrap_deg(angle: float) -> float:
+    """An angle in degrees wrapped into [-180, 180)."""
+    return float((angle + 180.0) % 360.0 - 180.0)
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w), w >= 0 (ROS's order), of a 3x3 rotation (scipy's Rotation)."""
+    from scipy.spatial.transform import Rotation
+    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
+    return -q if q[3] < 0 else q
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """3x3 rotation of a quaternion (x, y, z, w), normalised first (scipy's Rotation)."""
+    from scipy.spatial.transform import Rotation
+    return Rotation.from_quat(np.asarray(q, dtype=np.float64)).as_matrix()
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, ratio: float) -> np.ndarray:
+    """Spherical linear interpolation between unit quaternions (x, y, z, w), along the shorter arc
+    (scipy's Slerp)."""
+    from scipy.spatial.transform import Rotation, Slerp
+    return Slerp([0.0, 1.0], Rotation.from_quat(np.stack([q0, q1])))([float(ratio)]).as_quat()[0]
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking direction ``a`` to direction ``b`` (3x3; for opposite
+    directions a half turn about an axis perpendicular to ``a``)."""
+    from scipy.spatial.transform import Rotation
+    a = np.asarray(a, np.float64) / np.linalg.norm(a)
+    b = np.asarray(b, np.float64) / np.linalg.norm(b)
+    if np.dot(a, b) < -1.0 + 1e-12:
+        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return Rotation.from_rotvec(np.pi * perp / np.linalg.norm(perp)).as_matrix()
+    R, _ = Rotation.align_vectors(b[None], a[None])
+    return R.as_matrix()
+
+
 # An evaluation method "<backend>+tf" may align the views by the captures' camera poses, as a robot
 # with TF does; without the suffix the views are aligned from the images alone (what relative-
 # rotation metrics measure: the camera poses would give them for free).

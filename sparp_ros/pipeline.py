@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .capture import Capture, Frame
-from .conventions import invert_rigid
+from .conventions import invert_rigid, rotation_between, wrap_deg
 from .geometry.azimuth import (ViewGeometry, depth_scale, joint_azimuths, measured_view_geometry,
                                object_centre, pair_cost_curve, rot_z, view_geometry)
 from .geometry.fusion import FusionError
@@ -38,7 +38,7 @@ from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, cr
 
 log = logging.getLogger("sparp_ros.pipeline")
 
-MAX_VIEWS = 6
+from .model.tiling import MAX_VIEWS  # noqa: E402 -- the model tiles at most this many views
 AZIMUTH_STEPS = 360          # the azimuth search's grid (1°)
 MIN_DEPTH_PIXELS = 20        # a view's depth on the object below this: the search uses the predicted shapes
 
@@ -383,7 +383,7 @@ class SparpPipeline:
                 record.append(None)
                 continue
             el_pnp, roll_pnp = elevation_roll_deg(r.T_camera_unit)
-            roll_net = roll_pnp + _wrap_deg(roll_net - roll_pnp)
+            roll_net = roll_pnp + wrap_deg(roll_net - roll_pnp)
             el, roll = w * el_net + (1 - w) * el_pnp, w * roll_net + (1 - w) * roll_pnp
             Q = tilt_correction(r.T_camera_unit, el, roll)
             T = r.T_camera_unit.copy()
@@ -670,10 +670,6 @@ def _cut(frame: Frame, box, size: int) -> tuple[np.ndarray, np.ndarray]:
             crop_image(frame.mask.astype(np.uint8), box, size, nearest=True) > 0)
 
 
-def _wrap_deg(a: float) -> float:
-    return float((a + 180.0) % 360.0 - 180.0)
-
-
 def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:
     """Re-express a view's pose in the reference frame: T_c_ref = T_c_view @ T_view_ref."""
     if not r.ok or np.array_equal(R_ref_view, np.eye(3)):
@@ -699,28 +695,13 @@ def _agree_with_camera_motion(pnp: list[PnPResult], frames: list[Frame],
     U, _, Vt = np.linalg.svd(np.sum(R_world, axis=0))
     R_mean = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
     if upright:
-        R_mean = _rotation_between(R_mean[:, 2], np.array([0.0, 0.0, 1.0])) @ R_mean
+        R_mean = rotation_between(R_mean[:, 2], np.array([0.0, 0.0, 1.0])) @ R_mean
     out = list(pnp)
     for i in posed:
         T = pnp[i].T_camera_unit.copy()
         T[:3, :3] = frames[i].T_world_camera[:3, :3].T @ R_mean
         out[i] = replace(pnp[i], T_camera_unit=T)
     return out
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector ``a`` to unit vector ``b`` (Rodrigues); for
-    opposite vectors, a half turn about an axis perpendicular to ``a``."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    axis, c = np.cross(a, b), float(np.dot(a, b))
-    if np.linalg.norm(axis) < 1e-12:
-        if c > 0:
-            return np.eye(3)
-        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        perp /= np.linalg.norm(perp)
-        return 2.0 * np.outer(perp, perp) - np.eye(3)
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + K + K @ K / (1.0 + c)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

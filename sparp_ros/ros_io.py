@@ -31,7 +31,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
 from .camera import CameraError, PinholeCamera
-from .conventions import decode_nocs_png, encode_nocs_png
+from .conventions import decode_nocs_png, encode_nocs_png, matrix_to_quaternion  # noqa: F401 (ros_io.matrix_to_quaternion)
 from .health import Health
 from .image_codec import (DEPTH_ENCODINGS, ENCODINGS, MAX_IMAGE_SIDE, MM_PER_M,  # noqa: F401
                           RGB_ENCODINGS, ImageConversionError, compressed_to_rgb, raw_to_depth,
@@ -185,14 +185,6 @@ def camera_to_camera_info(camera: PinholeCamera, stamp: Time | float | None = No
 
 
 # -- poses -----------------------------------------------------------------------------------------
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion of a rotation matrix, w >= 0."""
-    from scipy.spatial.transform import Rotation
-
-    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
-    return -q if q[3] < 0 else q
-
-
 def matrix_to_pose(T: np.ndarray) -> Pose:
     T = np.asarray(T, dtype=np.float64)
     q = matrix_to_quaternion(T[:3, :3])

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .conventions import matrix_to_quaternion, quaternion_to_matrix, slerp
+
 DEFAULT_CACHE_DURATION_S = 10.0
 """tf2's default buffer length."""
 DEFAULT_MAX_SAMPLES = 10_000
@@ -56,49 +58,6 @@ class ExtrapolationError(TransformError):
     def __init__(self, message: str, future: bool):
         super().__init__(message)
         self.future = future
-
-
-# -- quaternion maths (x, y, z, w) -----------------------------------------------------------------
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), w >= 0, of a 3x3 rotation (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = np.trace(R)
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, ratio: float) -> np.ndarray:
-    """Spherical linear interpolation between unit quaternions along the shorter arc."""
-    dot = float(np.dot(q0, q1))
-    if dot < 0.0:
-        q1, dot = -q1, -dot
-    if dot > 1.0 - 1e-9:                       # nearly equal: lerp is exact to rounding
-        q = q0 + ratio * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = np.arccos(min(dot, 1.0))
-    s = np.sin(theta)
-    return (np.sin((1.0 - ratio) * theta) * q0 + np.sin(ratio * theta) * q1) / s
 
 
 def to_matrix(translation: np.ndarray, rotation_xyzw: np.ndarray) -> np.ndarray:

@@ -250,7 +250,8 @@ def test_camera_motion_agreement_makes_the_object_upright():
     heading the views agreed on is kept; without it the tilt error stays (averaged)."""
     from sparp_ros.camera import PinholeCamera
     from sparp_ros.geometry.pnp import PnPResult
-    from sparp_ros.pipeline import _agree_with_camera_motion, _rotation_between
+    from sparp_ros.conventions import rotation_between
+    from sparp_ros.pipeline import _agree_with_camera_motion
     rng = np.random.default_rng(3)
     R_world_object = _rodrigues([0, 0, 1], 0.7)
     tilt = _rodrigues([1, 0.3, 0], np.radians(8.0))          # the same tilt error in every view
@@ -274,7 +275,7 @@ def test_camera_motion_agreement_makes_the_object_upright():
             assert heading == pytest.approx(0.7, abs=np.radians(3.0))
             assert np.allclose(r.T_camera_unit[:3, 3], [0.0, 0.0, 2.0])
     for a, b in (([1, 0, 0], [0, 0, 1]), ([0, 0, -1], [0, 0, 1]), ([0, 0, 1], [0, 0, 1])):
-        R = _rotation_between(np.array(a, float), np.array(b, float))
+        R = rotation_between(np.array(a, float), np.array(b, float))
         assert np.allclose(R @ a, b) and np.allclose(R @ R.T, np.eye(3)) and np.linalg.det(R) > 0
 
 

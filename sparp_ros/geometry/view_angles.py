@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conventions import wrap_deg
+
 __all__ = ["elevation_roll_deg", "tilt_correction", "axis_angle"]
 
 
@@ -60,7 +62,7 @@ def tilt_correction(T_camera_object: np.ndarray, elevation_deg: float, roll_deg:
         c = -Rq.T @ t
         # Turning the frame by φ about the line of sight (object → camera) turns the up axis in
         # the image by +φ (the line of sight is the camera's −z, and Rᵀ flips the sense once more).
-        delta = _wrap_deg(roll_deg - _roll_deg(Rq))
+        delta = wrap_deg(roll_deg - _roll_deg(Rq))
         Q = axis_angle(c, np.radians(delta)) @ Q
     return Q
 
@@ -74,6 +76,3 @@ def _roll_deg(R: np.ndarray) -> float:
     up = R[:, 2]                      # the object's up axis in camera coordinates
     return float(np.degrees(np.arctan2(up[0], -up[1])))
 
-
-def _wrap_deg(a: float) -> float:
-    return float((a + 180.0) % 360.0 - 180.0)

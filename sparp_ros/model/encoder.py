@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelLoadError
-from .tiling import COLS, NUM_CELLS, ROWS
+from .tiling import COLS, MAX_VIEWS, NUM_CELLS, ROWS
 
-MAX_VIEWS = NUM_CELLS
 
 
 def _groups(c: int) -> int:

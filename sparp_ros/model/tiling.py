@@ -12,6 +12,8 @@ import numpy as np
 
 ROWS, COLS = 3, 2
 NUM_CELLS = ROWS * COLS
+MAX_VIEWS = NUM_CELLS
+"""Views per reconstruction: one cell each (the pipeline, the encoder and the data engine)."""
 
 
 def tile(cells: Any, channels_last: bool = True) -> Any:

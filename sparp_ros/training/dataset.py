@@ -71,7 +71,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ..camera import PinholeCamera
 from ..conventions import (NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png,
                            unit_direction)
-from ..model.tiling import NUM_CELLS, tile
+from ..model.tiling import MAX_VIEWS, NUM_CELLS, tile
 from ..render.capture_renderer import (ELEVATION_RANGE_DEG, FILL_RANGE, ROLL_RANGE_DEG,
                                        default_renderer, look_at, random_background, random_camera,
                                        random_light, spread_azimuths)
@@ -82,7 +82,6 @@ from ..segmentation import (CropBox, SegmentationError, crop_box_from_mask, crop
                             crop_image)
 
 FORMAT_VERSION = 1
-MAX_VIEWS = NUM_CELLS
 SHARD_SIZE = 64
 RENDER_SCALE = 4                      # render short side = RENDER_SCALE × cell size, then crop
 ASPECTS = (4.0 / 3.0, 1.0)            # render width / height
