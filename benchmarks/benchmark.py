@@ -491,7 +491,8 @@ def plot_errors_vs_views(data: dict[str, Any], path: Path, footer: str) -> None:
                     xs.append(n)
                     ys.append(max(m[key], 0.01) if log else m[key])
             if xs:
-                ax.plot(xs, ys, label=method, lw=1.6, **STYLE.get(method, {}))
+                ax.plot(xs, ys, label=method, lw=1.6, zorder=3 if method == LIMIT else 2,
+                        **STYLE.get(method, {}))
         ax.set_xticks(views)
         ax.set_xlabel("views per capture")
         ax.set_title(label, fontsize=10)
@@ -499,6 +500,11 @@ def plot_errors_vs_views(data: dict[str, Any], path: Path, footer: str) -> None:
             ax.set_yscale("log")
             if key == "median_rotation_error_deg":
                 ax.set_ylim(0.01, 300)
+            else:
+                from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=8)
     n_obj = data["eval"][views[0]][methods[0]]["metrics"]["captures"]
@@ -546,7 +552,8 @@ def plot_stage_times(data: dict[str, Any], path: Path, footer: str) -> None:
             handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8,
                title="stage", title_fontsize=8)
-    fig.suptitle("Time per stage (stacked; pycolmap has no 1-view run)", fontsize=11)
+    fig.suptitle("Time per stage (stacked" + ("; pycolmap has no 1-view run" if 1 in views
+                                              else "") + ")", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1 - 2.0 / width, 0.95))
     _footer(fig, footer)
     fig.savefig(path)
@@ -912,8 +919,9 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
                   "(2026-11-26, same machine) gave `nocs` 0.2–2.4 s with the defaults, 0.10–0.17 s "
                   "with the mesh stage off, and 0.17–0.27 s with the mesh stage on and "
                   "`OMP_WAIT_POLICY=PASSIVE` in the environment — open3d's OpenMP threads "
-                  "(Poisson meshing) and torch's spin against each other on 2 cores. The tables "
-                  "measure the defaults, as a user runs them.", ""]
+                  "(Poisson meshing then; with depth now registration and fusion) and torch's spin "
+                  "against each other on 2 cores, and other jobs' processes share the cores (load "
+                  "avg above). The tables measure the defaults, as a user runs them.", ""]
         # per object, the largest view count with 4 views preferred
         nv = 4 if 4 in views else views[-1]
         methods = _method_order(list(data["eval"][nv]))
