@@ -9,17 +9,9 @@ import torch
 from sparp_ros.model.config import ModelLoadError
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator, PairAzimuthNet, correlation_volume
 from sparp_ros.model.small_nets import CONFIG_FILE, WEIGHTS_FILE
+from tiny_nets import pair_estimator as _estimator, random_cells as _cells  # noqa: E402
 
 
-def _estimator(width=8, bins=12, cell=32, seed=0):
-    torch.manual_seed(seed)
-    return PairAzimuthEstimator(PairAzimuthNet(width, bins, cell).eval(), cell,
-                                {"width": width, "bins": bins, "cell": cell})
-
-
-def _cells(n, cell=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, cell, cell, 3), dtype=np.uint8), rng.random((n, cell, cell)) > 0.3
 
 
 def test_predict_gives_a_distribution_per_ordered_pair():

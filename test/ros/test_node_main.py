@@ -72,20 +72,18 @@ class _ProcessLog:
         return rc, "".join(self.lines)
 
 
-def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, tmp_path,
-                                   call_trigger, wait_for):
+def _node_player_and_trigger(ros_env, ros_context, executor, call_trigger, wait_for, capture_dir,
+                             params: list[str], player_args: list[str] = (), views: int = 3,
+                             timeout_s: float = 60.0):
+    """The node as a process (shipped params file plus ``params``), the player as a process on
+    ``capture_dir``, then ``~/reconstruct`` once the node has ``views`` keyframes; (response, the
+    player's output, the node's exit code, the node's output). Asserts the player succeeded."""
     import rclpy
 
-    from sparp_ros.render import render_capture
-
-    capture = render_capture(objects_dir / f"{OBJECT}.glb", tmp_path / "capture", views=3, seed=5,
-                             width=320, height=240)
     env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
+    node_args = [a for p in params for a in ("-p", p)]
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
-         "--ros-args", "-p", "object_id:=android", "-p", "mesh:=false", "-p", "reliable_inputs:=true",
-         # reliable repair of a lost fragment of a large image can exceed the 1 s default on CI
-         "-p", "sync_timeout_s:=5.0"],
+        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG), "--ros-args", *node_args],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node_log = _ProcessLog(node_proc)
     response = None
@@ -94,19 +92,33 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
     try:
         reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
         wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
-        player_proc = subprocess.run(
-            [sys.executable, "-m", "sparp_ros.player", str(capture.root), "--rate", "5"],
+        player = subprocess.run(
+            [sys.executable, "-m", "sparp_ros.player", str(capture_dir), *player_args],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-        assert player_proc.returncode == 0, player_proc.stdout
-        assert "published 3 views" in player_proc.stdout
+        assert player.returncode == 0, player.stdout
         # a frame is a keyframe once all its parts arrived; reliable repair of a lost fragment of
         # a large image can take seconds after the player has exited
-        wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")
-        response = call_trigger(reconstruct, 60.0)
+        wait_for(lambda: node_log.has(f"keyframe {views}/6"), 30.0, f"the node's keyframe {views}")
+        response = call_trigger(reconstruct, timeout_s)
     finally:
         executor.remove_node(client)
         client.destroy_node()
         rc, out = node_log.stop()
+    return response, player.stdout, rc, out
+
+
+def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, tmp_path,
+                                   call_trigger, wait_for):
+    from sparp_ros.render import render_capture
+
+    capture = render_capture(objects_dir / f"{OBJECT}.glb", tmp_path / "capture", views=3, seed=5,
+                             width=320, height=240)
+    response, player_out, rc, out = _node_player_and_trigger(
+        ros_env, ros_context, executor, call_trigger, wait_for, capture.root,
+        # reliable repair of a lost fragment of a large image can exceed the 1 s default on CI
+        ["object_id:=android", "mesh:=false", "reliable_inputs:=true", "sync_timeout_s:=5.0"],
+        player_args=["--rate", "5"])
+    assert "published 3 views" in player_out
     assert response.success and "3/3 views posed" in response.message, f"{response.message}\n{out}"
     assert "pose of android in camera" in response.message
     assert rc == 0, f"node exited with {rc}:\n{out}"
@@ -174,34 +186,13 @@ def test_without_a_mask_topic_the_node_segments_the_object_from_depth(
     """A robot with only an RGB-D camera: ``use_mask: false``, a table with two objects and no
     mask anywhere. The node finds the support plane and the object nearest the image centre in
     the depth, reconstructs it, and says so in its log; no ``no object mask`` refusal."""
-    import rclpy
-
     from sparp_ros.render.scene import render_tabletop
 
     render_tabletop([objects_dir / f"{OBJECT}.glb", objects_dir / "Folic_Acid.glb"],
                     tmp_path / "table", views=3, seed=3, width=320, height=240)
-    env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
-    node_proc = subprocess.Popen(
-        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
-         "--ros-args", "-p", "use_mask:=false", "-p", "mesh:=false", "-p", "sync_timeout_s:=5.0"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    node_log = _ProcessLog(node_proc)
-    response = None
-    client = rclpy.create_node("no_mask_test_client", context=ros_context)
-    executor.add_node(client)
-    try:
-        reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
-        wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
-        player = subprocess.run([sys.executable, "-m", "sparp_ros.player", str(tmp_path / "table")],
-                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, timeout=60)
-        assert player.returncode == 0, player.stdout
-        wait_for(lambda: node_log.has("keyframe 3/6"), 30.0, "the node's third keyframe")
-        response = call_trigger(reconstruct, 90.0)
-    finally:
-        executor.remove_node(client)
-        client.destroy_node()
-        rc, out = node_log.stop()
+    response, _, rc, out = _node_player_and_trigger(
+        ros_env, ros_context, executor, call_trigger, wait_for, tmp_path / "table",
+        ["use_mask:=false", "mesh:=false", "sync_timeout_s:=5.0"], timeout_s=90.0)
     assert response is not None and response.success, f"{response and response.message}\n{out}"
     assert "segmented from depth" in out and "views posed" in response.message, out
     assert rc == 0 and "Traceback" not in out, out

@@ -12,17 +12,7 @@ from sparp_ros.model.config import get_config
 from sparp_ros.model.diffusion import SparpDiffusionPipeline, make_scheduler
 from sparp_ros.model.unet import SparpDenoiser
 from sparp_ros.training.train import TrainArgs, diffusion_loss, make_batch, train
-
-S = 8           # the tiny denoiser of test/model/test_model.py
-SMALL = dict(sample_size=(3 * S, 2 * S), block_out_channels=(16, 32), layers_per_block=1,
-             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=2,
-             cross_attention_dim=32, norm_num_groups=8, encoder_channels=(16, 32), encoder_grid=1)
-
-
-def small_config(**denoiser):
-    return get_config("tiny", denoiser={**SMALL, **denoiser}, cell=S, num_inference_steps=3)
-
+from tiny_nets import S, SMALL, small_config  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _threads():

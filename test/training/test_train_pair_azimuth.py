@@ -11,17 +11,9 @@ from sparp_ros.model.config import ModelLoadError
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator, PairAzimuthNet
 from sparp_ros.training.pair_azimuth import (load_pair_samples, load_widened, main, pair_errors,
                                              train_pair_azimuth)
+from tiny_nets import pair_estimator as _estimator, random_cells as _cells  # noqa: E402
 
 
-def _estimator(width=8, bins=12, cell=32, seed=0):
-    torch.manual_seed(seed)
-    return PairAzimuthEstimator(PairAzimuthNet(width, bins, cell).eval(), cell,
-                                {"width": width, "bins": bins, "cell": cell})
-
-
-def _cells(n, cell=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, cell, cell, 3), dtype=np.uint8), rng.random((n, cell, cell)) > 0.3
 
 
 def _shard(path, n_samples, seed):
