@@ -17,7 +17,7 @@ setup(
     install_requires=["numpy", "opencv-python-headless", "scipy", "trimesh"],
     zip_safe=True,
     maintainer="sparp_ros developers",
-    description="Sparse-view object pose and textured mesh (SpaRP) for ROS 2",
+    description="Object pose and mesh from a few RGB(-D) keyframes for ROS 2 (SpaRP, with depth fusion and TF)",
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "sparp-ros = sparp_ros.cli:main",
