@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OBJECTS = REPO.parent / "shared" / "data" / "objects"
+DEFAULT_OBJECTS = Path(os.environ.get("SPARP_SHARED", REPO.parent / "shared")) / "data" / "objects"
 
 
 def scene_meshes(objects: list[Path], seed: int, lo: int, hi: int) -> list[Path]:

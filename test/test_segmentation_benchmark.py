@@ -23,6 +23,6 @@ def test_segmentation_benchmark_on_one_scene(objects_dir: Path, tmp_path: Path) 
     assert summary["scenes"] == 1 and summary["objects"] >= 2
     assert summary["median_object_iou"] >= 0.9
     assert len(result["objects"]) == summary["objects"]
-    bad = subprocess.run(cmd[:2] + ["--scenes", "1", "--param", "no_such=1"], cwd=REPO,
+    bad = subprocess.run(cmd[:2] + ["--objects-dir", str(objects_dir), "--scenes", "1", "--param", "no_such=1"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--param" in bad.stderr
