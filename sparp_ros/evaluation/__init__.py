@@ -10,7 +10,7 @@ from .metrics import (chamfer_fscore, mesh_metrics, relative_rotation_errors,
 
 
 def __getattr__(name: str):
-    """``run_eval`` on first use, so ``python -m sparp_ros.evaluation.run`` runs a fresh module."""
+    """``run_eval`` on first use: it imports the pipeline, which metric-only users do not need."""
     if name == "run_eval":
         from .run import run_eval
         return run_eval

@@ -11,11 +11,11 @@ A method that raises on a capture, or poses fewer than two of its views, *fails*
 all its pairs count 180°, it is logged and counted, and the run goes on — a benchmark that stops
 at the first hard object hides exactly the cases it exists to show.
 
-``python -m sparp_ros.evaluation.run CAPTURE... --out OUT`` is the same from a shell.
+``sparp-ros eval CAPTURE... --out OUT`` is the same from a shell (the one evaluation CLI, in
+``sparp_ros.cli``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -280,34 +280,6 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
     return metrics
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Shell entry: ``python -m sparp_ros.evaluation.run CAPTURE... --out OUT``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("captures", nargs="+", type=Path,
-                        help="capture folders, or folders whose sub-folders are captures")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--backends", nargs="*", default=["oracle"],
-                        help="pipeline backends to evaluate (default: oracle); append +tf "
-                             "(e.g. model+tf) to let the views be aligned by the capture's camera "
-                             "poses, as on a robot with TF, or +images to align them from the "
-                             "images alone where the captures have depth")
-    parser.add_argument("--baseline", default="pycolmap",
-                        help="classical baseline: pycolmap or none (default: pycolmap)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    dirs = expand_capture_dirs(args.captures)
-    if not dirs:
-        parser.error(f"no capture folders (with cameras.json) in {args.captures}")
-    baseline = None if str(args.baseline).lower() in ("none", "") else args.baseline
-    command = (current_command_line() if argv is None else
-               " ".join(shlex.quote(str(a)) for a in
-                        ["python", "-m", "sparp_ros.evaluation.run", *argv]))
-    metrics = run_eval(dirs, args.out, backends=args.backends, baseline=baseline,
-                       device=args.device, command=command)
-    print(json.dumps(metrics, indent=1))
-    return 0
-
-
 def expand_capture_dirs(paths: Sequence[str | Path]) -> list[Path]:
     """Capture folders from the arguments: a folder with ``cameras.json``, or its sub-folders."""
     dirs: list[Path] = []
@@ -317,8 +289,3 @@ def expand_capture_dirs(paths: Sequence[str | Path]) -> list[Path]:
         elif p.is_dir():
             dirs.extend(sorted(d for d in p.iterdir() if (d / "cameras.json").is_file()))
     return dirs
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main())
