@@ -53,7 +53,7 @@ def posed_mesh_fscore(recon, capture, reference: int, threshold_m: float = 0.005
     pose of the reference keyframe, against the true mesh in that camera: what a planner gets.
     None without a mesh or ground truth mesh."""
     from .conventions import transform_points
-    from .evaluation.metrics import chamfer_fscore, load_mesh, sample_points
+    from .evaluation.metrics import chamfer_fscore, load_true_mesh, sample_points
 
     if recon is None or recon.mesh is None or capture.mesh_path() is None:
         return None
@@ -62,7 +62,7 @@ def posed_mesh_fscore(recon, capture, reference: int, threshold_m: float = 0.005
         return None
     est = transform_points(recon.views[ref].T_camera_object, sample_points(recon.mesh, 50000, 1))
     true = transform_points(capture.gt.T_camera_object[reference],
-                            sample_points(load_mesh(str(capture.mesh_path())), 50000, 0))
+                            sample_points(load_true_mesh(str(capture.mesh_path())), 50000, 0))
     _, fscore, precision, recall = chamfer_fscore(est, true, threshold_m)
     measured = 0.0 if recon.mesh_measured is None else float(np.mean(recon.mesh_measured))
     return {"fscore": fscore, "precision": precision, "recall": recall, "measured": measured}

@@ -254,7 +254,7 @@ def _sample_measured(geometry: Any, vertex_measured: Any, source: np.ndarray,
     return flags[source]
 
 
-def load_mesh(path: str) -> Any:
+def load_true_mesh(path: str) -> Any:
     """The true mesh as one ``trimesh.Trimesh`` in its file's frame (scene transforms applied)."""
     import trimesh
     return trimesh.load(str(path), force="mesh")
@@ -299,7 +299,7 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     ref = recon.reference_view
     if ref < 0 or recon.views[ref].T_camera_object is None:
         return None
-    true_mesh = load_mesh(str(mesh_path))
+    true_mesh = load_true_mesh(str(mesh_path))
     pts_gt = transform_points(np.asarray(gt.T_camera_object[ref], float),
                               sample_points(true_mesh, count, seed))
     samples, source, on_faces = _sample_with_sources(recon.mesh, count, seed + 1)

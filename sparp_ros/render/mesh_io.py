@@ -18,7 +18,7 @@ import numpy as np
 import trimesh
 
 
-class MeshError(ValueError):
+class MeshFileError(ValueError):
     """A mesh file is missing, unreadable, empty or (when required) untextured; names the file."""
 
 
@@ -44,9 +44,9 @@ class TexturedMesh:
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
         n = len(self.vertices)
         if n == 0 or len(self.faces) == 0:
-            raise MeshError(f"mesh {self.name or '<unnamed>'} has no vertices or faces")
+            raise MeshFileError(f"mesh {self.name or '<unnamed>'} has no vertices or faces")
         if self.faces.min() < 0 or self.faces.max() >= n:
-            raise MeshError(f"mesh {self.name or '<unnamed>'}: face index out of range [0, {n})")
+            raise MeshFileError(f"mesh {self.name or '<unnamed>'}: face index out of range [0, {n})")
         if (self.uv is None) != (self.texture is None):
             self.uv, self.texture = None, None          # half a texture is no texture
         if self.uv is not None:
@@ -55,7 +55,7 @@ class TexturedMesh:
         if self.vertex_colors is not None:
             self.vertex_colors = np.ascontiguousarray(self.vertex_colors, dtype=np.uint8)[:, :3]
             if len(self.vertex_colors) != n:
-                raise MeshError(f"mesh {self.name or '<unnamed>'}: {len(self.vertex_colors)} "
+                raise MeshFileError(f"mesh {self.name or '<unnamed>'}: {len(self.vertex_colors)} "
                                 f"vertex colours for {n} vertices")
         if self.normals is None:
             self.normals = vertex_normals(self.vertices, self.faces)
@@ -87,24 +87,24 @@ def load_mesh(source: str | Path | trimesh.Trimesh | trimesh.Scene,
     """Load a ``.glb``/``.gltf``/``.obj``/... file or convert a trimesh object.
 
     Untextured meshes without vertex colours load and render grey, unless ``require_texture``
-    (then MeshError). Raises MeshError naming the file when it is missing, unreadable or empty.
+    (then MeshFileError). Raises MeshFileError naming the file when it is missing, unreadable or empty.
     """
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "metadata", {}).get(
         "file_name", type(source).__name__)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise MeshError(f"mesh file {path} does not exist")
+            raise MeshFileError(f"mesh file {path} does not exist")
         try:
             loaded = trimesh.load(str(path), process=False)
         except Exception as exc:  # trimesh raises many types for bad files
-            raise MeshError(f"cannot read mesh file {path}: {exc}") from exc
+            raise MeshFileError(f"cannot read mesh file {path}: {exc}") from exc
     else:
         loaded = source
     mesh = _single_trimesh(loaded, name)
     out = _from_trimesh(mesh, name)
     if require_texture and not out.is_textured:
-        raise MeshError(f"mesh {name} has no texture (UVs + base-colour image)")
+        raise MeshFileError(f"mesh {name} has no texture (UVs + base-colour image)")
     return out
 
 
@@ -123,11 +123,11 @@ def _single_trimesh(loaded: object, name: str) -> trimesh.Trimesh:
         elif nodes:
             mesh = loaded.to_geometry()  # concatenates, packing textures into one atlas
         else:
-            raise MeshError(f"mesh {name} contains no triangle geometry")
+            raise MeshFileError(f"mesh {name} contains no triangle geometry")
     else:
-        raise MeshError(f"mesh {name}: expected a triangle mesh, got {type(loaded).__name__}")
+        raise MeshFileError(f"mesh {name}: expected a triangle mesh, got {type(loaded).__name__}")
     if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
-        raise MeshError(f"mesh {name} is empty (no vertices or faces)")
+        raise MeshFileError(f"mesh {name} is empty (no vertices or faces)")
     return mesh
 
 

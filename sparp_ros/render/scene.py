@@ -86,7 +86,7 @@ def render_tabletop(mesh_paths: Sequence[str | Path], out_dir: str | Path | None
     Everything random derives from ``seed`` (placement, table texture, camera, views, light);
     ``depth_noise`` draws from its own stream, so a noisy scene has the images and poses of the
     clean one. ``min_gap_m`` is the free space left between the objects' footprint circles.
-    Raises ``SceneRenderError`` when the objects do not fit, ``MeshError`` for a bad mesh file.
+    Raises ``SceneRenderError`` when the objects do not fit, ``MeshFileError`` for a bad mesh file.
     """
     # 1. Check inputs.
     if not mesh_paths:

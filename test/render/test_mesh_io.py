@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from sparp_ros.render import MeshError, load_mesh
+from sparp_ros.render import MeshFileError, load_mesh
 
 MUG = "ACE_Coffee_Mug_Kristen_16_oz_cup.glb"
 # bbox extents (x, y, z) in metres from data/objects/README.md: +Z up, not rotated to glTF +Y up.
@@ -73,18 +73,18 @@ def test_untextured_file_loads_grey_unless_required(tmp_path: Path) -> None:
     trimesh.creation.box().export(path)
     mesh = load_mesh(path)
     assert mesh.texture is None and mesh.vertex_colors is None
-    with pytest.raises(MeshError, match="box.obj"):
+    with pytest.raises(MeshFileError, match="box.obj"):
         load_mesh(path, require_texture=True)
 
 
 def test_missing_and_empty_files_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(MeshError, match="nope.glb"):
+    with pytest.raises(MeshFileError, match="nope.glb"):
         load_mesh(tmp_path / "nope.glb")
     empty = tmp_path / "empty.obj"
     empty.write_text("")
-    with pytest.raises(MeshError, match="empty.obj"):
+    with pytest.raises(MeshFileError, match="empty.obj"):
         load_mesh(empty)
     garbage = tmp_path / "garbage.glb"
     garbage.write_bytes(b"not a gltf")
-    with pytest.raises(MeshError, match="garbage.glb"):
+    with pytest.raises(MeshFileError, match="garbage.glb"):
         load_mesh(garbage)
