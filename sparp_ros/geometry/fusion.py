@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..camera import PinholeCamera
-from ..conventions import invert_rigid, transform_points
+from ..conventions import transform_points
 
 VOXELS_PER_DIAGONAL = 200.0
 """Voxel size = object diagonal / this: 1 mm on a 20 cm object, about the noise of a stereo depth
@@ -251,11 +251,5 @@ def resting_box(points_object: np.ndarray, quantile: float = 0.0) -> tuple[np.nd
     return R @ ((lo + hi) / 2.0), hi - lo
 
 
-def object_points_of(view: DepthView, erode_px: int = RIM_ERODE_PX) -> np.ndarray:
-    """A view's usable depth as points in the object frame (its pose applied)."""
-    points, _ = measured_points(view, erode_px)
-    return transform_points(invert_rigid(np.asarray(view.T_camera_object, float)), points)
-
-
 __all__ = ["DepthView", "FusionError", "SurfaceMesh", "complete_surface", "fuse_views",
-           "measured_points", "object_points_of", "resting_box", "usable_depth", "voxel_size_for"]
+           "measured_points", "resting_box", "usable_depth", "voxel_size_for"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
-from .fusion import (DepthView, FusionError, SurfaceMesh, complete_surface, fuse_views,
+from .fusion import (DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, usable_depth, voxel_size_for)
 from .registration import RegistrationParams, RegistrationView, register_views
 
