@@ -21,6 +21,6 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "sparp-ros = sparp_ros.cli:main",
-        "sparp_node = sparp_ros.node:main",
+        "sparp_node = sparp_ros.ros.run:main",
     ]},
 )

@@ -156,12 +156,12 @@ def run(args: argparse.Namespace) -> dict:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
 
-    from sparp_ros.node import RELIABLE_INPUT_QOS
+    from sparp_ros.ros.node import RELIABLE_INPUT_QOS
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
     from std_srvs.srv import Trigger
 
-    from sparp_ros import ros_io
+    from sparp_ros.ros import messages
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,9 +170,9 @@ def run(args: argparse.Namespace) -> dict:
     frame_id = capture.frames[0].camera.frame_id
     views = []
     for f in capture.frames:
-        views.append({"image": f.image, "camera_info": ros_io.camera_to_camera_info(f.camera),
-                      "mask": ros_io.mask_to_image(f.mask, frame_id),
-                      "oracle_nocs": ros_io.nocs_to_image(f.nocs, f.mask, frame_id)})
+        views.append({"image": f.image, "camera_info": messages.camera_to_camera_info(f.camera),
+                      "mask": messages.mask_to_image(f.mask, frame_id),
+                      "oracle_nocs": messages.nocs_to_image(f.nocs, f.mask, frame_id)})
     frame_bytes = sum(v.nbytes for v in (capture.frames[0].image, capture.frames[0].mask)) \
         + len(views[0]["oracle_nocs"].data)
 
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> dict:
             pubs["camera_info"].publish(v["camera_info"])
             pubs["mask"].publish(v["mask"])
             pubs["oracle_nocs"].publish(v["oracle_nocs"])
-            pubs["image"].publish(ros_io.numpy_to_image(image, "rgb8", frame_id, stamp))
+            pubs["image"].publish(messages.numpy_to_image(image, "rgb8", frame_id, stamp))
             sent += 1
             now = time.monotonic()
             pending = _poll(pending, triggers, now, args.response_timeout, t0)

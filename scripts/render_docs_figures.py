@@ -4,7 +4,7 @@
    seed 0: what ``make demo`` plays) and reconstruct it as ``sparp-ros reconstruct`` does
    (oracle backend, mesh on); ``docs/overview.png`` is the ``overview.png`` it writes (one column
    per keyframe: input crop, NOCS, pose axes, our mesh at the estimated pose).
-2. Build the messages the node publishes for that reconstruction (``ros_io.mesh_to_marker`` →
+2. Build the messages the node publishes for that reconstruction (``messages.mesh_to_marker`` →
    ``/sparp/mesh_marker``, ``reconstruction_to_pose_stamped`` → ``/sparp/object_pose``) and draw
    them offscreen the way RViz shows them, with the project's renderer: the TRIANGLE_LIST
    marker's points and per-vertex colours as a mesh, the pose as RGB axes, the keyframe cameras
@@ -69,20 +69,20 @@ def reconstruct(tmp: Path):
 def marker_scene(recon, frame_id: str = "camera"):
     """The node's messages for ``recon``: (marker mesh in the object frame, T_camera_object of
     the published view from the PoseStamped, every keyframe's T_camera_object)."""
-    from sparp_ros import ros_io
+    from sparp_ros.ros import messages
     from sparp_ros.render.mesh_io import TexturedMesh
 
-    view = ros_io.published_view(recon)
+    view = messages.published_view(recon)
     T = recon.views[view].T_camera_object
-    marker = ros_io.mesh_to_marker(recon.mesh, T, frame_id, 0.0)
-    pose = ros_io.reconstruction_to_pose_stamped(recon, frame_id, 0.0, view)
+    marker = messages.mesh_to_marker(recon.mesh, T, frame_id, 0.0)
+    pose = messages.reconstruction_to_pose_stamped(recon, frame_id, 0.0, view)
     points = np.array([[p.x, p.y, p.z] for p in marker.points], np.float32)
     colors = np.array([[c.r, c.g, c.b] for c in marker.colors], np.float32)
     mesh = TexturedMesh(vertices=points, faces=np.arange(len(points)).reshape(-1, 3),
                         vertex_colors=np.clip(colors * 255, 0, 255).astype(np.uint8),
                         name="mesh_marker")
     cameras = [v.T_camera_object if v.ok else None for v in recon.views]
-    return mesh, ros_io.pose_to_matrix(pose.pose), cameras, view
+    return mesh, messages.pose_to_matrix(pose.pose), cameras, view
 
 
 def draw_rviz_style(recon, capture) -> np.ndarray:

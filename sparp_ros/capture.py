@@ -29,7 +29,7 @@ class CaptureError(ValueError):
 
 def _known_depth(depth: np.ndarray) -> np.ndarray:
     """Depth with every value that is not a measurement (NaN, ±inf: REP 118's "no return";
-    negative) set to 0, our "unknown", as float32. Why here: ``ros_io`` cleans depth images from
+    negative) set to 0, our "unknown", as float32. Why here: ``ros.messages`` cleans depth images from
     topics, but a frame built in Python would otherwise carry inf into the depth scale fit and
     the measured surfaces. The array itself when it is already clean."""
     depth = np.asarray(depth)

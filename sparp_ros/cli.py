@@ -102,7 +102,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bag(args: argparse.Namespace) -> int:
-    from .bag import BagTopics, bag_to_capture
+    from .ros.bag import BagTopics, bag_to_capture
     from .keyframes import KeyframeConfig
     topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic,
                        depth=args.depth_topic, mask=args.mask_topic,
@@ -127,7 +127,7 @@ def _bag(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace, rest: list[str]) -> int:
-    from .node import main as node_main
+    from .ros.run import main as node_main
     argv = ["--lifecycle"] * args.lifecycle + ["--autostart"] * args.autostart
     if args.params_file:
         argv += ["--ros-args", "--params-file", args.params_file]
@@ -135,12 +135,12 @@ def _node(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _play(args: argparse.Namespace, rest: list[str]) -> int:
-    from .player import main as play_main
+    from .ros.player import main as play_main
     return play_main([args.capture] + list(rest)) or 0
 
 
 def _demo(args: argparse.Namespace, rest: list[str]) -> int:
-    from .demo import main as demo_main
+    from .ros.demo import main as demo_main
     return demo_main(list(rest)) or 0
 
 

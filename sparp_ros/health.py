@@ -1,5 +1,5 @@
 """The node's health for ``/diagnostics`` (ROS-free: a snapshot in, a level, message and key/value
-list out; ``ros_io.health_to_diagnostics`` makes the message).
+list out; ``ros.messages.health_to_diagnostics`` makes the message).
 
 Levels (diagnostic_msgs/DiagnosticStatus):
 

@@ -1,5 +1,5 @@
 """Camera-driver images from their raw fields to numpy: no ROS import, so bags read with
-``rosbags`` and fuzz tests use it without message objects (``ros_io`` wraps it for messages).
+``rosbags`` and fuzz tests use it without message objects (``ros.messages`` wraps it for messages).
 
 A raw ``sensor_msgs/Image`` is (``data``, ``width``, ``height``, ``encoding``, ``step``,
 ``is_bigendian``); a ``sensor_msgs/CompressedImage`` is (``data``, ``format``). ``data`` may be
@@ -9,7 +9,7 @@ numpy array as rosbags gives it) or a list of ints.
 Behaviour follows cv_bridge: ``step`` is the length of a row in bytes, row padding is skipped,
 ``is_bigendian`` is honoured for 16- and 32-bit data, and every failure is one error type,
 :class:`ImageConversionError`, whose message names the field and the value it got. Nothing else
-escapes these functions (``test/ros/test_ros_io_fuzz.py`` checks it).
+escapes these functions (``test/ros/test_messages_fuzz.py`` checks it).
 
 Colour conversion to RGB (:func:`raw_to_rgb`): rgb8/bgr8/rgba8/bgra8 (alpha dropped), rgb16 &c.
 and mono16/16UC1 scaled to 8 bits (``v / 257``, cv_bridge's full-range scaling), mono8/8UC1

@@ -1,6 +1,6 @@
 """The result of one reconstruction: per-view poses, metric scale, mesh, timings.
 
-Written to ``OUT/result.json`` by the CLI and turned into ROS messages by ``ros_io``; the node and
+Written to ``OUT/result.json`` by the CLI and turned into ROS messages by ``ros.messages``; the node and
 the CLI share this one type so that both report the same thing.
 """
 from __future__ import annotations

@@ -127,3 +127,24 @@ def test_training_calls_the_runtime_never_the_other_way_and_nothing_cycles():
         if name.startswith(("sparp_ros.model", TRAINING)):
             assert name not in _reachable(graph, name), f"{name} imports itself through a cycle"
     assert any(m.startswith("sparp_ros.model") for m in graph["sparp_ros.training.view_angles"])
+
+
+ROS_PACKAGES = ("rclpy", "tf2_ros", "sensor_msgs", "geometry_msgs", "visualization_msgs",
+                "shape_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "builtin_interfaces",
+                "lifecycle_msgs", "sparp_ros_msgs", "rosbags")
+
+
+def test_only_the_ros_package_imports_ros_and_it_has_no_cycles():
+    """ROS starts at ``sparp_ros/ros/``: no module outside it imports rclpy or a message package,
+    except ``cli`` reaching the ROS commands through ``sparp_ros.ros`` (lazily, inside functions)."""
+    outside = {name: path for name, path in _our_modules().items()
+               if not name.startswith("sparp_ros.ros")}
+    assert "sparp_ros.pipeline" in outside and len(outside) > 30
+    for name, path in outside.items():
+        ros = [m for m in _imports(path) if m.split(".")[0] in ROS_PACKAGES]
+        assert not ros, f"{name} imports {ros}: move it into sparp_ros/ros/"
+    graph = _import_graph()
+    ros_modules = [n for n in graph if n.startswith("sparp_ros.ros.")]
+    assert {"sparp_ros.ros.node", "sparp_ros.ros.lifecycle_node", "sparp_ros.ros.run"} <= set(ros_modules)
+    for name in ros_modules:
+        assert name not in _reachable(graph, name), f"{name} imports itself through a cycle"

@@ -126,7 +126,7 @@ def publish_frame(node, pubs, seed: int = 0, parts: tuple[str, ...] = FRAME_PART
     random rgb8 image."""
     import numpy as np
 
-    from sparp_ros import ros_io
+    from sparp_ros.ros import messages
     from sparp_ros.camera import PinholeCamera
 
     wait_for(lambda: all(pubs[p].get_subscription_count() > 0 for p in parts), 10.0, "discovery")
@@ -135,12 +135,12 @@ def publish_frame(node, pubs, seed: int = 0, parts: tuple[str, ...] = FRAME_PART
     rng = np.random.default_rng(seed)
     stamp = node.get_clock().now().to_msg()
     mask = np.ones((48, 64), bool)
-    msgs = {"camera_info": ros_io.camera_to_camera_info(camera, stamp),
-            "oracle_nocs": ros_io.nocs_to_image(rng.random((48, 64, 3)).astype(np.float32), mask,
+    msgs = {"camera_info": messages.camera_to_camera_info(camera, stamp),
+            "oracle_nocs": messages.nocs_to_image(rng.random((48, 64, 3)).astype(np.float32), mask,
                                                 "cam", stamp),
-            "depth": ros_io.depth_to_image(np.full((48, 64), 0.5, np.float32), "cam", stamp),
-            "mask": ros_io.mask_to_image(mask, "cam", stamp),
-            "image": image or ros_io.numpy_to_image(rng.integers(0, 256, (48, 64, 3), np.uint8),
+            "depth": messages.depth_to_image(np.full((48, 64), 0.5, np.float32), "cam", stamp),
+            "mask": messages.mask_to_image(mask, "cam", stamp),
+            "image": image or messages.numpy_to_image(rng.integers(0, 256, (48, 64, 3), np.uint8),
                                                     "rgb8", "cam", stamp)}
     msgs["image"].header.stamp = stamp
     for part in parts:

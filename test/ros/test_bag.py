@@ -15,7 +15,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from sparp_ros import cli  # noqa: E402
-from sparp_ros.bag import BagError, BagTopics, bag_to_capture  # noqa: E402
+from sparp_ros.ros.bag import BagError, BagTopics, bag_to_capture  # noqa: E402
 from sparp_ros.capture import Frame, load_capture  # noqa: E402
 from sparp_ros.conventions import encode_nocs_png, rotation_angle_deg  # noqa: E402
 

@@ -12,7 +12,7 @@ pytest.importorskip("rclpy")
     (None, 30.0),          # the default: the shipped model (12.3° on this seed when measured)
     ("oracle", 2.0)])      # ground-truth NOCS: only the plumbing and the geometry can err
 def test_demo_runs_end_to_end(ros_env, tmp_path, capsys, backend, bound_deg):
-    from sparp_ros.demo import main
+    from sparp_ros.ros.demo import main
 
     args = ["--out", str(tmp_path / "demo"), "--views", "3", "--seed", "2"]
     assert main(args + (["--backend", backend] if backend else [])) == 0

@@ -16,7 +16,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros.player import PLAYER_QOS  # noqa: E402
+from sparp_ros.ros.player import PLAYER_QOS  # noqa: E402
 
 PERIOD_S = 0.2
 KEYS = {"state", "backend", "device", "model_loaded", "busy", "keyframes", "max_keyframes",
@@ -69,7 +69,7 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
 def watched(request, ros_context, executor):
     """A plain node (oracle backend, image + camera_info + oracle_nocs inputs, fast diagnostics;
     more parameters by indirect parametrisation) in its own namespace, and a listener."""
-    from sparp_ros.node import SparpNode
+    from sparp_ros.ros.node import SparpNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
     params = {"backend": "oracle", "use_depth": False, "use_mask": False, "diagnostics_period_s": PERIOD_S,

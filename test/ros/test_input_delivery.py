@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("rclpy")
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros.node import NODE_NAME  # noqa: E402
+from sparp_ros.ros.node import NODE_NAME  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "sparp.yaml"
@@ -53,7 +53,7 @@ def capture(objects_dir, tmp_path_factory):
 
 def _kept_per_run(capture, overrides, player_flags, env, client, executor, call_trigger):
     node = subprocess.Popen(
-        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG), "--ros-args",
+        [sys.executable, "-m", "sparp_ros.ros.run", "--params-file", str(CONFIG), "--ros-args",
          "-p", "mesh:=false"] + [a for o in overrides for a in ("-p", o)],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reset = client.create_client(Trigger, f"/{NODE_NAME}/reset")
@@ -62,7 +62,7 @@ def _kept_per_run(capture, overrides, player_flags, env, client, executor, call_
         call_trigger(reset, 60.0)                       # the node is up (model loaded)
         for _ in range(RUNS):
             player = subprocess.run(
-                [sys.executable, "-m", "sparp_ros.player", str(capture.root)] + player_flags,
+                [sys.executable, "-m", "sparp_ros.ros.player", str(capture.root)] + player_flags,
                 env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 timeout=120)
             assert player.returncode == 0, player.stdout

@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros.player import PLAYER_QOS  # noqa: E402
+from sparp_ros.ros.player import PLAYER_QOS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET_S = 1.0
@@ -96,7 +96,7 @@ class Manager(LifecycleClient):
 def managed(request, ros_context, executor):
     """A lifecycle node in its own namespace (parameters: ORACLE_INPUTS plus an indirect
     parametrisation) and its manager."""
-    from sparp_ros.lifecycle_node import SparpLifecycleNode
+    from sparp_ros.ros.lifecycle_node import SparpLifecycleNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
     params = {**ORACLE_INPUTS, **getattr(request, "param", {})}
@@ -263,7 +263,7 @@ def test_input_and_model_parameters_follow_the_lifecycle_state(managed, wait_for
 
 
 def test_autostart_configures_and_activates(ros_context):
-    from sparp_ros.node import make_node
+    from sparp_ros.ros.run import make_node
 
     node = make_node(lifecycle=True, autostart=True, context=ros_context, namespace="/autostart",
                      parameter_overrides=[Parameter(k, value=v) for k, v in ORACLE_INPUTS.items()])

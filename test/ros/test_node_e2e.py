@@ -16,7 +16,7 @@ from shape_msgs.msg import Mesh  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from sparp_ros import ros_io  # noqa: E402
+from sparp_ros.ros import messages  # noqa: E402
 from sparp_ros.conventions import CanonicalFrame, invert_rigid, rotation_angle_deg  # noqa: E402
 
 OBJECT = "Vans_Cereal_Honey_Nut_Crunch_11_oz_box"
@@ -41,8 +41,8 @@ class Collector:
         from sparp_ros_msgs.msg import ObjectReconstruction
         from tf2_msgs.msg import TFMessage
 
-        from sparp_ros.node import RESULT_QOS
-        from sparp_ros.tf_listener import TF_STATIC_QOS
+        from sparp_ros.ros.node import RESULT_QOS
+        from sparp_ros.ros.tf_listener import TF_STATIC_QOS
 
         self.node = rclpy.create_node("sparp_test_client", context=context)
         self.msgs: dict[str, object] = {}
@@ -70,7 +70,7 @@ def system(ros_context, executor, capture):
     """Node + player + client in one process, talking over DDS, spun by one executor."""
     import rclpy
 
-    from sparp_ros.node import SparpNode
+    from sparp_ros.ros.node import SparpNode
 
     from rclpy.parameter import Parameter
 
@@ -94,7 +94,7 @@ def system(ros_context, executor, capture):
 @pytest.fixture(scope="module")
 def result(system, capture, wait_for, call_trigger):
     """Play the capture once, wait for the keyframes, trigger, collect every output."""
-    from sparp_ros.player import play
+    from sparp_ros.ros.player import play
 
     node, player, client = system
     published = play(capture.root, node=player, rate_hz=5.0)
@@ -132,7 +132,7 @@ def test_pose_stamped_matches_ground_truth(result, capture):
     published = stamp_to_view[(pose.header.stamp.sec, pose.header.stamp.nanosec)]
     assert published == VIEWS - 1, "the pose must be in the most recent keyframe's camera"
     assert pose.header.frame_id == capture.frames[published].camera.frame_id
-    T_est = ros_io.pose_to_matrix(pose.pose)
+    T_est = messages.pose_to_matrix(pose.pose)
     T_gt = _gt_T_camera_object(capture, published, reference=views[0])
     rot_err = rotation_angle_deg(T_est[:3, :3] @ T_gt[:3, :3].T)
     trans_err = np.linalg.norm(T_est[:3, 3] - T_gt[:3, 3]) / np.linalg.norm(T_gt[:3, 3])
@@ -147,7 +147,7 @@ def test_pose_stamped_matches_ground_truth(result, capture):
 
 def test_relative_rotations_of_every_view_match_ground_truth(result, capture):
     _, msgs, _, _ = result
-    Rs = [ros_io.pose_to_matrix(p)[:3, :3] for p in msgs["recon"].view_poses]
+    Rs = [messages.pose_to_matrix(p)[:3, :3] for p in msgs["recon"].view_poses]
     Rs_gt = [T[:3, :3] for T in capture.gt.T_camera_object]
     for i in range(VIEWS):
         for j in range(i + 1, VIEWS):
@@ -160,11 +160,11 @@ def test_tf_marker_mesh_and_message_agree_with_the_pose(result):
     pose, (tf,) = msgs["pose"], msgs["tf"].transforms
     assert (tf.header.frame_id, tf.child_frame_id) == (pose.header.frame_id, "sparp_object")
     assert tf.header.stamp == pose.header.stamp
-    np.testing.assert_allclose(ros_io.transform_to_matrix(tf), ros_io.pose_to_matrix(pose.pose), atol=1e-9)
+    np.testing.assert_allclose(messages.transform_to_matrix(tf), messages.pose_to_matrix(pose.pose), atol=1e-9)
     marker: Marker = msgs["marker"]
     assert marker.type == Marker.TRIANGLE_LIST and marker.header.frame_id == pose.header.frame_id
     assert len(marker.points) > 1000 and len(marker.points) % 3 == 0 and len(marker.colors) == len(marker.points)
-    np.testing.assert_allclose(ros_io.pose_to_matrix(marker.pose), ros_io.pose_to_matrix(pose.pose), atol=1e-9)
+    np.testing.assert_allclose(messages.pose_to_matrix(marker.pose), messages.pose_to_matrix(pose.pose), atol=1e-9)
     mesh: Mesh = msgs["mesh"]
     assert 3 * len(mesh.triangles) == len(marker.points)
     recon = msgs["recon"]
@@ -221,7 +221,7 @@ def _late_listener(context, executor, wait_for, child: str):
     import rclpy
     from tf2_msgs.msg import TFMessage
 
-    from sparp_ros.tf_listener import TF_STATIC_QOS
+    from sparp_ros.ros.tf_listener import TF_STATIC_QOS
 
     late = rclpy.create_node("late_tf_listener", context=context)
     got = []
@@ -244,8 +244,8 @@ def test_a_listener_started_later_still_gets_the_object_frame(result, ros_contex
                                                               wait_for):
     _, msgs, _, _ = result
     tf = _late_listener(ros_context, executor, wait_for, "sparp_object")
-    np.testing.assert_allclose(ros_io.transform_to_matrix(tf),
-                               ros_io.pose_to_matrix(msgs["pose"].pose), atol=1e-9)
+    np.testing.assert_allclose(messages.transform_to_matrix(tf),
+                               messages.pose_to_matrix(msgs["pose"].pose), atol=1e-9)
 
 
 def test_a_node_in_a_namespace_resolves_its_names_there(result, capture, ros_context, executor,
@@ -256,8 +256,8 @@ def test_a_node_in_a_namespace_resolves_its_names_there(result, capture, ros_con
     import rclpy
     from rclpy.parameter import Parameter
 
-    from sparp_ros.node import RESULT_QOS, SparpNode
-    from sparp_ros.player import play
+    from sparp_ros.ros.node import RESULT_QOS, SparpNode
+    from sparp_ros.ros.player import play
 
     ns = "/arm1"
     node = SparpNode(context=ros_context, namespace=ns, parameter_overrides=[

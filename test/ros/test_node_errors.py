@@ -17,9 +17,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros import ros_io  # noqa: E402
+from sparp_ros.ros import messages  # noqa: E402
 from sparp_ros.camera import PinholeCamera  # noqa: E402
-from sparp_ros.player import PLAYER_QOS  # noqa: E402
+from sparp_ros.ros.player import PLAYER_QOS  # noqa: E402
 
 CAMERA = PinholeCamera(width=64, height=48, K=[[60, 0, 31.5], [0, 60, 23.5], [0, 0, 1]], frame_id="cam")
 
@@ -30,7 +30,7 @@ def rig(request, ros_context, executor, spinning):
     with publishers for its inputs and service clients."""
     import rclpy
 
-    from sparp_ros.node import SparpNode
+    from sparp_ros.ros.node import SparpNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
     params = {"backend": "oracle", **getattr(request, "param", {})}
@@ -59,11 +59,11 @@ def _publish(node, pubs, wait_for, parts=("image", "camera_info", "depth", "mask
     mask = np.zeros((48, 64), bool)
     mask[10:40, 15:50] = not empty_mask
     msgs = {
-        "camera_info": camera_info or ros_io.camera_to_camera_info(CAMERA, stamp),
-        "depth": ros_io.depth_to_image(np.full((48, 64), 0.5, np.float32), "cam", stamp),
-        "mask": ros_io.mask_to_image(mask, "cam", stamp),
-        "oracle_nocs": ros_io.nocs_to_image(rng.random((48, 64, 3)).astype(np.float32), mask, "cam", stamp),
-        "image": image or ros_io.numpy_to_image(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+        "camera_info": camera_info or messages.camera_to_camera_info(CAMERA, stamp),
+        "depth": messages.depth_to_image(np.full((48, 64), 0.5, np.float32), "cam", stamp),
+        "mask": messages.mask_to_image(mask, "cam", stamp),
+        "oracle_nocs": messages.nocs_to_image(rng.random((48, 64, 3)).astype(np.float32), mask, "cam", stamp),
+        "image": image or messages.numpy_to_image(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
                                                 "rgb8", "cam", stamp),
     }
     msgs["image"].header.stamp = msgs["camera_info"].header.stamp = stamp
@@ -136,7 +136,7 @@ def test_padded_rgba8_and_mono8_frames_are_buffered_with_their_pixels(rig, wait_
     wait_for(lambda: len(node.buffer) == 1, 10.0, "a keyframe from the rgba8 frame")
     np.testing.assert_array_equal(node.buffer.items()[0][0].image, rgba[..., :3])
     grey = rng.integers(0, 256, (48, 64), np.uint8)
-    _publish(node, pubs, wait_for, image=ros_io.numpy_to_image(grey, "mono8"))
+    _publish(node, pubs, wait_for, image=messages.numpy_to_image(grey, "mono8"))
     wait_for(lambda: len(node.buffer) == 2, 10.0, "a keyframe from the mono8 frame")
     np.testing.assert_array_equal(node.buffer.items()[1][0].image, np.repeat(grey[..., None], 3, axis=2))
     assert sum(node.dropped.values()) == 0
@@ -144,7 +144,7 @@ def test_padded_rgba8_and_mono8_frames_are_buffered_with_their_pixels(rig, wait_
 
 def test_uncalibrated_camera_info_is_dropped_and_named_in_the_answer(rig, call_trigger, wait_for):
     node, pubs, clients = rig
-    info = ros_io.camera_to_camera_info(CAMERA)
+    info = messages.camera_to_camera_info(CAMERA)
     info.k = [0.0] * 9
     _publish(node, pubs, wait_for, camera_info=info)
     wait_for(lambda: node.dropped["camera_info"] == 1, 10.0, "the CameraInfo to be dropped")
@@ -158,11 +158,11 @@ def test_camera_info_of_another_resolution_is_scaled_or_refused(rig, wait_for):
     """A CameraInfo for the full sensor with a binned (2x2) image: K scaled to the image. One for
     another aspect ratio: the frame is dropped, not guessed."""
     node, pubs, _ = rig
-    full = ros_io.camera_to_camera_info(CAMERA.resize(128, 96))
+    full = messages.camera_to_camera_info(CAMERA.resize(128, 96))
     _publish(node, pubs, wait_for, camera_info=full)
     wait_for(lambda: len(node.buffer) == 1, 10.0, "a keyframe with the binned image")
     np.testing.assert_allclose(node.buffer.items()[0][0].camera.K, CAMERA.K, atol=1e-9)
-    other = ros_io.camera_to_camera_info(PinholeCamera(64, 64, CAMERA.K, frame_id="cam"))
+    other = messages.camera_to_camera_info(PinholeCamera(64, 64, CAMERA.K, frame_id="cam"))
     _publish(node, pubs, wait_for, camera_info=other, seed=3)
     wait_for(lambda: node.dropped["frame"] == 1, 10.0, "the mismatched frame to be dropped")
     assert len(node.buffer) == 1 and "not the same aspect ratio" in node._last_drop
@@ -172,7 +172,7 @@ def test_distorted_camera_frames_are_undistorted_before_buffering(rig, wait_for)
     node, pubs, _ = rig
     distorted = PinholeCamera(64, 48, CAMERA.K, D=[-0.2, 0.05, 0.0, 0.0, 0.0],
                               distortion_model="plumb_bob", frame_id="cam")
-    _publish(node, pubs, wait_for, camera_info=ros_io.camera_to_camera_info(distorted), seed=4)
+    _publish(node, pubs, wait_for, camera_info=messages.camera_to_camera_info(distorted), seed=4)
     wait_for(lambda: len(node.buffer) == 1, 10.0, "a keyframe")
     frame = node.buffer.items()[0][0]
     assert not frame.camera.has_distortion and np.array_equal(frame.camera.K, CAMERA.K)

@@ -1,5 +1,5 @@
-"""The entry points as separate processes over DDS: ``python -m sparp_ros.node --params-file``,
-``python -m sparp_ros.player CAPTURE``, a trigger from this process, and a clean Ctrl-C exit.
+"""The entry points as separate processes over DDS: ``python -m sparp_ros.ros.run --params-file``,
+``python -m sparp_ros.ros.player CAPTURE``, a trigger from this process, and a clean Ctrl-C exit.
 Also: config/sparp.yaml lists exactly the node's parameters with the same defaults."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import yaml
 pytest.importorskip("rclpy")
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros.node import DEFAULTS, NODE_NAME, _ros_argv  # noqa: E402
+from sparp_ros.ros.node import DEFAULTS, NODE_NAME  # noqa: E402
+from sparp_ros.ros.run import _ros_argv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "sparp.yaml"
@@ -83,7 +84,7 @@ def _node_player_and_trigger(ros_env, ros_context, executor, call_trigger, wait_
     env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
     node_args = [a for p in params for a in ("-p", p)]
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG), "--ros-args", *node_args],
+        [sys.executable, "-m", "sparp_ros.ros.run", "--params-file", str(CONFIG), "--ros-args", *node_args],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node_log = _ProcessLog(node_proc)
     response = None
@@ -93,7 +94,7 @@ def _node_player_and_trigger(ros_env, ros_context, executor, call_trigger, wait_
         reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
         wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
         player = subprocess.run(
-            [sys.executable, "-m", "sparp_ros.player", str(capture_dir), *player_args],
+            [sys.executable, "-m", "sparp_ros.ros.player", str(capture_dir), *player_args],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
         assert player.returncode == 0, player.stdout
         # a frame is a keyframe once all its parts arrived; reliable repair of a lost fragment of
@@ -126,7 +127,7 @@ def test_node_and_player_processes(ros_env, ros_context, executor, objects_dir, 
 
 
 def test_a_backend_that_cannot_run_stops_the_node_with_its_reason(ros_env):
-    proc = subprocess.run([sys.executable, "-m", "sparp_ros.node", "--ros-args", "-p", "backend:=nonsense"],
+    proc = subprocess.run([sys.executable, "-m", "sparp_ros.ros.run", "--ros-args", "-p", "backend:=nonsense"],
                           env={**os.environ, **ros_env}, cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60)
     assert proc.returncode == 1 and "unknown backend 'nonsense'" in proc.stdout, proc.stdout
@@ -147,7 +148,7 @@ def test_ctrl_c_during_a_reconstruction_answers_the_caller(ros_env, ros_context,
                              width=640, height=480)
     env = {**os.environ, **ros_env, "PYTHONUNBUFFERED": "1"}
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "sparp_ros.node", "--params-file", str(CONFIG),
+        [sys.executable, "-m", "sparp_ros.ros.run", "--params-file", str(CONFIG),
          "--ros-args", "-p", "mesh:=false"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node_log = _ProcessLog(node_proc)
@@ -156,7 +157,7 @@ def test_ctrl_c_during_a_reconstruction_answers_the_caller(ros_env, ros_context,
     try:
         reconstruct = client.create_client(Trigger, f"/{NODE_NAME}/reconstruct")
         wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
-        player = subprocess.run([sys.executable, "-m", "sparp_ros.player", str(capture.root)],
+        player = subprocess.run([sys.executable, "-m", "sparp_ros.ros.player", str(capture.root)],
                                 env=env, cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, timeout=60)
         assert player.returncode == 0, player.stdout

@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("tf2_msgs.msg")
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros import ros_io  # noqa: E402
+from sparp_ros.ros import messages  # noqa: E402
 
 OBJECT = "Vans_Cereal_Honey_Nut_Crunch_11_oz_box"
 VIEWS = 4
@@ -37,8 +37,8 @@ def result(ros_context, executor, capture, wait_for, call_trigger):
     from rclpy.parameter import Parameter
     from sparp_ros_msgs.msg import ObjectReconstruction
 
-    from sparp_ros.node import RESULT_QOS, SparpNode
-    from sparp_ros.player import play
+    from sparp_ros.ros.node import RESULT_QOS, SparpNode
+    from sparp_ros.ros.player import play
 
     assert all(f.T_world_camera is not None for f in capture.frames)
     assert capture.gt.extra["canonical"]["diagonal"] / 0.2 - 1 > 3 * MAX_SCALE_ERROR, \
@@ -93,7 +93,7 @@ def test_scale_and_translation_from_camera_motion(result, capture):
     view = stamp_to_view[(recon.header.stamp.sec, recon.header.stamp.nanosec)]
     center = np.append(np.asarray(capture.gt.extra["canonical"]["center"], float), 1.0)
     t_gt = (capture.gt.T_camera_object[view] @ center)[:3]
-    t_est = ros_io.pose_to_matrix(recon.pose)[:3, 3]
+    t_est = messages.pose_to_matrix(recon.pose)[:3, 3]
     translation_error = np.linalg.norm(t_est - t_gt) / np.linalg.norm(t_gt)
     print(f"\nscale from TF camera motion: {recon.scale:.4f} m (truth {truth:.4f} m, "
           f"{100 * scale_error:.2f} %), translation error {100 * translation_error:.2f} %")
@@ -127,7 +127,7 @@ def test_pose_published_in_the_world_frame(result, capture, executor, ros_contex
     from geometry_msgs.msg import PoseStamped
     from rclpy.parameter import Parameter
 
-    from sparp_ros.node import RESULT_QOS
+    from sparp_ros.ros.node import RESULT_QOS
 
     *_, node = result
     client = rclpy.create_node("sparp_tf_world_client", context=ros_context)
@@ -142,7 +142,7 @@ def test_pose_published_in_the_world_frame(result, capture, executor, ros_contex
         wait_for(lambda: any(p.header.frame_id == WORLD for p in poses), 10.0, "a pose in world")
         pose = next(p for p in poses if p.header.frame_id == WORLD)
         center = np.asarray(capture.gt.extra["canonical"]["center"], float)
-        t_est = ros_io.pose_to_matrix(pose.pose)[:3, 3]
+        t_est = messages.pose_to_matrix(pose.pose)[:3, 3]
         distance = np.linalg.norm(capture.frames[0].T_world_camera[:3, 3] - center)
         assert np.linalg.norm(t_est - center) < MAX_TRANSLATION_ERROR * distance, (t_est, center)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("rclpy")
-from sparp_ros.player import camera_repeats  # noqa: E402
+from sparp_ros.ros.player import camera_repeats  # noqa: E402
 
 
 @pytest.mark.parametrize("view_period_s, camera_rate_hz, offsets", [

@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sparp_ros.player import PLAYER_QOS  # noqa: E402
+from sparp_ros.ros.player import PLAYER_QOS  # noqa: E402
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def rig(request, ros_context, executor, spinning):
     and a peer with its input publishers and service clients."""
     import rclpy
 
-    from sparp_ros.node import SparpNode
+    from sparp_ros.ros.node import SparpNode
 
     ns = "/" + re.sub(r"\W", "_", request.node.name)
     node = SparpNode(context=ros_context, namespace=ns, parameter_overrides=[

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("rclpy")
 tf2_msgs = pytest.importorskip("tf2_msgs.msg")
 
-from sparp_ros import ros_io  # noqa: E402
+from sparp_ros.ros import messages  # noqa: E402
 from sparp_ros.tf_buffer import FrameNotFoundError, TransformBuffer  # noqa: E402
-from sparp_ros.tf_listener import TF_LISTENER_QOS, TF_STATIC_QOS, TransformListener  # noqa: E402
+from sparp_ros.ros.tf_listener import TF_LISTENER_QOS, TF_STATIC_QOS, TransformListener  # noqa: E402
 
 TIMEOUT_S = 10.0
 
@@ -57,7 +57,7 @@ def test_static_before_start_and_dynamic_interpolated(ros_context, executor, pub
     T_base_camera = _T(0.1, 90.0)
     static_pub = publisher.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
     static_pub.publish(TFMessage(transforms=[
-        ros_io.matrix_to_transform_stamped(T_base_camera, "base", "camera", 0.0)]))
+        messages.matrix_to_transform_stamped(T_base_camera, "base", "camera", 0.0)]))
     node, buffer, listener = _listener(ros_context, executor, "tf_test_listener")
     try:
         wait_for(lambda: buffer.can_transform("base", "camera"), TIMEOUT_S,
@@ -65,12 +65,12 @@ def test_static_before_start_and_dynamic_interpolated(ros_context, executor, pub
         tf_pub = publisher.create_publisher(TFMessage, "/tf", TF_LISTENER_QOS)
         wait_for(lambda: tf_pub.get_subscription_count() > 0
                  and listener.tf_sub.get_publisher_count() > 0, TIMEOUT_S, "/tf matched")
-        bad = ros_io.matrix_to_transform_stamped(np.eye(4), "world", "broken", 0.0)
+        bad = messages.matrix_to_transform_stamped(np.eye(4), "world", "broken", 0.0)
         bad.transform.rotation.w = 0.0                      # zero quaternion: refused
         tf_pub.publish(TFMessage(transforms=[
-            bad, ros_io.matrix_to_transform_stamped(_T(0.0, 0.0), "world", "base", 100.0)]))
+            bad, messages.matrix_to_transform_stamped(_T(0.0, 0.0), "world", "base", 100.0)]))
         tf_pub.publish(TFMessage(transforms=[
-            ros_io.matrix_to_transform_stamped(_T(1.0, 40.0), "world", "base", 101.0)]))
+            messages.matrix_to_transform_stamped(_T(1.0, 40.0), "world", "base", 101.0)]))
         # the messages may be handled in parallel (reentrant group, as tf2): wait for all
         wait_for(lambda: listener.received == 3 and listener.rejected == 1, TIMEOUT_S,
                  "the static, both /tf samples and the refused one")
@@ -94,9 +94,9 @@ def test_tf_topic_is_remappable(ros_context, executor, publisher, wait_for):
         wait_for(lambda: robot_pub.get_subscription_count() > 0
                  and listener.tf_sub.get_publisher_count() > 0, TIMEOUT_S, "/robot1/tf matched")
         plain_pub.publish(TFMessage(transforms=[
-            ros_io.matrix_to_transform_stamped(_T(2.0), "world", "other_robot", 1.0)]))
+            messages.matrix_to_transform_stamped(_T(2.0), "world", "other_robot", 1.0)]))
         robot_pub.publish(TFMessage(transforms=[
-            ros_io.matrix_to_transform_stamped(_T(3.0), "world", "robot1", 1.0)]))
+            messages.matrix_to_transform_stamped(_T(3.0), "world", "robot1", 1.0)]))
         wait_for(lambda: buffer.can_transform("world", "robot1", 1.0), TIMEOUT_S,
                  "the transform on /robot1/tf")
         np.testing.assert_allclose(buffer.lookup("world", "robot1", 1.0), _T(3.0), atol=1e-9)

@@ -1,9 +1,9 @@
-"""Which node parameters may change at run time, and when (ROS-free: sparp_ros.node_params)."""
+"""Which node parameters may change at run time, and when (ROS-free: sparp_ros.ros.params)."""
 from __future__ import annotations
 
 import pytest
 
-from sparp_ros.node_params import (DEFAULTS, FLOATS, INPUT, LIVE, MODEL, PARAMETERS, RANGES,
+from sparp_ros.ros.params import (DEFAULTS, FLOATS, INPUT, LIVE, MODEL, PARAMETERS, RANGES,
                                    check_value, coerce, object_frame, refusal)
 
 

@@ -21,8 +21,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from . import ros_io
-from .tf_buffer import TransformBuffer
+from . import messages
+from ..tf_buffer import TransformBuffer
 
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
@@ -67,7 +67,7 @@ class TransformListener:
     def _on_message(self, msg, static: bool) -> None:
         for transform in msg.transforms:
             try:
-                ros_io.add_transform_stamped(self.buffer, transform, static)
+                messages.add_transform_stamped(self.buffer, transform, static)
             except ValueError as exc:
                 self._reject(exc, static)
                 continue

@@ -48,10 +48,7 @@ the node (the pose is still published).
 """
 from __future__ import annotations
 
-import argparse
-import faulthandler
 import gc
-import signal
 import sys
 import threading
 import time
@@ -59,9 +56,7 @@ from collections import Counter
 from functools import partial
 from typing import Any
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
 from rclpy.node import Node
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -76,13 +71,13 @@ from shape_msgs.msg import Mesh
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
 
-from . import ros_io
-from .camera import CameraError
-from .capture import CaptureError, Frame
-from .health import HealthMonitor, HealthSnapshot, InputTiming
-from .memory import release_freed_memory
-from .keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
-from .node_params import (CONSTRAINTS, DEFAULTS, NODE_NAME, PARAMETERS, RANGES,  # noqa: F401
+from . import messages
+from ..camera import CameraError
+from ..capture import CaptureError, Frame
+from ..health import HealthMonitor, HealthSnapshot, InputTiming
+from ..memory import release_freed_memory
+from ..keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
+from .params import (CONSTRAINTS, DEFAULTS, NODE_NAME, PARAMETERS, RANGES,  # noqa: F401
                           check_value, coerce, object_frame, refusal)
 
 ORACLE_PREFIX = "oracle"
@@ -176,7 +171,7 @@ class SparpNodeCore:
         """Load the model (STYLE 8), make the keyframe buffer and the output publishers.
         Raises ``PipelineError`` with the reason when the model cannot be loaded (missing,
         corrupt or pickle-based weights, unknown backend or device); ``load_error`` keeps it."""
-        from .pipeline import PipelineError, SparpPipeline
+        from ..pipeline import PipelineError, SparpPipeline
 
         p = self.params
         try:
@@ -324,7 +319,7 @@ class SparpNodeCore:
     def _pipeline_config(self):
         """The pipeline's configuration from the current parameters (at configuration, and again
         before each reconstruction so live parameters apply)."""
-        from .pipeline import PipelineConfig
+        from ..pipeline import PipelineConfig
 
         p = self.params
         return PipelineConfig(
@@ -352,16 +347,16 @@ class SparpNodeCore:
         inputs = MutuallyExclusiveCallbackGroup()
         input_qos = RELIABLE_INPUT_QOS if p["reliable_inputs"] else qos_profile_sensor_data
         side = int(p["max_image_side"])
-        converters = {"image": (Image, "image", partial(ros_io.image_to_rgb, max_side=side)),
-                      "camera_info": (CameraInfo, "camera_info", ros_io.camera_info_to_camera),
-                      "depth": (Image, "depth", partial(ros_io.image_to_depth, max_side=side)),
-                      "mask": (Image, "mask", partial(ros_io.image_to_mask, max_side=side)),
-                      "oracle_nocs": (Image, "oracle_nocs", lambda m: ros_io.image_to_nocs(m)[0])}
+        converters = {"image": (Image, "image", partial(messages.image_to_rgb, max_side=side)),
+                      "camera_info": (CameraInfo, "camera_info", messages.camera_info_to_camera),
+                      "depth": (Image, "depth", partial(messages.image_to_depth, max_side=side)),
+                      "mask": (Image, "mask", partial(messages.image_to_mask, max_side=side)),
+                      "oracle_nocs": (Image, "oracle_nocs", lambda m: messages.image_to_nocs(m)[0])}
         if p["compressed_input"]:
             # image_transport: the compressed transport of base topic T is T/compressed, after
             # T is remapped (a remap of `image` must move the compressed topic too).
             converters["image"] = (CompressedImage, self.resolve_topic_name("image") + "/compressed",
-                                   partial(ros_io.compressed_image_to_rgb, max_side=side))
+                                   partial(messages.compressed_image_to_rgb, max_side=side))
         for part in parts:
             msg_type, topic, convert = converters[part]
             resolved = self.resolve_topic_name(topic)
@@ -386,7 +381,7 @@ class SparpNodeCore:
         """With ``world_frame``: /tf and /tf_static (tf2's QoS, remappable) into a fresh
         ``TransformBuffer``; the two subscriptions are inputs like the others (made on activation,
         destroyed on deactivation)."""
-        from .tf_buffer import TransformBuffer
+        from ..tf_buffer import TransformBuffer
         from .tf_listener import TransformListener
 
         buffer = TransformBuffer()
@@ -455,7 +450,7 @@ class SparpNodeCore:
             t0 = time.perf_counter()
             if part == "image":
                 self.input_timing.add("image_latency", self.get_clock().now().nanoseconds * 1e-9
-                                      - ros_io.stamp_to_seconds(msg.header.stamp))
+                                      - messages.stamp_to_seconds(msg.header.stamp))
             try:
                 self._on_part(part, msg, convert)
             except Exception as exc:  # noqa: BLE001 - an exception here would stop the executor
@@ -483,7 +478,7 @@ class SparpNodeCore:
             self._last_image_at = time.monotonic()
         try:
             value = convert(msg)
-        except (ros_io.ImageConversionError, CameraError) as exc:
+        except (messages.ImageConversionError, CameraError) as exc:
             self._drop(part, str(exc))
             return
         if part == "camera_info":
@@ -491,7 +486,7 @@ class SparpNodeCore:
         assembler = self.assembler
         if assembler is None:               # cleaned up while this message was converted
             return
-        stamp = ros_io.stamp_to_seconds(msg.header.stamp)
+        stamp = messages.stamp_to_seconds(msg.header.stamp)
         result = assembler.add(part, stamp, (value, msg.header))
         for s, missing in result.dropped:
             self._drop("unpaired", f"t={s:.3f}: no {', '.join(missing)} with a matching stamp "
@@ -523,12 +518,12 @@ class SparpNodeCore:
         """``T_<world_frame>_<frame_id>`` (4x4) at the image ``stamp`` from TF, waiting up to
         ``tf_timeout_s`` for it to arrive; None without ``world_frame`` or when the lookup fails
         (a warning at most every WARN_THROTTLE_S; the pipeline then uses depth or the prior)."""
-        from .tf_buffer import TransformError
+        from ..tf_buffer import TransformError
 
         world, tf_buffer = self.params["world_frame"], self.tf_buffer
         if not world or tf_buffer is None:
             return None
-        t = ros_io.stamp_to_seconds(stamp)
+        t = messages.stamp_to_seconds(stamp)
         try:
             return tf_buffer.wait_for(world, frame_id, t, float(self.params["tf_timeout_s"]))
         except TransformError as exc:
@@ -591,9 +586,9 @@ class SparpNodeCore:
 
     def _reconstruct(self) -> tuple[bool, str]:
         """Run the pipeline on the current keyframes and publish; (success, message)."""
-        from .pipeline import PipelineError
-        from .segment_depth import mask_from_depth_if_needed
-        from .segmentation import SegmentationError
+        from ..pipeline import PipelineError
+        from ..segment_depth import mask_from_depth_if_needed
+        from ..segmentation import SegmentationError
 
         items = self.buffer.items() if self.buffer is not None else []
         if not items:
@@ -646,27 +641,27 @@ class SparpNodeCore:
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:
         """Publish every output for the most recent keyframe with a pose; returns its index."""
-        view = ros_io.published_view(recon)
+        view = messages.published_view(recon)
         frame, stamp = items[view]
         frame_id, T_fixed_camera = self._output_frame(frame)
         T = recon.views[view].T_camera_object
         if T_fixed_camera is not None:
             T = T_fixed_camera @ T
-        self.pose_pub.publish(ros_io.reconstruction_to_pose_stamped(recon, frame_id, stamp, view,
+        self.pose_pub.publish(messages.reconstruction_to_pose_stamped(recon, frame_id, stamp, view,
                                                                     T_fixed_camera))
         if self.tf is not None:
-            self.tf(ros_io.reconstruction_to_transform_stamped(
+            self.tf(messages.reconstruction_to_transform_stamped(
                 recon, frame_id, stamp, self.object_frame, view, T_fixed_camera))
         if recon.mesh is not None:
             written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None
             if written is not None and self.params["mesh_marker"] == "mesh_resource":
-                marker = ros_io.mesh_resource_marker(written.resolve().as_uri(), T, frame_id, stamp)
+                marker = messages.mesh_resource_marker(written.resolve().as_uri(), T, frame_id, stamp)
             else:
-                marker = ros_io.mesh_to_marker(recon.mesh, T, frame_id, stamp)
+                marker = messages.mesh_to_marker(recon.mesh, T, frame_id, stamp)
             self.marker_pub.publish(marker)
-            self.mesh_pub.publish(ros_io.mesh_to_shape_msg(recon.mesh))
+            self.mesh_pub.publish(messages.mesh_to_shape_msg(recon.mesh))
         if self.recon_pub is not None:
-            self.recon_pub.publish(ros_io.reconstruction_to_msg(
+            self.recon_pub.publish(messages.reconstruction_to_msg(
                 recon, frame_id, stamp, self.object_frame, view=view,
                 view_frame_ids=[f.camera.frame_id for f, _ in items],
                 view_stamps=[s for _, s in items]))
@@ -705,7 +700,7 @@ class SparpNodeCore:
 
     def _summary(self, recon, items, view: int, elapsed: float) -> str:
         T = recon.views[view].T_camera_object
-        q = ros_io.matrix_to_quaternion(T[:3, :3])
+        q = messages.matrix_to_quaternion(T[:3, :3])
         ok = sum(v.ok for v in recon.views)
         return (f"pose of {self.object_frame} in {items[view][0].camera.frame_id}: "
                 f"t=[{T[0, 3]:.3f}, {T[1, 3]:.3f}, {T[2, 3]:.3f}] m, "
@@ -790,7 +785,7 @@ class SparpNodeCore:
 
     def _publish_diagnostics(self) -> None:
         health = self._health.assess(self.health_snapshot())
-        self._diagnostics_pub.publish(ros_io.health_to_diagnostics(
+        self._diagnostics_pub.publish(messages.health_to_diagnostics(
             health, f"{self.get_fully_qualified_name()}: object reconstruction",
             hardware_id=self.params["device"], stamp=self.get_clock().now().to_msg()))
 
@@ -822,118 +817,3 @@ class SparpNode(SparpNodeCore, Node):
         self._init_core()
         self._configure()
         self._activate()
-
-
-def _ros_argv(argv: list[str]) -> list[str]:
-    """``--params-file FILE`` before any ``--ros-args`` becomes ``--ros-args --params-file FILE``,
-    so ``sparp-ros node --params-file config/sparp.yaml`` works without ``ros2 run``."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--ros-args":
-            return out + argv[i:]
-        if argv[i] == "--params-file" and i + 1 < len(argv):
-            out += ["--ros-args", "--params-file", argv[i + 1], "--"]
-            i += 2
-            continue
-        out.append(argv[i])
-        i += 1
-    return out
-
-
-def _node_options(args: list[str]) -> argparse.Namespace:
-    """The node's own command-line flags (those outside ``--ros-args``)."""
-    from rclpy.utilities import remove_ros_args
-
-    parser = argparse.ArgumentParser(prog=NODE_NAME, add_help=False)
-    parser.add_argument("--lifecycle", action="store_true",
-                        help="run the managed (lifecycle) node, which starts unconfigured")
-    parser.add_argument("--autostart", action="store_true",
-                        help="with --lifecycle: configure and activate at start-up")
-    return parser.parse_known_args(remove_ros_args(args))[0]
-
-
-def make_node(lifecycle: bool = False, autostart: bool = False, **kwargs: Any) -> Node:
-    """The plain node, or the lifecycle node (configured and activated now with ``autostart``;
-    if configuring fails it stays unconfigured and says why on /diagnostics)."""
-    if not lifecycle:
-        return SparpNode(**kwargs)
-    from rclpy.lifecycle import TransitionCallbackReturn
-
-    from .lifecycle_node import SparpLifecycleNode
-
-    node = SparpLifecycleNode(**kwargs)
-    if autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-        node.trigger_activate()
-    return node
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C, SIGTERM or an external shutdown (like the rclpy examples), then
-    stop in order (``_spin``). ``--lifecycle`` runs the managed node (``--autostart``: configured
-    and activated at once)."""
-    from rclpy.exceptions import ParameterException
-    from rclpy.signals import SignalHandlerOptions
-
-    args = _ros_argv(list(sys.argv if argv is None else argv))
-    options = _node_options(args)
-    if hasattr(signal, "SIGUSR1"):     # `kill -USR1 <pid>`: every thread's stack on stderr, to see
-        faulthandler.register(signal.SIGUSR1, all_threads=True)   # where a node hangs
-    # rclpy's own signal handlers shut the context down at once, under a running reconstruction
-    # (its answer and its log lines to /rosout then fail): Ctrl-C and SIGTERM raise
-    # KeyboardInterrupt in this thread instead, and _spin stops the node in order.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    node = None
-    try:
-        node = make_node(options.lifecycle, options.autostart)
-        _spin(node)
-    except KeyboardInterrupt:          # while the model loads
-        pass
-    except (ValueError, ParameterException) as exc:    # PipelineError, bad parameter values
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _spin(node: SparpNodeCore) -> None:
-    """Spin ``node`` on a MultiThreadedExecutor (in a thread) until Ctrl-C / SIGTERM arrives here
-    or the context is shut down; then: refuse new reconstructions and let a running one answer its
-    caller (``finish_reconstruction``; a second Ctrl-C skips that), stop spinning, and wait for the
-    executor's threads, so nothing is scheduled on a stopped executor."""
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
-    stop = threading.Event()
-    spinner = threading.Thread(target=_spin_until, args=(executor, stop), name="spin", daemon=True)
-    spinner.start()
-    try:
-        while spinner.is_alive():               # an external shutdown ends the spinning
-            spinner.join(timeout=SPIN_PERIOD_S)
-    except KeyboardInterrupt:
-        try:
-            node.finish_reconstruction(SHUTDOWN_GRACE_S)
-        except KeyboardInterrupt:              # a second Ctrl-C: do not wait
-            pass
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):   # the rest is short: let it end cleanly
-            signal.signal(signum, signal.SIG_IGN)
-        stop.set()
-        spinner.join()
-        executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S)
-
-
-def _spin_until(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
-    try:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-    except (ExternalShutdownException, ShutdownException):
-        pass
-
-
-if __name__ == "__main__":
-    sys.exit(main())

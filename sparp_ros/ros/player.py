@@ -9,7 +9,7 @@ the ground-truth NOCS for the oracle backend, only when the capture has it) and,
 Like a camera, each view is published again with fresh stamps at ``--camera-rate`` (5 Hz) until
 the next view (``--rate``, 2 views/s), so one lost or late message does not lose the view.
 
-    python -m sparp_ros.player CAPTURE [--rate HZ] [--camera-rate HZ] [--repeat N]
+    python -m sparp_ros.ros.player CAPTURE [--rate HZ] [--camera-rate HZ] [--repeat N]
                                [--no-oracle-nocs] [--no-depth] [--no-tf] [--world-frame FRAME]
                                [--ros-args ...]
 """
@@ -30,8 +30,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 
-from . import ros_io
-from .capture import Capture, load_capture
+from . import messages
+from ..capture import Capture, load_capture
 
 TOPICS = ("camera_info", "depth", "mask", "oracle_nocs", "image")
 """In publishing order."""
@@ -132,16 +132,16 @@ class CapturePlayer:
         out: list[tuple[str, Any]] = []
         if "tf" in self.pubs and f.T_world_camera is not None:
             out.append(("tf", self._tf_message(transforms=[
-                ros_io.matrix_to_transform_stamped(f.T_world_camera, world_frame, frame_id)])))
-        out.append(("camera_info", ros_io.camera_to_camera_info(f.camera)))
+                messages.matrix_to_transform_stamped(f.T_world_camera, world_frame, frame_id)])))
+        out.append(("camera_info", messages.camera_to_camera_info(f.camera)))
         if depth and f.depth is not None:
-            out.append(("depth", ros_io.depth_to_image(f.depth, frame_id)))
+            out.append(("depth", messages.depth_to_image(f.depth, frame_id)))
         if f.mask is not None:
-            out.append(("mask", ros_io.mask_to_image(f.mask, frame_id)))
+            out.append(("mask", messages.mask_to_image(f.mask, frame_id)))
         if oracle_nocs and f.nocs is not None:
             mask = f.mask if f.mask is not None else (f.nocs > 0).any(axis=2)
-            out.append(("oracle_nocs", ros_io.nocs_to_image(f.nocs, mask, frame_id)))
-        out.append(("image", ros_io.numpy_to_image(f.image, "rgb8", frame_id)))
+            out.append(("oracle_nocs", messages.nocs_to_image(f.nocs, mask, frame_id)))
+        out.append(("image", messages.numpy_to_image(f.image, "rgb8", frame_id)))
         return out
 
 

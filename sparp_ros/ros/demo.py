@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGE_MESH = Path(__file__).resolve().parent / "data" / "demo_object.glb"
-SHARED = Path(os.environ.get("SPARP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+PACKAGE_MESH = Path(__file__).resolve().parents[1] / "data" / "demo_object.glb"
+SHARED = Path(os.environ.get("SPARP_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 FALLBACK_MESH = SHARED / "data" / "objects" / "Nintendo_Mario_Action_Figure.glb"
 """The same object, from the shared meshes, for a checkout without the package data."""
 DEFAULT_OUT = Path("out") / "demo"
@@ -39,7 +39,7 @@ RESULT_TIMEOUT_S = 10.0
 def ground_truth_T_camera_object(capture, view: int, reference: int) -> np.ndarray:
     """The true pose of ``view`` in *our* object frame, whose x axis points at the camera of the
     ``reference`` keyframe (conventions): ``T_camera_object = T_camera_mesh @ T_mesh_object``."""
-    from .conventions import CanonicalFrame, camera_azimuth
+    from ..conventions import CanonicalFrame, camera_azimuth
 
     c = capture.gt.extra["canonical"]
     center = np.asarray(c["center"], float)
@@ -52,8 +52,8 @@ def posed_mesh_fscore(recon, capture, reference: int, threshold_m: float = 0.005
     """F-score (with precision and recall) at ``threshold_m`` of the node's mesh, placed by its
     pose of the reference keyframe, against the true mesh in that camera: what a planner gets.
     None without a mesh or ground truth mesh."""
-    from .conventions import transform_points
-    from .evaluation.metrics import chamfer_fscore, load_true_mesh, sample_points
+    from ..conventions import transform_points
+    from ..evaluation.metrics import chamfer_fscore, load_true_mesh, sample_points
 
     if recon is None or recon.mesh is None or capture.mesh_path() is None:
         return None
@@ -91,11 +91,11 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
     from rclpy.parameter import Parameter
     from std_srvs.srv import Trigger
 
-    from . import ros_io
-    from .conventions import rotation_angle_deg
+    from . import messages
+    from ..conventions import rotation_angle_deg
     from .node import RESULT_QOS, SparpNode
     from .player import play
-    from .render import render_capture
+    from ..render import render_capture
 
     print(f"[1/4] rendering {views} views of {mesh.name} ...")
     tmp = tempfile.TemporaryDirectory(prefix="sparp_demo_")
@@ -142,7 +142,7 @@ def run(mesh: Path, out_dir: Path, views: int, seed: int, backend: str) -> int:
         view = by_stamp[(pose.header.stamp.sec, pose.header.stamp.nanosec)]
         first = node.buffer.items()[0][1]          # the reference keyframe's stamp
         reference = by_stamp[(first.sec, first.nanosec)]
-        T_est = ros_io.pose_to_matrix(pose.pose)
+        T_est = messages.pose_to_matrix(pose.pose)
         T_gt = ground_truth_T_camera_object(capture, view, reference)
         rot_err = rotation_angle_deg(T_est[:3, :3] @ T_gt[:3, :3].T)
         t_err = float(np.linalg.norm(T_est[:3, 3] - T_gt[:3, 3]))
@@ -186,7 +186,7 @@ def _write(recon, out_dir: Path, frames=None) -> dict[str, Path]:
     ``sparp-ros reconstruct``); ``frames``: the keyframes the node reconstructed from, for the
     full-resolution overview."""
     try:
-        from .outputs import write_outputs
+        from ..outputs import write_outputs
     except ImportError:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {}

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .image_codec import MAX_IMAGE_SIDE
-from .keyframes import MAX_KEYFRAMES
+from ..image_codec import MAX_IMAGE_SIDE
+from ..keyframes import MAX_KEYFRAMES
 
 NODE_NAME = "sparp_node"
 

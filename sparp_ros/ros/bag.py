@@ -9,7 +9,7 @@ The bag is read with ``rosbags`` (pure Python: no rclpy, no DDS, no ROS install)
 deserialised with its Kilted type store and then handled as the node handles live topics:
 
 1. every image, depth, mask and oracle-NOCS message is converted with the node's converters
-   (``ros_io.image_to_rgb`` / ``image_to_depth`` / ``image_to_mask`` / ``image_to_nocs``, which read
+   (``messages.image_to_rgb`` / ``image_to_depth`` / ``image_to_mask`` / ``image_to_nocs``, which read
    only the message fields, so rosbags' messages work as they are);
 2. the parts of one instant are paired by header stamp with the node's
    :class:`~sparp_ros.keyframes.FrameAssembler` (same slop; its timeout runs on bag time);
@@ -32,7 +32,7 @@ The capture therefore holds the keyframes the node would hold at the end of the 
 keeps the most recent ``max_keyframes`` sharp and distinct views), written with
 :func:`sparp_ros.capture.save_capture`, so ``sparp-ros reconstruct CAPTURE`` runs on it.
 
-The converters live in ``ros_io``, which imports the ROS message packages of the wheels (not
+The converters live in ``ros.messages``, which imports the ROS message packages of the wheels (not
 rclpy); they are imported when a bag is converted.
 
 Errors: :class:`BagError` (a :class:`~sparp_ros.capture.CaptureError`) for a missing or unreadable
@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .camera import CameraError
-from .capture import Capture, CaptureError, Frame, save_capture
-from .keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
+from ..camera import CameraError
+from ..capture import Capture, CaptureError, Frame, save_capture
+from ..keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +124,17 @@ def _typestore():
 
 def _converters() -> dict[str, Any]:
     """The node's converters per part (see node.py), applied to rosbags' messages."""
-    from . import ros_io
+    from . import messages
 
-    return {"image": ros_io.image_to_rgb, "depth": ros_io.image_to_depth,
-            "mask": ros_io.image_to_mask, "oracle_nocs": lambda m: ros_io.image_to_nocs(m)[0],
-            "camera_info": ros_io.camera_info_to_camera}
+    return {"image": messages.image_to_rgb, "depth": messages.image_to_depth,
+            "mask": messages.image_to_mask, "oracle_nocs": lambda m: messages.image_to_nocs(m)[0],
+            "camera_info": messages.camera_info_to_camera}
 
 
 def _conversion_errors() -> tuple[type[Exception], ...]:
-    from . import ros_io
+    from . import messages
 
-    return (ros_io.ImageConversionError, CameraError)
+    return (messages.ImageConversionError, CameraError)
 
 
 def _open(path: Path):
@@ -306,7 +306,7 @@ class _CameraPoses:
     or ``TF_WAIT_S`` of bag time has passed since they completed."""
 
     def __init__(self, world_frame: str | None, result: BagResult, frame_of):
-        from .tf_buffer import TransformBuffer
+        from ..tf_buffer import TransformBuffer
 
         self.buffer = TransformBuffer()
         self.world = world_frame.strip("/") if world_frame else None
@@ -315,11 +315,11 @@ class _CameraPoses:
         self.held: deque[tuple[dict[str, Any], float]] = deque()
 
     def add(self, msg: Any, static: bool) -> None:
-        from . import ros_io
+        from . import messages
 
         for transform in msg.transforms:
             try:
-                ros_io.add_transform_stamped(self.buffer, transform, static)
+                messages.add_transform_stamped(self.buffer, transform, static)
                 self.result.tf_transforms += 1
             except ValueError as exc:
                 self.result.tf_rejected += 1
@@ -331,7 +331,7 @@ class _CameraPoses:
     def release(self, t: float | None, offer) -> None:
         """Offer the held instants whose pose is known or whose wait is over (every one when
         ``t`` is None: the end of the bag)."""
-        from .tf_buffer import ExtrapolationError, TransformError
+        from ..tf_buffer import ExtrapolationError, TransformError
 
         while self.held:
             parts, deadline = self.held[0]

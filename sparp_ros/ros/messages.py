@@ -30,13 +30,13 @@ from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
-from .camera import CameraError, PinholeCamera
-from .conventions import decode_nocs_png, encode_nocs_png, matrix_to_quaternion  # noqa: F401 (ros_io.matrix_to_quaternion)
-from .health import Health
-from .image_codec import (DEPTH_ENCODINGS, ENCODINGS, MAX_IMAGE_SIDE, MM_PER_M,  # noqa: F401
+from ..camera import CameraError, PinholeCamera
+from ..conventions import decode_nocs_png, encode_nocs_png, matrix_to_quaternion  # noqa: F401 (messages.matrix_to_quaternion)
+from ..health import Health
+from ..image_codec import (DEPTH_ENCODINGS, ENCODINGS, MAX_IMAGE_SIDE, MM_PER_M,  # noqa: F401
                           RGB_ENCODINGS, ImageConversionError, compressed_to_rgb, raw_to_depth,
                           raw_to_mask, raw_to_numpy, raw_to_rgb)
-from .reconstruction import Reconstruction
+from ..reconstruction import Reconstruction
 
 OBJECT_FRAME = "sparp_object"
 """Default TF child frame of the reconstructed object."""

@@ -1,4 +1,4 @@
-"""Fuzzing the image conversions (``image_codec``, which ``ros_io`` hands every message's fields):
+"""Fuzzing the image conversions (``image_codec``, which ``ros.messages`` hands every message's fields):
 whatever a driver puts in the fields, the result is either the right array or
 ImageConversionError, never another exception.
 
