@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..capture import Capture
-from ..geometry.fusion import DepthView, fuse_views, resting_box, voxel_size_for
+from ..geometry.fusion import DepthView, clean_depth, fuse_views, resting_box, voxel_size_for
+from ..geometry.measured import size_record
 from ..reconstruction import Reconstruction, ViewPose
 
 LIMIT_METHOD = "limit"
@@ -23,7 +24,7 @@ def measurement_limit(capture: Capture) -> Reconstruction:
     if capture.gt is None:
         raise ValueError("the measurement limit needs gt.json (the true camera poses)")
     poses = [np.asarray(T, float) for T in capture.gt.T_camera_object]
-    views = [DepthView(f.image, f.depth, f.mask, f.camera, T)
+    views = [DepthView(f.image, clean_depth(f.depth, f.mask), f.mask, f.camera, T, cleaned=True)
              for f, T in zip(capture.frames, poses) if f.depth is not None and f.mask is not None]
     diagonal = (capture.gt.extra.get("canonical") or {}).get("diagonal")
     if not diagonal:
@@ -35,7 +36,8 @@ def measurement_limit(capture: Capture) -> Reconstruction:
         views=[ViewPose(T_camera_object=T, ok=True, inlier_ratio=1.0) for T in poses],
         scale=float(np.linalg.norm(extent)), scale_source="depth", confidence=1.0,
         backend=LIMIT_METHOD, mesh=surface.to_trimesh(), mesh_measured=surface.measured,
-        extra={"measured": {"poses": "ground truth", "fusion": {"views": len(views)}}})
+        extra={"measured": {"poses": "ground truth", "fusion": {"views": len(views)},
+                            "size": size_record(extent)}})
 
 
 __all__ = ["LIMIT_METHOD", "measurement_limit"]

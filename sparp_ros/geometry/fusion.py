@@ -3,9 +3,12 @@ looked (DESIGN §2: measure where you can, infer where you must).
 
 Three steps, each a function here (numpy + open3d, no ROS):
 
-1. :func:`measured_points` — a view's masked depth as camera-frame points, with the pixels a depth
-   camera gets wrong removed: the mask's rim (flying pixels and mixed foreground/background at the
-   silhouette) and pixels beside a depth jump.
+1. :func:`clean_depth` — a view's masked depth with the pixels a depth camera gets wrong removed
+   (:func:`usable_depth`: the mask's rim, where flying pixels mix the object with what is behind
+   it, and pixels beside a depth jump), then smoothed by an edge-preserving (bilateral) filter, the
+   first step of KinectFusion: per-pixel noise and disparity steps average out, depth steps stay.
+   A caller that uses a view several times computes it once and marks the view ``cleaned``;
+   :func:`measured_points` gives its camera-frame points.
 2. :func:`fuse_views` — TSDF fusion of every view's masked depth in the *object* frame with
    open3d's tensor ``VoxelBlockGrid`` (the voxel size from the object's size,
    :func:`voxel_size_for`), coloured from the full-resolution images, marching cubes out.
@@ -48,6 +51,19 @@ object with what is behind it (flying pixels)."""
 MAX_DEPTH_JUMP = 0.02
 """A pixel whose depth differs from a 4-neighbour by more than this fraction of its own depth
 is at a depth discontinuity (self-occlusion edge) and dropped."""
+DEPTH_SMOOTHING = 0.01
+"""The bilateral filter's range kernel (sigma) as a fraction of the view's median depth: above a
+stereo camera's noise and disparity step at working range (DESIGN §7: σ ≈ 0.8 mm + 2.5 mm·z², so
+2.4 mm at 0.8 m against 8 mm here), below the depth steps :data:`MAX_DEPTH_JUMP` cuts. Why: TSDF
+fusion takes one depth pixel per voxel, so unsmoothed noise goes straight into the surface and its
+extremes (the resting box) lie a noise-sized maximum outside the object. Measured with the true
+poses (``--backend limit``, 25 shared objects, stereo noise, seeds 0 / 100 / 300): median size
+error 1.14 / 1.14 / 1.28 % → 0.71 / 0.85 / 0.75 %, F-score@1 % 0.778 / 0.802 / 0.789 → 0.791 /
+0.806 / 0.800, F@5 % unchanged (0.956 / 0.960 / 0.962 → 0.955 / 0.958 / 0.961)."""
+SMOOTHING_SIGMA_PX = 2.0
+"""The bilateral filter's spatial sigma in pixels..."""
+SMOOTHING_WINDOW_PX = 7
+"""... and its window (7×7: 3 px either side)."""
 
 
 class FusionError(RuntimeError):
@@ -63,6 +79,8 @@ class DepthView:
     mask: np.ndarray               # HxW bool, the object
     camera: PinholeCamera          # undistorted intrinsics of image/depth
     T_camera_object: np.ndarray    # 4x4, object frame -> this camera
+    cleaned: bool = False          # depth is already clean_depth's (usable pixels, smoothed; 0
+                                   # elsewhere) and is used as it is
 
 
 @dataclass
@@ -114,19 +132,40 @@ def usable_depth(depth: np.ndarray, mask: np.ndarray, erode_px: int = RIM_ERODE_
     return valid & ~jump
 
 
+def clean_depth(depth: np.ndarray, mask: np.ndarray, erode_px: int = RIM_ERODE_PX,
+                max_jump: float = MAX_DEPTH_JUMP, smoothing: float = DEPTH_SMOOTHING) -> np.ndarray:
+    """HxW float32 metres: the view's usable depth (:func:`usable_depth`) after an edge-preserving
+    smoothing (bilateral filter, range sigma ``smoothing`` × the median depth, spatial sigma
+    :data:`SMOOTHING_SIGMA_PX` in a :data:`SMOOTHING_WINDOW_PX` window; ``smoothing`` 0 turns it
+    off), 0 on every other pixel."""
+    valid = usable_depth(depth, mask, erode_px, max_jump)
+    out = np.where(valid, depth, 0.0).astype(np.float32)
+    if smoothing > 0 and valid.any():
+        sigma = float(smoothing * np.median(out[valid]))
+        # 0 (no depth) is many range sigmas from any depth: it gets no weight
+        smooth = cv2.bilateralFilter(out, SMOOTHING_WINDOW_PX, sigma, SMOOTHING_SIGMA_PX)
+        out = np.where(valid, smooth, 0.0).astype(np.float32)
+    return out
+
+
+def _clean(view: DepthView, erode_px: int = RIM_ERODE_PX) -> np.ndarray:
+    return view.depth if view.cleaned else clean_depth(view.depth, view.mask, erode_px)
+
+
 def measured_points(view: DepthView, erode_px: int = RIM_ERODE_PX) -> tuple[np.ndarray, np.ndarray]:
-    """(Nx3 camera-frame points in metres, Nx2 pixels (u, v)) of the view's usable depth
-    (:func:`usable_depth`)."""
-    valid = usable_depth(view.depth, view.mask, erode_px)
+    """(Nx3 camera-frame points in metres, Nx2 pixels (u, v)) of the view's clean depth
+    (:func:`clean_depth`)."""
+    depth = _clean(view, erode_px)
+    valid = depth > 0
     v, u = np.nonzero(valid)
     uv = np.stack([u, v], 1).astype(np.float64)
-    return view.camera.unproject(uv, view.depth[valid].astype(np.float64)), uv
+    return view.camera.unproject(uv, depth[valid].astype(np.float64)), uv
 
 
 def fuse_views(views: Sequence[DepthView], voxel_size: float,
                truncation_voxels: float = TRUNCATION_VOXELS,
                erode_px: int = RIM_ERODE_PX) -> SurfaceMesh:
-    """TSDF fusion of the views' usable depth (:func:`usable_depth`) in the object frame; every
+    """TSDF fusion of the views' clean depth (:func:`clean_depth`) in the object frame; every
     vertex is measured. Raises :class:`FusionError` when no view has usable depth or the surface is
     empty."""
     import open3d as o3d
@@ -142,12 +181,13 @@ def fuse_views(views: Sequence[DepthView], voxel_size: float,
         block_count=20000, device=device)
     used = 0
     for view in views:
-        valid = usable_depth(view.depth, view.mask, erode_px)
+        depth = _clean(view, erode_px)
+        valid = depth > 0
         if valid.sum() < 20:
             continue
-        depth_units = np.where(valid, np.rint(view.depth * DEPTH_UNITS_PER_M), 0)
+        depth_units = np.where(valid, np.rint(depth * DEPTH_UNITS_PER_M), 0)
         depth_units = np.clip(depth_units, 0, 65535).astype(np.uint16)
-        depth_max = float(view.depth[valid].max()) + 1.0
+        depth_max = float(depth[valid].max()) + 1.0
         depth_img = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth_units)))
         color_img = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(view.image)))
         K = o3c.Tensor(np.asarray(view.camera.K, np.float64))
@@ -220,6 +260,11 @@ def complete_surface(measured: SurfaceMesh, predicted_vertices: np.ndarray,
         measured=np.concatenate([measured.measured, np.zeros(len(used), bool)]))
 
 
+RESTING_BOX = "resting_box"
+"""The name of the size :func:`resting_box` defines, in records (``extra["measured"]["size"]
+["definition"]``): the evaluation compares such a size with the same box of the true mesh."""
+
+
 def resting_box(points_object: np.ndarray, quantile: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(centre, extent) of the smallest-area box about the up axis (z) that holds the points, in
     the object frame: the object's bounding box in its resting frame (conventions), which does not
@@ -251,5 +296,5 @@ def resting_box(points_object: np.ndarray, quantile: float = 0.0) -> tuple[np.nd
     return R @ ((lo + hi) / 2.0), hi - lo
 
 
-__all__ = ["DepthView", "FusionError", "SurfaceMesh", "complete_surface", "fuse_views",
-           "measured_points", "resting_box", "usable_depth", "voxel_size_for"]
+__all__ = ["DepthView", "FusionError", "SurfaceMesh", "clean_depth", "complete_surface", "fuse_views",
+           "measured_points", "RESTING_BOX", "resting_box", "usable_depth", "voxel_size_for"]

@@ -27,8 +27,8 @@ import numpy as np
 
 from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
-from .fusion import (DepthView, SurfaceMesh, complete_surface, fuse_views,
-                     measured_points, resting_box, usable_depth, voxel_size_for)
+from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, clean_depth, complete_surface, fuse_views,
+                     measured_points, resting_box, voxel_size_for)
 from .registration import RegistrationParams, RegistrationView, register_views
 
 log = logging.getLogger("sparp_ros.measured")
@@ -56,10 +56,19 @@ class MeasuredResult:
     record: dict = field(default_factory=dict)
 
 
-def measured_views(frames: Sequence[Frame]) -> list[bool]:
-    """Which frames have enough usable depth on their object to be measured."""
-    return [f.depth is not None and f.mask is not None
-            and int(usable_depth(f.depth, f.mask).sum()) >= MIN_DEPTH_POINTS for f in frames]
+def clean_depths(frames: Sequence[Frame]) -> list[np.ndarray | None]:
+    """Each frame's clean depth (``fusion.clean_depth``: usable pixels, smoothed, 0 elsewhere), or
+    None without depth or mask: computed once per view, used by every step of the stage."""
+    return [None if f.depth is None or f.mask is None else clean_depth(f.depth, f.mask)
+            for f in frames]
+
+
+def measured_views(frames: Sequence[Frame],
+                   cleaned: Sequence[np.ndarray | None] | None = None) -> list[bool]:
+    """Which frames have enough usable depth on their object to be measured (``cleaned``: their
+    :func:`clean_depths`, computed here when not given)."""
+    cleaned = clean_depths(frames) if cleaned is None else cleaned
+    return [d is not None and int((d > 0).sum()) >= MIN_DEPTH_POINTS for d in cleaned]
 
 
 def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
@@ -79,19 +88,22 @@ def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
     return out
 
 
-def registration_views(frames: Sequence[Frame], measured: Sequence[bool]
+def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
+                       cleaned: Sequence[np.ndarray | None] | None = None
                        ) -> list[RegistrationView | None]:
-    """Each measured frame's usable depth points (camera frame) with its depth, mask and camera."""
+    """Each measured frame's clean depth points (camera frame) with that depth, its mask and
+    camera (``cleaned``: the frames' :func:`clean_depths`, computed here when not given)."""
+    cleaned = clean_depths(frames) if cleaned is None else cleaned
     out: list[RegistrationView | None] = []
-    for f, ok in zip(frames, measured):
+    for f, ok, depth in zip(frames, measured, cleaned):
         if not ok:
             out.append(None)
             continue
-        points, _ = measured_points(DepthView(f.image, f.depth, f.mask, f.camera, np.eye(4)))
+        points, _ = measured_points(DepthView(f.image, depth, f.mask, f.camera, np.eye(4),
+                                              cleaned=True))
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
-        trusted_depth = np.where(usable_depth(f.depth, f.mask), f.depth, 0.0)
-        out.append(RegistrationView(points, trusted_depth, f.mask, f.camera))
+        out.append(RegistrationView(points, depth, f.mask, f.camera))
     return out
 
 
@@ -110,7 +122,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     first hypothesis' reference pose); it is moved into the registered object frame.
     Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
-    measured = measured_views(frames)
+    cleaned = clean_depths(frames)                 # once per view, for every step below
+    measured = measured_views(frames, cleaned)
     record["measured_views"] = [int(k) for k, m in enumerate(measured) if m]
     voxel = voxel_size_for(size_estimate)
     poses = [None if T is None else np.asarray(T, float) for T in hypotheses[0]]
@@ -120,7 +133,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     registered = [True] * len(frames)
     if register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate)
-        views = registration_views(frames, measured)
+        views = registration_views(frames, measured, cleaned)
         result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
         record["registration"] = result.to_dict()
         corrections = {}
@@ -147,8 +160,9 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         record["poses"] = "model"
     # a view whose pose the surfaces could not confirm would smear a misplaced copy of its
     # surface into the fusion: only registered views (or TF's) are fused
-    depth_views = [DepthView(f.image, f.depth, f.mask, f.camera, T)
-                   for f, T, m, r in zip(frames, poses, measured, registered) if m and r and T is not None]
+    depth_views = [DepthView(f.image, d, f.mask, f.camera, T, cleaned=True)
+                   for f, d, T, m, r in zip(frames, cleaned, poses, measured, registered)
+                   if m and r and T is not None]
     surface = fuse_views(depth_views, voxel)
     record["fusion"] = {"voxel_m": voxel, "views": len(depth_views),
                         "measured_vertices": int(len(surface.vertices))}
@@ -164,8 +178,19 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     shift[:3, 3] = centre                                     # new object frame -> old one
     surface = SurfaceMesh(surface.vertices - centre, surface.faces, surface.colors, surface.measured)
     poses = [None if T is None else T @ shift for T in poses]
-    return MeasuredResult(poses, surface, float(np.linalg.norm(extent)), record)
+    diagonal = float(np.linalg.norm(extent))
+    record["size"] = size_record(extent)
+    return MeasuredResult(poses, surface, diagonal, record)
 
 
-__all__ = ["MeasuredResult", "measure", "measured_views",
-           "poses_from_tf", "registration_views"]
+def size_record(extent: np.ndarray) -> dict:
+    """What the stage's size is (the record's ``size``): the resting box's side lengths and
+    diagonal, and the name of that definition (``fusion.RESTING_BOX``), so that an evaluation
+    compares it with the same box of the true object (a box in other axes is another size)."""
+    extent = np.asarray(extent, float)
+    return {"definition": RESTING_BOX, "extent_m": [float(e) for e in extent],
+            "diagonal_m": float(np.linalg.norm(extent))}
+
+
+__all__ = ["MeasuredResult", "clean_depths", "measure", "measured_views",
+           "poses_from_tf", "registration_views", "size_record"]

@@ -227,3 +227,32 @@ def test_scale_error_from_the_true_diagonal_or_the_baselines(gt_poses):
     assert scale_error(recon, cap)["pairs"] == 6
     cap.gt.metric = False
     assert scale_error(recon, cap) is None
+
+
+def test_a_measured_size_is_compared_with_the_true_resting_box(tmp_path):
+    """A size measured as a resting box's diagonal is compared with the true mesh's resting box,
+    not with the box along the mesh file's axes: a box stored turned 30° about up has a larger
+    file box (its ``canonical`` diagonal) than its own resting box, which no measurement can know.
+    The file's diagonal stays in the record; without the statement the file's diagonal is used."""
+    box = trimesh.creation.box(extents=[0.3, 0.1, 0.2])
+    box.apply_transform(trimesh.transformations.rotation_matrix(np.radians(30.0), [0, 0, 1]))
+    box.apply_translation([0.0, 0.0, 0.1])
+    path = tmp_path / "turned_box.ply"
+    box.export(path)
+    file_diagonal = float(np.linalg.norm(box.bounds[1] - box.bounds[0]))
+    resting = float(np.linalg.norm([0.3, 0.1, 0.2]))
+    assert file_diagonal > 1.1 * resting
+    T = np.eye(4)
+    T[:3, 3] = [0.0, 0.0, 1.0]
+    cap = Capture([], GroundTruth([T, T], metric=True, mesh=str(path),
+                                  extra={"canonical": {"diagonal": file_diagonal}}), tmp_path)
+    recon = Reconstruction([ViewPose(T.copy(), True), ViewPose(T.copy(), True)],
+                           scale=1.02 * resting, scale_source="depth", confidence=1.0,
+                           backend="test", extra={"measured": {"size": {"definition": "resting_box"}}})
+    s = scale_error(recon, cap)
+    assert s["method"] == "resting_box" and s["scale_error"] == pytest.approx(0.02, abs=1e-6)
+    assert s["true_scale_m"] == pytest.approx(resting) and s["true_diagonal_m"] == file_diagonal
+    recon.extra = {}
+    s = scale_error(recon, cap)
+    assert s["method"] == "diagonal"
+    assert s["scale_error"] == pytest.approx(abs(1.02 * resting / file_diagonal - 1))

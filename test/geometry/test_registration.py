@@ -76,6 +76,27 @@ def test_points_in_space_a_camera_saw_empty_are_violations(objects_dir):
     assert violation_rate(pulled, views[0], 0.02 * diagonal) > 0.5
 
 
+def test_the_rgbd_stage_finds_each_views_usable_depth_once(objects_dir, monkeypatch):
+    """Registration (points, free space), the measured-view check and fusion all use one clean
+    depth per view: usable_depth runs once per view, not once per step."""
+    from sparp_ros.geometry import fusion
+    from sparp_ros.geometry.measured import measure
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=3, seed=2)
+    calls = []
+    original = fusion.usable_depth
+    monkeypatch.setattr(fusion, "usable_depth", lambda *a, **k: calls.append(1) or original(*a, **k))
+    gt = capture.gt.T_camera_object
+    result = measure(capture.frames, [list(gt)], capture.gt.extra["canonical"]["diagonal"], 0,
+                     use_tf=False)
+    assert len(calls) == 3
+    registered = result.record["registration"]["registered"]
+    assert result.record["poses"] == "registration" and sum(registered) >= 2
+    assert result.record["fusion"]["views"] == sum(registered)
+    assert result.record["size"]["definition"] == "resting_box"
+    assert result.diagonal == pytest.approx(result.record["size"]["diagonal_m"])
+
+
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError, match="voxel"):
         RegistrationParams(voxel=0.0, object_size=0.2)
