@@ -81,10 +81,11 @@ fi
 # 3. Check: the messages import in a fresh interpreter and can be constructed.
 "$PY" - >>"$LOG" 2>&1 <<'EOF' || fail "the built interfaces do not import (see $LOG)"
 from geometry_msgs.msg import TransformStamped
-from sparp_ros_msgs.msg import ObjectReconstruction
+from sparp_ros_msgs.msg import ObjectReconstruction, ObjectReconstructionArray
 from tf2_msgs.msg import TFMessage
 
 msg = ObjectReconstruction(object_id="check", scale=0.2, view_ok=[True, False])
 assert msg.scale == 0.2 and list(msg.view_ok) == [True, False]
+assert ObjectReconstructionArray(objects=[msg]).objects[0].object_id == "check"
 assert len(TFMessage(transforms=[TransformStamped()]).transforms) == 1
 EOF

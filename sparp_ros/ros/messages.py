@@ -53,7 +53,8 @@ def seconds_to_stamp(seconds: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def _header(frame_id: str, stamp: Time | float | None) -> Header:
+def header(frame_id: str, stamp: Time | float | None) -> Header:
+    """A std_msgs Header; ``stamp`` in seconds or a Time (None: zero, "latest" for tf2)."""
     if stamp is None:
         stamp = Time()
     elif not isinstance(stamp, Time):
@@ -93,7 +94,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "",
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageConversionError(f"image has zero size {arr.shape}")
     arr = np.ascontiguousarray(arr)
-    msg = Image(header=_header(frame_id, stamp), height=arr.shape[0], width=arr.shape[1],
+    msg = Image(header=header(frame_id, stamp), height=arr.shape[0], width=arr.shape[1],
                 encoding=encoding, is_bigendian=int(sys.byteorder == "big"),
                 step=arr.shape[1] * channels * arr.itemsize)
     msg.data = array.array("B", arr.tobytes())
@@ -178,7 +179,7 @@ def camera_to_camera_info(camera: PinholeCamera, stamp: Time | float | None = No
     """A ``CameraInfo`` for ``camera`` (R = identity, P = [K | 0]: a monocular camera)."""
     P = np.zeros((3, 4))
     P[:, :3] = camera.K
-    return CameraInfo(header=_header(camera.frame_id, stamp), width=camera.width,
+    return CameraInfo(header=header(camera.frame_id, stamp), width=camera.width,
                       height=camera.height, distortion_model=camera.ros_distortion_model,
                       d=[float(x) for x in camera.D], k=[float(x) for x in camera.K.ravel()],
                       r=[float(x) for x in np.eye(3).ravel()], p=[float(x) for x in P.ravel()])
@@ -213,7 +214,7 @@ def matrix_to_transform_stamped(T_parent_child: np.ndarray, parent: str, child: 
     """``T_<parent>_<child>`` as a TF transform: ``frame_id=parent``, ``child_frame_id=child``."""
     pose = matrix_to_pose(T_parent_child)
     p = pose.position
-    msg = TransformStamped(header=_header(parent, stamp), child_frame_id=child)
+    msg = TransformStamped(header=header(parent, stamp), child_frame_id=child)
     msg.transform.translation = Vector3(x=p.x, y=p.y, z=p.z)
     msg.transform.rotation = pose.orientation
     return msg
@@ -251,7 +252,7 @@ def reconstruction_to_pose_stamped(recon: Reconstruction, frame_id: str,
         raise ValueError(f"view {i} has no pose ({recon.views[i].message})")
     if T_frame_camera is not None:
         T = np.asarray(T_frame_camera, float) @ T
-    return PoseStamped(header=_header(frame_id, stamp), pose=matrix_to_pose(T))
+    return PoseStamped(header=header(frame_id, stamp), pose=matrix_to_pose(T))
 
 
 def reconstruction_to_transform_stamped(recon: Reconstruction, frame_id: str,
@@ -263,7 +264,7 @@ def reconstruction_to_transform_stamped(recon: Reconstruction, frame_id: str,
     ``T_frame_camera``), ``child_frame_id`` = object."""
     pose = reconstruction_to_pose_stamped(recon, frame_id, stamp, view, T_frame_camera).pose
     p, q = pose.position, pose.orientation
-    msg = TransformStamped(header=_header(frame_id, stamp), child_frame_id=child_frame_id)
+    msg = TransformStamped(header=header(frame_id, stamp), child_frame_id=child_frame_id)
     msg.transform.translation = Vector3(x=p.x, y=p.y, z=p.z)
     msg.transform.rotation = q
     return msg
@@ -305,7 +306,7 @@ def mesh_to_marker(mesh: Any, T_frame_object: np.ndarray, frame_id: str,
     (RViz interpolates per-vertex colours across each triangle). The marker pose places the
     object-frame mesh in ``frame_id``."""
     vertices, faces, colors = _mesh_arrays(mesh)
-    marker = Marker(header=_header(frame_id, stamp), ns=ns, id=int(marker_id),
+    marker = Marker(header=header(frame_id, stamp), ns=ns, id=int(marker_id),
                     type=Marker.TRIANGLE_LIST, action=Marker.ADD,
                     pose=matrix_to_pose(T_frame_object),
                     scale=Vector3(x=1.0, y=1.0, z=1.0),
@@ -327,7 +328,7 @@ def mesh_resource_marker(uri: str, T_frame_object: np.ndarray, frame_id: str,
                          marker_id: int = 0) -> Marker:
     """A MESH_RESOURCE marker: RViz loads the mesh file at ``uri`` (``file://…``) with its own
     colours, so the message stays small whatever the face count."""
-    return Marker(header=_header(frame_id, stamp), ns=ns, id=int(marker_id),
+    return Marker(header=header(frame_id, stamp), ns=ns, id=int(marker_id),
                   type=Marker.MESH_RESOURCE, action=Marker.ADD, pose=matrix_to_pose(T_frame_object),
                   scale=Vector3(x=1.0, y=1.0, z=1.0),
                   color=ColorRGBA(r=0.0, g=0.0, b=0.0, a=0.0),   # 0 alpha: use the file's colours
@@ -336,7 +337,7 @@ def mesh_resource_marker(uri: str, T_frame_object: np.ndarray, frame_id: str,
 
 def delete_all_marker(frame_id: str = "", ns: str = "sparp") -> Marker:
     """A marker that clears our previous markers (on reset)."""
-    return Marker(header=_header(frame_id, None), ns=ns, action=Marker.DELETEALL)
+    return Marker(header=header(frame_id, None), ns=ns, action=Marker.DELETEALL)
 
 
 # -- our message -----------------------------------------------------------------------------------
@@ -360,7 +361,7 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
     if len(frames) != n or len(stamps) != n:
         raise ValueError(f"{n} views but {len(frames)} frame ids and {len(stamps)} stamps")
     msg = ObjectReconstruction(
-        header=_header(frame_id, stamp), object_id=object_id,
+        header=header(frame_id, stamp), object_id=object_id,
         pose=reconstruction_to_pose_stamped(recon, frame_id, stamp, view).pose,
         scale=float(recon.scale), scale_source=str(recon.scale_source),
         scale_uncertainty=_float_or_nan(recon.extra.get("scale_uncertainty")),
@@ -373,7 +374,7 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
         if recon.mesh_measured is not None:
             msg.vertex_measured = [bool(m) for m in recon.mesh_measured]
     msg.view_frame_ids = frames
-    msg.view_stamps = [_header("", s).stamp for s in stamps]
+    msg.view_stamps = [header("", s).stamp for s in stamps]
     msg.view_poses = [matrix_to_pose(v.T_camera_object) if v.ok and v.T_camera_object is not None
                       else Pose() for v in recon.views]
     msg.view_ok = [bool(v.ok) for v in recon.views]

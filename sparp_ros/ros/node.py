@@ -78,7 +78,8 @@ from ..health import HealthMonitor, HealthSnapshot, InputTiming
 from ..memory import release_freed_memory
 from ..keyframes import FrameAssembler, KeyframeBuffer, KeyframeConfig
 from .params import (CONSTRAINTS, DEFAULTS, NODE_NAME, PARAMETERS, RANGES,  # noqa: F401
-                          check_value, coerce, object_frame, refusal)
+                          check_value, coerce, indexed_object_frame, object_frame, refusal,
+                          segmentation_method)
 
 ORACLE_PREFIX = "oracle"
 """Backends named oracle* take the ground-truth NOCS of each frame (the ``oracle_nocs`` topic)."""
@@ -157,6 +158,7 @@ class SparpNodeCore:
         self._sparp_services: list[Any] = []
         self._outputs: list[Any] = []
         self.pose_pub = self.marker_pub = self.mesh_pub = self.recon_pub = self.tf = None
+        self.objects = None                 # ObjectOutputs: every object of a trigger, their ids
 
         self._health = HealthMonitor(float(self.params["diagnostics_frame_timeout_s"]))
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
@@ -401,6 +403,22 @@ class SparpNodeCore:
         self.mesh_pub = self._create_output_publisher(Mesh, MESH_TOPIC, RESULT_QOS)
         self.recon_pub = self._create_reconstruction_publisher()
         self.tf = self._create_tf_sender()
+        self.objects = self._create_object_outputs()
+
+    def _create_object_outputs(self):
+        """Every object of a multi-object trigger (``object_outputs``); the tracks (ids) of an
+        earlier configuration carry over."""
+        from .object_outputs import ObjectOutputs
+
+        previous = getattr(self, "objects", None)
+        outputs = ObjectOutputs(
+            self._create_output_publisher, RESULT_QOS, self.tf,
+            self._tf_sender.remove if self.tf is not None else None,
+            lambda i: indexed_object_frame(self.get_namespace(), self.object_id, i),
+            self._output_frame, self.get_logger())
+        if previous is not None:
+            outputs.tracker = previous.tracker
+        return outputs
 
     def _create_output_publisher(self, msg_type, topic: str, qos: QoSProfile):
         """A result publisher (the lifecycle node makes lifecycle publishers)."""
@@ -429,7 +447,8 @@ class SparpNodeCore:
         from .tf_listener import StaticTransformSender
 
         try:
-            return StaticTransformSender(self._create_output_publisher).send
+            self._tf_sender = StaticTransformSender(self._create_output_publisher)
+            return self._tf_sender.send
         except ImportError:
             self.get_logger().warning("tf2_msgs is not importable: no TF published (run "
                                       "scripts/build_interfaces.sh)")
@@ -558,7 +577,10 @@ class SparpNodeCore:
         n = len(self.buffer)
         self.buffer.clear()
         self.assembler.clear()
-        response.success, response.message = True, f"cleared {n} keyframes"
+        forgotten = self.objects.reset() if self.objects is not None else 0
+        response.success = True
+        response.message = f"cleared {n} keyframes" + (f" and {forgotten} object ids"
+                                                        if forgotten else "")
         self.get_logger().info(f"reset: {response.message}")
         return response
 
@@ -585,11 +607,9 @@ class SparpNodeCore:
         return response
 
     def _reconstruct(self) -> tuple[bool, str]:
-        """Run the pipeline on the current keyframes and publish; (success, message)."""
-        from ..pipeline import PipelineError
-        from ..segment_depth import mask_from_depth_if_needed
-        from ..segmentation import SegmentationError
-
+        """Run the pipeline on the current keyframes and publish; (success, message). With the
+        mask topic, one object; with segmentation by depth or learned, every object found (up to
+        ``max_objects``), the most central on the single-object outputs."""
         items = self.buffer.items() if self.buffer is not None else []
         if not items:
             dropped = (f"; {sum(self.dropped.values())} dropped as unusable, last {self._last_drop}"
@@ -602,32 +622,43 @@ class SparpNodeCore:
             return False, ("no keyframes yet: waiting for " + ", ".join(self.assembler.parts)
                            + f" with matching stamps ({self._images_seen} images received"
                            + f"{dropped})")
-        frames = [f for f, _ in items]
-        try:     # no mask topic (use_mask: false) and depth: the object from depth, ROS-free
-            frames, segmented = mask_from_depth_if_needed(frames, what="keyframes")
-        except SegmentationError as exc:
-            return False, f"segmentation from depth: {exc}"
-        if segmented is not None:
-            items = [items[i] for i in segmented["views"]]
-            self.get_logger().info(
-                f"no masks: object {segmented['object']} of {segmented['objects_found']} on the "
-                f"support plane (nearest the image centre), segmented from depth in views "
-                f"{segmented['views']}")
-        self.get_logger().info(f"reconstructing from {len(frames)} keyframes")
+        method = segmentation_method(self.params)
         self.pipeline.config = self._pipeline_config()      # live parameters (size prior, mesh)
+        if method == "mask_topic":
+            if self.params["segmentation"] == "mask_topic" and not self.params["use_mask"]:
+                return False, ("segmentation: mask_topic needs use_mask: true (masks are not "
+                               "subscribed); or set segmentation to depth or learned")
+            return self._reconstruct_one(items)
+        return self._reconstruct_every(items, method)
+
+    def _run_pipeline(self, frames: list[Frame]):
+        """The pipeline on ``frames``: (Reconstruction, None) or (None, the reason)."""
+        from ..pipeline import PipelineError
+
         t0 = time.perf_counter()
         try:
             recon = self.pipeline(frames)
         except PipelineError as exc:
-            return False, f"pipeline: {exc}"
+            return None, f"pipeline: {exc}"
         except Exception as exc:  # noqa: BLE001 - the node must survive any pipeline failure
             self.get_logger().error(f"pipeline failed: {type(exc).__name__}: {exc}")
-            return False, f"pipeline failed: {type(exc).__name__}: {exc}"
+            return None, f"pipeline failed: {type(exc).__name__}: {exc}"
         finally:
             self._last_latency_s = time.perf_counter() - t0
-        elapsed = self._last_latency_s
         self.get_logger().info("pipeline stages (s): "
                                + " ".join(f"{k}={v:.2f}" for k, v in recon.timings.items()))
+        return recon, None
+
+    def _reconstruct_one(self, items) -> tuple[bool, str]:
+        """The masked object of every keyframe (mask topic)."""
+        frames = [f for f, _ in items]
+        self.get_logger().info(f"reconstructing from {len(frames)} keyframes")
+        recon, error = self._run_pipeline(frames)
+        if recon is None:
+            return False, error
+        return self._publish_one(recon, items, self._last_latency_s)
+
+    def _publish_one(self, recon, items, elapsed: float) -> tuple[bool, str]:
         self.last_reconstruction = recon
         if mesh_message := recon.extra.get("mesh_message"):
             self.get_logger().warning(f"no mesh: {mesh_message}")
@@ -637,6 +668,48 @@ class SparpNodeCore:
             return False, f"cannot publish: {exc}"
         summary = self._summary(recon, items, view, elapsed)
         return True, summary + (f"; no mesh: {mesh_message}" if mesh_message else "")
+
+    def _reconstruct_every(self, items, method: str) -> tuple[bool, str]:
+        """Segment every object (``method``: depth or learned), reconstruct each, publish the most
+        central on the single-object outputs and all of them with their ids."""
+        from ..objects import order_objects, reconstruct_objects, segment_objects
+        from ..segmentation import SegmentationError
+
+        frames = [f for f, _ in items]
+        t0 = time.perf_counter()
+        try:
+            found = segment_objects(frames, method)
+        except SegmentationError as exc:
+            return False, f"segmentation ({method}): {exc}"
+        chosen, skipped = order_objects(found, int(self.params["max_objects"]))
+        for line in skipped:
+            self.get_logger().info(f"not reconstructed: {line}")
+        if not chosen:
+            return False, (f"segmentation ({method}): no object found in {len(frames)} keyframes"
+                           + (f" ({'; '.join(skipped)})" if skipped else ""))
+        self.get_logger().info(f"segmentation ({method}): {len(found)} object(s) in "
+                               f"{time.perf_counter() - t0:.2f} s; reconstructing {len(chosen)} "
+                               f"from {len(frames)} keyframes")
+        results = reconstruct_objects(self.pipeline, frames, chosen, errors=(Exception,),
+                                      log=self.get_logger().info)
+        ok = [r for r in results if r.ok]
+        if not ok:
+            return False, "; ".join(f"object {r.masks.id}: {r.error}" for r in results)
+        elapsed = self._last_latency_s = time.perf_counter() - t0
+        primary = ok[0]
+        success, message = self._publish_one(primary.reconstruction,
+                                              [items[i] for i in primary.views], elapsed)
+        if not success:
+            return success, message
+        try:
+            update = self.objects.track(ok, frames)
+            published = self.objects.publish(update, items)
+        except ValueError as exc:
+            return False, f"cannot publish the objects: {exc}"
+        failed = [f"object {r.masks.id}: {r.error}" for r in results if not r.ok]
+        self.get_logger().info(f"published {len(published)} object frames: {', '.join(published)}")
+        return True, (f"{len(published)} object(s) [{', '.join(published)}]; " + message
+                      + (f"; not reconstructed: {'; '.join(failed)}" if failed else ""))
 
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:

@@ -72,6 +72,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                             "which a frame is too blurry to keep"),
     "use_depth": (True, "wait for a depth image per frame (metric scale from depth)"),
     "use_mask": (True, "wait for an object mask per frame"),
+    "segmentation": ("auto", "where the object masks come from: 'mask_topic' (the mask topic, one "
+                             "object), 'depth' (objects standing on the support plane, from the "
+                             "depth images), 'learned' (the foreground network, RGB only); "
+                             "'auto' = mask_topic with use_mask, else depth with use_depth, else "
+                             "learned"),
+    "max_objects": (8, "with segmentation depth or learned: at most this many objects are "
+                       "reconstructed per trigger, the most central first (1: the central "
+                       "object alone)"),
     "reliable_inputs": (True, "subscribe with reliable QoS (a lost image is sent again; "
                                "best-effort lost most played views here); false = sensor-data "
                                "(best-effort) QoS, needed for a camera that publishes best-effort, "
@@ -107,6 +115,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                          "image for this long (seconds)"),
 }
 MESH_MARKERS = ("triangle_list", "mesh_resource")
+SEGMENTATIONS = ("auto", "mask_topic", "depth", "learned")
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
 FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) is float)
 """Float parameters: an integer value is taken as a float (``coerce``)."""
@@ -121,6 +130,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "pair_azimuth_weight": (0.0, 10.0),
     "pair_azimuth_weight_depth": (0.0, 10.0),
     "max_keyframes": (1, MAX_KEYFRAMES),
+    "max_objects": (1, 32),
     "min_image_change": (0.0, 1.0),
     "min_sharpness": (0.0, 100.0),
     "max_image_side": (1, 65535),
@@ -135,6 +145,7 @@ CONSTRAINTS: dict[str, str] = {
     "backend": "one of: model, oracle, oracle_per_view",
     "model_domain": "one of: nocs_self, nocs_ref",
     "mesh_marker": "one of: " + ", ".join(MESH_MARKERS),
+    "segmentation": "one of: " + ", ".join(SEGMENTATIONS),
 }
 
 MODEL = frozenset({"backend", "device", "weights", "model_domain", "num_hypotheses"})
@@ -158,6 +169,8 @@ def check_value(name: str, value: Any) -> str | None:
     parameter is not ours)."""
     if name == "mesh_marker" and value not in MESH_MARKERS:
         return f"mesh_marker must be one of {MESH_MARKERS}, got {value!r}"
+    if name == "segmentation" and value not in SEGMENTATIONS:
+        return f"segmentation must be one of {SEGMENTATIONS}, got {value!r}"
     if name in _POSITIVE and not value > 0:
         return f"{name} must be > 0, got {value}"
     if name in _NON_NEGATIVE and not value >= 0:
@@ -197,3 +210,19 @@ def refusal(name: str, value: Any, state: str, managed: bool) -> str | None:
                 f"{name} changes the subscriptions, made at start-up: restart the node, or run the "
                 "lifecycle node (--lifecycle) and deactivate it first")
     return None
+
+
+def segmentation_method(params: dict[str, Any]) -> str:
+    """Where this trigger's masks come from ('mask_topic', 'depth' or 'learned'): the
+    ``segmentation`` parameter, its 'auto' resolved by what is subscribed."""
+    method = params["segmentation"]
+    if method != "auto":
+        return method
+    if params["use_mask"] or params["backend"].startswith("oracle"):
+        return "mask_topic"                # the oracle's NOCS carries its own silhouette
+    return "depth" if params["use_depth"] else "learned"
+
+
+def indexed_object_frame(namespace: str, object_id: str, index: int) -> str:
+    """The TF frame of object ``index`` of a multi-object trigger: ``<ns>/<object_id>_<index>``."""
+    return object_frame(namespace, f"{object_id}_{index}")

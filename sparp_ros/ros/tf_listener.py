@@ -106,3 +106,11 @@ class StaticTransformSender:
     def send(self, transform) -> None:
         self.transforms[transform.child_frame_id] = transform
         self.publisher.publish(self._message(transforms=list(self.transforms.values())))
+
+    def remove(self, child_frames) -> None:
+        """Stop sending these frames (``~/reset``): the next latched message leaves them out, so
+        a listener that starts later no longer finds them (one that already has them keeps them
+        as static transforms, as with tf2_ros)."""
+        for child in child_frames:
+            self.transforms.pop(child, None)
+        self.publisher.publish(self._message(transforms=list(self.transforms.values())))

@@ -195,5 +195,7 @@ def test_without_a_mask_topic_the_node_segments_the_object_from_depth(
         ros_env, ros_context, executor, call_trigger, wait_for, tmp_path / "table",
         ["use_mask:=false", "mesh:=false", "sync_timeout_s:=5.0"], timeout_s=90.0)
     assert response is not None and response.success, f"{response and response.message}\n{out}"
-    assert "segmented from depth" in out and "views posed" in response.message, out
+    assert "segmentation (depth): 2 object(s)" in out, out
+    assert response.message.startswith("2 object(s) [sparp_object_0, sparp_object_1]"), response.message
+    assert "views posed" in response.message, out
     assert rc == 0 and "Traceback" not in out, out
