@@ -159,6 +159,8 @@ class SparpNodeCore:
         self._outputs: list[Any] = []
         self.pose_pub = self.marker_pub = self.mesh_pub = self.recon_pub = self.tf = None
         self.objects = None                 # ObjectOutputs: every object of a trigger, their ids
+        from .prompts import PromptInbox
+        self.prompts = PromptInbox()        # points and boxes for segmentation: prompt
 
         self._health = HealthMonitor(float(self.params["diagnostics_frame_timeout_s"]))
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
@@ -367,6 +369,8 @@ class SparpNodeCore:
             self._subscriptions_by_part[part] = self.create_subscription(
                 msg_type, topic, self._make_callback(part, convert), input_qos,
                 callback_group=inputs, event_callbacks=events)
+        for sub in self.prompts.subscribe(self, RELIABLE_INPUT_QOS, inputs):
+            self._subscriptions_by_part[f"prompt:{sub.topic_name}"] = sub
         if p["world_frame"]:
             self._create_tf_listener()
 
@@ -578,9 +582,11 @@ class SparpNodeCore:
         self.buffer.clear()
         self.assembler.clear()
         forgotten = self.objects.reset() if self.objects is not None else 0
+        prompts = self.prompts.clear()
         response.success = True
-        response.message = f"cleared {n} keyframes" + (f" and {forgotten} object ids"
-                                                        if forgotten else "")
+        response.message = (f"cleared {n} keyframes"
+                            + (f", {prompts} prompts" if prompts else "")
+                            + (f" and {forgotten} object ids" if forgotten else ""))
         self.get_logger().info(f"reset: {response.message}")
         return response
 
@@ -622,7 +628,7 @@ class SparpNodeCore:
             return False, ("no keyframes yet: waiting for " + ", ".join(self.assembler.parts)
                            + f" with matching stamps ({self._images_seen} images received"
                            + f"{dropped})")
-        method = segmentation_method(self.params)
+        method = segmentation_method(self.params, prompts=len(self.prompts))
         self.pipeline.config = self._pipeline_config()      # live parameters (size prior, mesh)
         if method == "mask_topic":
             if self.params["segmentation"] == "mask_topic" and not self.params["use_mask"]:
@@ -678,10 +684,14 @@ class SparpNodeCore:
         frames = [f for f, _ in items]
         t0 = time.perf_counter()
         try:
-            found = segment_objects(frames, method)
+            if method == "prompt":
+                chosen, skipped = self._prompted_objects(frames)
+                found = chosen
+            else:
+                found = segment_objects(frames, method)
+                chosen, skipped = order_objects(found, int(self.params["max_objects"]))
         except SegmentationError as exc:
             return False, f"segmentation ({method}): {exc}"
-        chosen, skipped = order_objects(found, int(self.params["max_objects"]))
         for line in skipped:
             self.get_logger().info(f"not reconstructed: {line}")
         if not chosen:
@@ -710,6 +720,34 @@ class SparpNodeCore:
         self.get_logger().info(f"published {len(published)} object frames: {', '.join(published)}")
         return True, (f"{len(published)} object(s) [{', '.join(published)}]; " + message
                       + (f"; not reconstructed: {'; '.join(failed)}" if failed else ""))
+
+    def _prompted_objects(self, frames: list[Frame]):
+        """One object per prompt received (points, then boxes), at most ``max_objects``; raises
+        SegmentationError when there is none or one hits nothing."""
+        from ..segment_prompt import segment_prompts
+        from ..segmentation import SegmentationError
+
+        def lookup(target: str, source: str):
+            if self.tf_buffer is None:
+                return None
+            try:
+                return self.tf_buffer.lookup(target, source)
+            except Exception:  # noqa: BLE001 - TransformError of any kind: the point is refused
+                return None
+
+        prompts, refused = self.prompts.prompts(frames, self.params["world_frame"], lookup)
+        for line in refused:
+            self.get_logger().warning(f"prompt not used: {line}")
+        if not prompts:
+            raise SegmentationError(
+                f"no usable prompt: publish a geometry_msgs/PointStamped on "
+                f"{self.resolve_topic_name('prompt_point')} (RViz Publish Point) or a "
+                f"sensor_msgs/RegionOfInterest on {self.resolve_topic_name('prompt_box')}"
+                + (f" ({'; '.join(refused)})" if refused else ""))
+        limit = int(self.params["max_objects"])
+        objects = segment_prompts(frames, prompts[:limit])
+        skipped = [f"prompt {k}: beyond max_objects={limit}" for k in range(limit, len(prompts))]
+        return objects, skipped
 
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:

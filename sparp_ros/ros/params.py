@@ -74,9 +74,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "use_mask": (True, "wait for an object mask per frame"),
     "segmentation": ("auto", "where the object masks come from: 'mask_topic' (the mask topic, one "
                              "object), 'depth' (objects standing on the support plane, from the "
-                             "depth images), 'learned' (the foreground network, RGB only); "
-                             "'auto' = mask_topic with use_mask, else depth with use_depth, else "
-                             "learned"),
+                             "depth images), 'learned' (the foreground network, RGB only), "
+                             "'prompt' (one object per point on prompt_point or box on "
+                             "prompt_box); 'auto' = mask_topic with use_mask, else prompt when "
+                             "prompts were received, else depth with use_depth, else learned"),
     "max_objects": (8, "with segmentation depth or learned: at most this many objects are "
                        "reconstructed per trigger, the most central first (1: the central "
                        "object alone)"),
@@ -115,7 +116,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                          "image for this long (seconds)"),
 }
 MESH_MARKERS = ("triangle_list", "mesh_resource")
-SEGMENTATIONS = ("auto", "mask_topic", "depth", "learned")
+SEGMENTATIONS = ("auto", "mask_topic", "depth", "learned", "prompt")
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
 FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) is float)
 """Float parameters: an integer value is taken as a float (``coerce``)."""
@@ -212,14 +213,17 @@ def refusal(name: str, value: Any, state: str, managed: bool) -> str | None:
     return None
 
 
-def segmentation_method(params: dict[str, Any]) -> str:
-    """Where this trigger's masks come from ('mask_topic', 'depth' or 'learned'): the
-    ``segmentation`` parameter, its 'auto' resolved by what is subscribed."""
+def segmentation_method(params: dict[str, Any], prompts: int = 0) -> str:
+    """Where this trigger's masks come from ('mask_topic', 'depth', 'learned' or 'prompt'): the
+    ``segmentation`` parameter, its 'auto' resolved by what is subscribed and whether someone
+    pointed at objects (``prompts`` received)."""
     method = params["segmentation"]
     if method != "auto":
         return method
     if params["use_mask"] or params["backend"].startswith("oracle"):
         return "mask_topic"                # the oracle's NOCS carries its own silhouette
+    if prompts:
+        return "prompt"
     return "depth" if params["use_depth"] else "learned"
 
 

@@ -144,3 +144,4 @@ def test_the_array_and_the_markers_carry_every_object(run):
     assert sorted(m.id for m in meshes) == [0, 1, 2]
     assert sorted(m.text for m in labels) == ["sparp_object_0", "sparp_object_1", "sparp_object_2"]
     assert markers.markers[0].action == Marker.DELETEALL     # objects of earlier triggers go
+
