@@ -34,7 +34,8 @@ from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, Ba
                             VIEW_ANGLES_FOLDER,
                             make_backend)
 from .reconstruction import Reconstruction, ViewPose
-from .segmentation import SegmentationError, crop_box_from_mask, crop_camera, crop_image
+from .segmentation import SegmentationError
+from .views import PreparedView, prepare_view, stack_cuts, stack_depth_cuts
 
 log = logging.getLogger("sparp_ros.pipeline")
 
@@ -151,17 +152,17 @@ class SparpPipeline:
         self._check(frames)
         # 2. Segment and crop every view to the cell (intrinsics follow the crop).
         with _timed(timings, "crop"):
-            cells = [self._crop(i, f) for i, f in enumerate(frames)]
+            views = [self.prepare_view(i, f) for i, f in enumerate(frames)]
         # 3. NOCS per view from the backend (K hypotheses when it samples several).
         with _timed(timings, "nocs"):
             try:
-                hypotheses = self._predict([c for c, _ in cells])
+                hypotheses = self.predict_nocs([v.cell for v in views])
             except BackendError as exc:
                 raise PipelineError(str(exc)) from exc
         # 4. PnP + RANSAC per view and hypothesis (unit-scale object frame); per view keep the
         #    hypothesis whose pose explains most of its NOCS (mixture of experts).
         with _timed(timings, "pnp"):
-            preds, pnp, nocs_scores = self._pnp_select(cells, hypotheses)
+            preds, pnp, nocs_scores = self.select_poses(views, hypotheses)
         for i, r in enumerate(pnp):
             if not r.ok:
                 log.warning("view %d: no pose (%s)", i, r.message)
@@ -172,22 +173,22 @@ class SparpPipeline:
         view_angles = None
         if self.view_angle_estimator is not None and preds[0].frame == PER_VIEW_FRAME:
             with _timed(timings, "view_angles"):
-                preds, pnp, view_angles = self._correct_tilt(cells, preds, pnp, frames)
+                preds, pnp, view_angles = self.correct_tilt(views, preds, pnp)
         # 4b. Per-view NOCS frames differ by an azimuth: align them to the reference view.
         with _timed(timings, "align"):
-            R_ref_view, azimuths = self._align(cells, preds, pnp, frames)
+            R_ref_view, azimuths = self.align_views(views, preds, pnp, frames)
             pnp_view = pnp
             pnp = [_rotate_object_frame(r, R) for r, R in zip(pnp, R_ref_view)]
             if azimuths and azimuths[0].get("source") == "camera_motion":
                 pnp = _agree_with_camera_motion(pnp, frames, upright=cfg.assume_upright)
         # 5. Metric scale: depth (Umeyama), else camera motion (TF poses), else the size prior.
         with _timed(timings, "scale"):
-            scale = self._scale(cells, preds, pnp, frames)
+            scale = self._scale(views, preds, pnp, frames)
         # 5b. Optional: refine every pose against the reconstruction (depth ICP, guarded).
         refinement = None
         if cfg.refine:
             with _timed(timings, "refine"):
-                pnp, refinement = self._refine(preds, pnp, R_ref_view, scale.scale, frames)
+                pnp, refinement = self.refine(preds, pnp, R_ref_view, scale.scale, frames)
         # 6. Metric poses, confidence.
         poses = [_metric(r.T_camera_unit, scale.scale) if r.ok else None for r in pnp]
         confidence = float(np.mean([r.inlier_ratio if r.ok else 0.0 for r in pnp]))
@@ -201,7 +202,7 @@ class SparpPipeline:
             nonlocal mesh_message
             with _timed(timings, "mesh"):
                 try:
-                    return self._mesh(cells, preds, pnp, R_ref_view, scale.scale)
+                    return self._mesh(views, preds, pnp, R_ref_view, scale.scale)
                 except MeshError as exc:
                     mesh_message = str(exc)
                     log.warning("mesh: %s", exc)
@@ -212,7 +213,7 @@ class SparpPipeline:
             predicted = model_mesh() if cfg.mesh and cfg.complete_surface else None
             try:
                 with _timed(timings, "measured"):
-                    result = self._measured(frames, cells, preds, pnp_view, pnp, azimuths, scale.scale,
+                    result = self._measured(frames, views, preds, pnp_view, pnp, azimuths, scale.scale,
                                             poses, predicted)
             except FusionError as exc:
                 log.warning("measured surface: %s; the model's poses and shape are kept", exc)
@@ -226,23 +227,23 @@ class SparpPipeline:
         # 8. Without depth (or when nothing could be fused): the model's shape.
         if cfg.mesh and not measured:
             mesh = model_mesh()
-        views = [ViewPose(T_camera_object=T, ok=r.ok, inlier_ratio=r.inlier_ratio,
-                          num_correspondences=r.num_correspondences,
-                          reprojection_error_px=r.reprojection_error_px, message=r.message)
-                 for r, T in zip(pnp, poses)]
+        view_poses = [ViewPose(T_camera_object=T, ok=r.ok, inlier_ratio=r.inlier_ratio,
+                               num_correspondences=r.num_correspondences,
+                               reprojection_error_px=r.reprojection_error_px, message=r.message)
+                      for r, T in zip(pnp, poses)]
         timings["total"] = float(sum(timings.values()))
         return Reconstruction(
-            views=views, scale=scale.scale, scale_source=scale.source, confidence=confidence,
+            views=view_poses, scale=scale.scale, scale_source=scale.source, confidence=confidence,
             backend=self.backend.name, mesh=mesh, mesh_measured=mesh_measured, timings=timings,
             nocs=[p.nocs for p in preds], nocs_masks=[p.mask for p in preds],
-            crops=[c.image for c, _ in cells],
+            crops=[v.cell.image for v in views],
             extra={"scale_uncertainty": scale.uncertainty, "scale_message": scale.message,
                    "mesh_message": mesh_message,
                    "nocs_frame": preds[0].frame, "azimuth_hypotheses": azimuths,
                    "nocs_hypothesis_scores": nocs_scores, "refinement": refinement,
                    "view_angles": view_angles, "measured": measured_record,
                    "device_fallback": self.device_fallback,
-                   "cell_cameras": [c.camera.K.tolist() for c, _ in cells]})
+                   "cell_cameras": [v.cell.camera.K.tolist() for v in views]})
 
     def surface_worker(self) -> SurfaceWorker:
         """The child process that builds the Poisson surface with ``isolate_mesh`` (made on first
@@ -263,14 +264,14 @@ class SparpPipeline:
         """The model's own cell size when it has one (weights fix it), else the configured one."""
         return int(getattr(self.backend, "cell", None) or self.config.cell_size)
 
-    def _predict(self, views: list[CellView]):
+    def predict_nocs(self, cells: list[CellView]):
         """K lists of per-view NOCS predictions (K = 1 for single-output backends).
 
         Out of accelerator memory (another process took the GPU, a larger batch of hypotheses):
         the backend is rebuilt on the CPU once and the call retried, so the robot gets a slower
         answer instead of none; ``device_fallback`` records it and later calls stay on the CPU."""
         try:
-            return self._predict_once(views)
+            return self._predict_once(cells)
         except Exception as exc:  # noqa: BLE001 -- only out-of-memory is handled, the rest re-raised
             if not _is_out_of_memory(exc) or self.config.device == "cpu":
                 raise
@@ -285,17 +286,17 @@ class SparpPipeline:
             except BackendError as exc2:
                 raise PipelineError(f"out of memory on the accelerator and no CPU backend: {exc2}") from exc
             _release_accelerator_memory()
-            return self._predict_once(views)
+            return self._predict_once(cells)
 
-    def _predict_once(self, views: list[CellView]):
+    def _predict_once(self, cells: list[CellView]):
         if hasattr(self.backend, "predict_hypotheses"):
-            return self.backend.predict_hypotheses(views)
-        return [self.backend.predict(views)]
+            return self.backend.predict_hypotheses(cells)
+        return [self.backend.predict(cells)]
 
-    def _pnp_select(self, cells, hypotheses):
+    def select_poses(self, views, hypotheses):
         cfg = self.config
         preds, results, scores = [], [], []
-        for i, (cell, _) in enumerate(cells):
+        for i, (cell, _) in enumerate(views):
             options = [(h[i], solve_pnp_nocs(h[i].nocs, h[i].mask, cell.camera, cfg.pnp_threshold_px,
                                              seed=cfg.seed, min_inlier_ratio=cfg.min_inlier_ratio))
                        for h in hypotheses]
@@ -324,43 +325,18 @@ class SparpPipeline:
         log.info("%s network: %d px cells (%s)", what, estimator.cell, folder)
         return estimator
 
-    def _net_cells(self, frames: list[Frame], cells, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every view's image and mask cropped for a small network that takes ``size`` px cells:
-        the model's cells when it is their size, else the same crop box again at ``size`` from the
-        full frame (the small networks read finer detail than the diffusion model's cells keep)."""
-        if size == self.cell_size:
-            return np.stack([c.image for c, _ in cells]), np.stack([c.mask for c, _ in cells])
-        images, masks = zip(*(_cut(f, crop_box_from_mask(f.mask, self.config.crop_margin), size)
-                              for f in frames))
-        return np.stack(images), np.stack(masks)
-
-    def _net_depth(self, frames: list[Frame], cells, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every view's depth (metres, 0 = none; all 0 for a view without depth) cut like
-        :meth:`_net_cells`, and the focal length of each cut's camera in its pixels."""
-        if size == self.cell_size:
-            depth = [np.zeros((size, size), np.float32) if d is None else d for _, d in cells]
-            return np.stack(depth), np.array([c.camera.K[0, 0] for c, _ in cells])
-        depth, focal = [], []
-        for f in frames:
-            box = crop_box_from_mask(f.mask, self.config.crop_margin)
-            depth.append(np.zeros((size, size), np.float32) if f.depth is None
-                         else crop_image(f.depth, box, size, nearest=True))
-            focal.append(crop_camera(f.camera, box, size).K[0, 0])
-        return np.stack(depth).astype(np.float32), np.array(focal)
-
-    def _view_angles(self, frames: list[Frame], cells) -> tuple[np.ndarray, list[str]]:
+    def _view_angles(self, views: list[PreparedView]) -> tuple[np.ndarray, list[str]]:
         """Each view's (elevation, roll) from the view-angle network, and which network gave it:
         ``"rgbd"`` (the RGB-D network, for a view with depth on enough of its object) or
         ``"rgb"``."""
         net = self.view_angle_estimator
-        net_cells = self._net_cells(frames, cells, net.cell)
-        angles = net.predict(*net_cells)
-        sources = ["rgb"] * len(frames)
+        angles = net.predict(*stack_cuts(views, net.cell))
+        sources = ["rgb"] * len(views)
         depth_net = self.view_angle_depth_estimator
-        if depth_net is None or all(f.depth is None for f in frames):
+        if depth_net is None or all(v.frame.depth is None for v in views):
             return angles, sources
-        images, masks = net_cells if depth_net.cell == net.cell else self._net_cells(frames, cells, depth_net.cell)
-        depth, focal = self._net_depth(frames, cells, depth_net.cell)
+        images, masks = stack_cuts(views, depth_net.cell)
+        depth, focal = stack_depth_cuts(views, depth_net.cell)
         measured = ((depth > 0) & np.isfinite(depth) & masks).sum(axis=(1, 2)) >= MIN_DEPTH_PIXELS
         if measured.any():
             angles[measured] = depth_net.predict_with_depth(images[measured], masks[measured],
@@ -368,13 +344,13 @@ class SparpPipeline:
             sources = ["rgbd" if m else "rgb" for m in measured]
         return angles, sources
 
-    def _correct_tilt(self, cells, preds: list[NocsPrediction], pnp: list[PnPResult], frames: list[Frame]):
+    def correct_tilt(self, views: list[PreparedView], preds: list[NocsPrediction], pnp: list[PnPResult]):
         """Each posed view's frame turned (about its origin) so that its camera sits at the
         network's elevation and roll (blended with PnP's by ``view_angle_weight``); the NOCS map
         turns with it, so every pixel keeps its point and PnP's fit is unchanged. Returns the new
         predictions, poses and a per-view record of the angles."""
         w = float(np.clip(self.config.view_angle_weight, 0.0, 1.0))
-        net, sources = self._view_angles(frames, cells)
+        net, sources = self._view_angles(views)
         new_preds, new_pnp, record = [], [], []
         for p, r, (el_net, roll_net), source in zip(preds, pnp, net, sources):
             if not r.ok:
@@ -408,27 +384,21 @@ class SparpPipeline:
             if not isinstance(f, Frame):
                 raise PipelineError(f"view {i} is a {type(f).__name__}, expected capture.Frame")
 
-    def _crop(self, i: int, frame: Frame) -> tuple[CellView, np.ndarray | None]:
-        """One view's cell and its cropped depth (metres, 0 = none)."""
-        size = self.cell_size
+    def prepare_view(self, i: int, frame: Frame) -> PreparedView:
+        """One view cut once for every stage (``views.prepare_view``): the model's cell, its
+        depth, and the cuts the small networks take, made on first use."""
         try:
-            box = crop_box_from_mask(frame.mask, self.config.crop_margin)
+            return prepare_view(i, frame, self.cell_size, self.config.crop_margin)
         except SegmentationError as exc:
             raise PipelineError(f"view {i}: {exc} (give a mask: capture masks/ or the mask topic)") from exc
-        image, mask = _cut(frame, box, size)
-        cell = CellView(
-            image=image, mask=mask, camera=crop_camera(frame.camera, box, size),
-            gt_nocs=None if frame.nocs is None else crop_image(frame.nocs, box, size, nearest=True))
-        depth = None if frame.depth is None else crop_image(frame.depth, box, size, nearest=True)
-        return cell, depth
 
-    def _scale(self, cells, preds, pnp: list[PnPResult],
+    def _scale(self, views, preds, pnp: list[PnPResult],
                frames: list[Frame] | None = None) -> ScaleEstimate:
         """Depth where any view has it; else the camera motion between views with a
         ``T_world_camera`` (triangulated object centre); else the size prior (``message`` says
         why camera motion was not used when it was tried)."""
         src, dst = [], []
-        for (cell, depth), pred, r in zip(cells, preds, pnp):
+        for (cell, depth), pred, r in zip(views, preds, pnp):
             if depth is None or not r.ok:
                 continue
             X, D = _nocs_and_depth_points(pred, cell, depth, pred.mask & (depth > 0))
@@ -450,7 +420,7 @@ class SparpPipeline:
         return ScaleEstimate(scale=self.config.size_prior_m, source="prior",
                              uncertainty=float("nan"), message=message)
 
-    def _align(self, cells, preds, pnp: list[PnPResult], frames: list[Frame]
+    def align_views(self, views, preds, pnp: list[PnPResult], frames: list[Frame]
                ) -> tuple[list[np.ndarray], list[dict]]:
         """Rotations taking each view's NOCS frame into the reference view's frame, and the joint
         azimuth hypotheses behind them, best first (identity / none when all NOCS share view 0's
@@ -476,11 +446,11 @@ class SparpPipeline:
                 rotations[i] = rot_z(a)
                 azimuths[str(i)] = float(np.degrees(a))
             return rotations, [{"azimuths_deg": azimuths, "score": None, "source": "camera_motion"}]
-        geoms = self._measured_geometries(cells, preds, pnp) if self.config.align_with_depth else None
+        geoms = self._measured_geometries(views, preds, pnp) if self.config.align_with_depth else None
         geometry = "measured" if geoms is not None else "predicted"
         if geoms is None:
             geoms = {}
-            for i, ((cell, _), p, r) in enumerate(zip(cells, preds, pnp)):
+            for i, ((cell, _), p, r) in enumerate(zip(views, preds, pnp)):
                 if r.ok:
                     uv, X = correspondences(p.nocs, p.mask)
                     geoms[i] = view_geometry(X, uv, r.T_camera_unit, cell.camera, p.mask)
@@ -490,8 +460,8 @@ class SparpPipeline:
         if geometry == "measured" and self.pair_azimuth_depth_estimator is not None:
             pair_net = self.pair_azimuth_depth_estimator       # every posed view has depth
         if pair_net is not None and len(order) > 1:
-            images, masks = self._net_cells(frames, cells, pair_net.cell)
-            probs = (pair_net.predict_with_depth(images, masks, *self._net_depth(frames, cells, pair_net.cell))
+            images, masks = stack_cuts(views, pair_net.cell)
+            probs = (pair_net.predict_with_depth(images, masks, *stack_depth_cuts(views, pair_net.cell))
                      if pair_net.uses_depth else pair_net.predict(images, masks))
             pair_costs = {(a, b): pair_cost_curve(probs[order[a], order[b]], probs[order[b], order[a]],
                                                   AZIMUTH_STEPS)
@@ -510,16 +480,16 @@ class SparpPipeline:
         return rotations, hypotheses
 
     @staticmethod
-    def _measured_geometries(cells, preds, pnp: list[PnPResult]) -> dict[int, ViewGeometry] | None:
+    def _measured_geometries(views, preds, pnp: list[PnPResult]) -> dict[int, ViewGeometry] | None:
         """The posed views' geometries from their depth (``measured_view_geometry``), or None
         unless every posed view has enough depth on the object: the search must compare like with
         like, measured surfaces or predicted shapes, not one view of each."""
         data = {}
-        for i, ((cell, depth), p, r) in enumerate(zip(cells, preds, pnp)):
+        for i, ((cell, depth), p, r) in enumerate(zip(views, preds, pnp)):
             if not r.ok:
                 continue
             if depth is None:
-                if any(d is not None for _, d in cells):
+                if any(d is not None for _, d in views):
                     log.info("align: view %d has no depth; the search uses the predicted shapes", i)
                 return None
             surface = cell.mask & (depth > 0)
@@ -542,7 +512,7 @@ class SparpPipeline:
                                               cell.camera, cell.mask)
         return geoms
 
-    def _refine(self, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float,
+    def refine(self, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float,
                 frames: list[Frame]) -> tuple[list[PnPResult], list[dict]]:
         """Each posed view's depth (full resolution, inside its mask) aligned with the fused
         canonical points (``geometry.refine``); poses go back to unit scale for the later steps."""
@@ -576,7 +546,7 @@ class SparpPipeline:
                     log.info("view %d: %s", i, res.message)
         return out, [res.to_dict() for res in results]
 
-    def _measured(self, frames: list[Frame], cells, preds, pnp_view: list[PnPResult],
+    def _measured(self, frames: list[Frame], views, preds, pnp_view: list[PnPResult],
                   pnp: list[PnPResult], azimuths: list[dict], scale: float,
                   poses: list[np.ndarray | None], model_mesh) -> MeasuredResult:
         """The RGB-D stage (``geometry.measured``): the model's metric poses for every azimuth
@@ -586,7 +556,7 @@ class SparpPipeline:
         use_tf = cfg.align_with_camera_motion and all(f.T_world_camera is not None
                                                       for f, r in zip(frames, pnp) if r.ok)
         centres = []
-        for (cell, depth), p, r in zip(cells, preds, pnp_view):
+        for (cell, depth), p, r in zip(views, preds, pnp_view):
             centre = None
             if r.ok and depth is not None:
                 paired = p.mask & (depth > 0)
@@ -622,23 +592,23 @@ class SparpPipeline:
         return measure(frames, hypotheses, scale, ref, use_tf, register=register,
                        predicted=predicted, predicted_pose=poses[ref])
 
-    def _mesh(self, cells, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
-        points, colors, centers, views = [], [], [], []
-        for (cell, _), pred, r, R in zip(cells, preds, pnp, R_ref_view):
+    def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
+        points, colors, centers, color_views = [], [], [], []
+        for (cell, _), pred, r, R in zip(views, preds, pnp, R_ref_view):
             if not r.ok:
                 continue
             uv, X = correspondences(pred.nocs, pred.mask)
             points.append(X @ R.T)
             colors.append(cell.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
             centers.append(invert_rigid(r.T_camera_unit)[:3, 3])
-            views.append(ColorView(cell.image, cell.camera, r.T_camera_unit, surface_depth(
+            color_views.append(ColorView(cell.image, cell.camera, r.T_camera_unit, surface_depth(
                 points[-1], uv, r.T_camera_unit, *cell.image.shape[:2])))
         fused = fuse_points(points, colors, centers, seed=self.config.seed)
         surface = self.surface_worker().poisson_mesh if self.config.isolate_mesh else poisson_mesh
         mesh = surface(fused, depth=self.config.poisson_depth,
                        face_budget=self.config.mesh_face_budget)
         # colours: average of the views that see each vertex (nearest point's where none does)
-        rgb, _ = color_vertices_from_views(mesh.vertices, mesh.vertex_normals, views,
+        rgb, _ = color_vertices_from_views(mesh.vertices, mesh.vertex_normals, color_views,
                                            COLOR_DEPTH_TOLERANCE,
                                            fallback=mesh.visual.vertex_colors[:, :3])
         mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
@@ -662,12 +632,6 @@ def _nocs_and_depth_points(pred: NocsPrediction, cell: CellView, depth: np.ndarr
     the same ``valid`` pixels of its cell: the pairs the depth scale and the object centre fit."""
     uv, X = correspondences(pred.nocs, valid)
     return X, cell.camera.unproject(uv, depth[valid])
-
-
-def _cut(frame: Frame, box, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A frame's image and mask inside ``box``, resampled to ``size`` x ``size``."""
-    return (crop_image(frame.image, box, size),
-            crop_image(frame.mask.astype(np.uint8), box, size, nearest=True) > 0)
 
 
 def _rotate_object_frame(r: PnPResult, R_ref_view: np.ndarray) -> PnPResult:

@@ -567,7 +567,7 @@ def test_without_tf_the_model_poses_are_refined_by_registering_the_measured_surf
     def run(**extra):
         pipeline = SparpPipeline(PipelineConfig(**config, **extra))
         pipeline.pair_azimuth_estimator = None
-        original = pipeline._align
+        original = pipeline.align_views
 
         def off_by_12(cells, preds, pnp, frames):            # the search's azimuths, 12° off
             from sparp_ros.conventions import rot_z
@@ -576,7 +576,7 @@ def test_without_tf_the_model_poses_are_refined_by_registering_the_measured_surf
             for h in hypotheses:
                 h["azimuths_deg"] = {k: a + 12.0 * (int(k) % 2) for k, a in h["azimuths_deg"].items()}
             return turned, hypotheses
-        pipeline._align = off_by_12
+        pipeline.align_views = off_by_12
         recon = pipeline(capture.frames)
         return recon, relative_rotation_errors([v.T_camera_object for v in recon.views],
                                                capture.gt.T_camera_object)

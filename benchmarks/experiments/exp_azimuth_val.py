@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 import sparp_ros.geometry.azimuth as az  # noqa: E402
 from sparp_ros.camera import PinholeCamera  # noqa: E402
 from sparp_ros.model.backend import CellView  # noqa: E402
+from sparp_ros.views import view_from_cuts  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 data = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "runs/data_val")
@@ -64,17 +65,15 @@ for shard in sorted(glob.glob(f"{data}/shard_*.npz")):
         cells = []
         for v in range(n):
             image, mask, K = model_cell(d["images"][i, v], d["masks"][i, v] > 0, d["K"][i, v].astype(float), S)
-            cells.append((CellView(image, mask, PinholeCamera(K=K, width=S, height=S)), None))
-        native = (d["images"][i, :n], d["masks"][i, :n] > 0)
-        pipe._net_cells = lambda frames, cells, size, native=native: (
-            native if size == native[0].shape[1] else
-            (np.stack([c.image for c, _ in cells]), np.stack([c.mask for c, _ in cells])))
-        preds, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
+            native = d["images"][i, v], d["masks"][i, v] > 0      # the small networks' cut
+            cells.append(view_from_cuts(v, CellView(image, mask, PinholeCamera(K=K, width=S, height=S)),
+                                        {native[0].shape[0]: native}))
+        preds, pnp, _ = pipe.select_poses(cells, pipe.predict_nocs([v.cell for v in cells]))
         if pipe.view_angle_estimator is not None:
-            preds, pnp, _ = pipe._correct_tilt(cells, preds, pnp, [None] * n)
+            preds, pnp, _ = pipe.correct_tilt(cells, preds, pnp)
         if not pnp[0].ok:
             continue
-        R, _ = pipe._align(cells, preds, pnp, [None] * n)
+        R, _ = pipe.align_views(cells, preds, pnp, [None] * n)
         for v in range(1, n):
             if pnp[v].ok:
                 a = np.degrees(np.arctan2(R[v][1, 0], R[v][0, 0]))

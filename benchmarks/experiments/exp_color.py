@@ -47,11 +47,11 @@ def curves(gk, g0, ck, c0, imk, im0, rng, n=400):
 res = {l: [] for l in LAMBDAS}; res["true"] = []
 for cd in sorted((REPO / "benchmarks/out/eval25/captures").iterdir()):
     cap = load_capture(cd)
-    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
-    preds, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
-    cells_g = [gtp._crop(i, f) for i, f in enumerate(cap.frames)]
-    pg, pnpg, _ = gtp._pnp_select(cells_g, gtp._predict([c for c, _ in cells_g]))
-    R_true, _ = gtp._align(cells_g, pg, pnpg, cap.frames)
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    preds, pnp, _ = pipe.select_poses(cells, pipe.predict_nocs([v.cell for v in cells]))
+    cells_g = [gtp.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    pg, pnpg, _ = gtp.select_poses(cells_g, gtp.predict_nocs([v.cell for v in cells_g]))
+    R_true, _ = gtp.align_views(cells_g, pg, pnpg, cap.frames)
     ok = [i for i, r in enumerate(pnp) if r.ok]
     rng = np.random.default_rng(0)
     geoms, cols = {}, {}

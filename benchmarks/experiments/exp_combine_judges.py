@@ -152,7 +152,7 @@ def evaluate(name, costs, rerank=None):
         h = hyps[0]
         if rerank is not None:
             R = rerank(c)
-            h = hyps[int(np.argmin([az._total(np.asarray(x.azimuths) / (2 * np.pi) * STEPS, R, STEPS)
+            h = hyps[int(np.argmin([az.total_pair_cost(np.asarray(x.azimuths) / (2 * np.pi) * STEPS, R, STEPS)
                                     for x in hyps]))]
         chosen += errors(c, h.azimuths)
         best += min((errors(c, x.azimuths) for x in hyps), key=np.median)

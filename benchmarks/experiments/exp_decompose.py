@@ -32,8 +32,8 @@ def angles(T):
 P, G, NET = [], [], []
 net = pipe.view_angle_estimator          # the shipped view-angle network, if any
 for cap in caps:
-    cells = [pipe._crop(i, f)[0] for i, f in enumerate(cap.frames)]
-    gcells = [gtp._crop(i, f)[0] for i, f in enumerate(cap.frames)]
+    cells = [pipe.prepare_view(i, f).cell for i, f in enumerate(cap.frames)]
+    gcells = [gtp.prepare_view(i, f).cell for i, f in enumerate(cap.frames)]
     pr, g = pipe.backend.predict(cells), gtp.backend.predict(gcells)
     angles_net = net.predict(np.stack([c.image for c in cells]), np.stack([c.mask for c in cells])) \
         if net is not None else None

@@ -24,7 +24,6 @@ from sparp_ros.evaluation.metrics import relative_rotation_errors, summarize_rot
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 if os.environ.get("ANGLES_ENSEMBLE"):     # the mean of several view-angle networks' answers
-    import sparp_ros.pipeline as pl  # noqa: E402
     from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
     angle_nets = [ViewAngleEstimator.from_folder(f) for f in os.environ["ANGLES_ENSEMBLE"].split()]
 
@@ -33,7 +32,6 @@ if os.environ.get("ANGLES_ENSEMBLE"):     # the mean of several view-angle netwo
 
         def predict(self, images, masks, *args, **kwargs):
             return np.mean([n.predict(images, masks, *args, **kwargs) for n in angle_nets], axis=0)
-    pl._view_angle_estimator = lambda folder: MeanOfViewAngleNetworks()
 
 K = int(os.environ.get("HYPOTHESES", 3))
 VIEWS = int(os.environ.get("VIEWS", 0)) or None
@@ -45,6 +43,8 @@ pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="mod
                                     refine="REFINE" in os.environ,
                                     refine_joint_passes=int(os.environ.get("REFINE", 0)),
                                     refine_max_rotation_deg=float(os.environ.get("REFINE_ROT", 10))))
+if os.environ.get("ANGLES_ENSEMBLE"):
+    pipe.view_angle_estimator = MeanOfViewAngleNetworks()     # the pipeline's public attribute
 if os.environ.get("ANGLES_DEPTH") is not None:   # another RGB-D view-angle network ("": none)
     from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
     pipe.view_angle_depth_estimator = (ViewAngleEstimator.from_folder(os.environ["ANGLES_DEPTH"])

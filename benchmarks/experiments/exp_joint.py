@@ -27,11 +27,11 @@ res = {"pairwise": [], "joint": [], "true": []}
 t0 = time.time()
 for cd in sorted((REPO / "benchmarks/out/eval25/captures").iterdir()):
     cap = load_capture(cd)
-    cells_g = [gtp._crop(i, f) for i, f in enumerate(cap.frames)]
-    pg, pnpg, _ = gtp._pnp_select(cells_g, gtp._predict([c for c, _ in cells_g]))
-    R_true, _ = gtp._align(cells_g, pg, pnpg, cap.frames)
-    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
-    preds, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
+    cells_g = [gtp.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    pg, pnpg, _ = gtp.select_poses(cells_g, gtp.predict_nocs([v.cell for v in cells_g]))
+    R_true, _ = gtp.align_views(cells_g, pg, pnpg, cap.frames)
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    preds, pnp, _ = pipe.select_poses(cells, pipe.predict_nocs([v.cell for v in cells]))
     # each view against the first posed view alone (the search before the joint one)
     R_pair = [np.eye(3)] * len(pnp)
     okv = [i for i, r in enumerate(pnp) if r.ok]

@@ -70,10 +70,10 @@ t0 = time.time()
 for cd in caps:
     cap = load_capture(cd)
     frames = cap.frames
-    cells = [pipe._crop(i, f) for i, f in enumerate(frames)]
-    hyps = pipe._predict([c for c, _ in cells])
-    preds, pnp, _ = pipe._pnp_select(cells, hyps)
-    R_vis, _ = pipe._align(cells, preds, pnp, frames)
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(frames)]
+    hyps = pipe.predict_nocs([v.cell for v in cells])
+    preds, pnp, _ = pipe.select_poses(cells, hyps)
+    R_vis, _ = pipe.align_views(cells, preds, pnp, frames)
     cell = pipe.cell_size
     F = [feats(f) for f in frames]
     ref = next(i for i, r in enumerate(pnp) if r.ok)

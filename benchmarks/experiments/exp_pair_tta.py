@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO))
 from sparp_ros.capture import load_capture  # noqa: E402
 from sparp_ros.conventions import camera_azimuth  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
+from sparp_ros.views import stack_cuts  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 
 nets = {f: PairAzimuthEstimator.from_folder(f) for f in os.environ["PAIRS"].split()}
@@ -42,10 +43,10 @@ for cd in dirs:
     frame = cap.gt.canonical_frame()
     T_can = [T @ frame.T_mesh_object for T in cap.gt.T_camera_object]
     true_az = np.degrees([camera_azimuth(T) for T in T_can])
-    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
     allp = {}
     for f, net in nets.items():
-        im, mk = pipe._net_cells(cap.frames, cells, net.cell)
+        im, mk = stack_cuts(cells, net.cell)
         for v, ops in variants.items():
             allp[f, v] = np.mean([net.predict(*zoom(im, mk, *o)) for o in ops], axis=0)
     for v in variants:

@@ -15,15 +15,15 @@ gtp = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="orac
 caps = [load_capture(c) for c in sorted((REPO / "benchmarks/out/eval25/captures").iterdir())]
 gt = []
 for cap in caps:
-    cells = [gtp._crop(i, f) for i, f in enumerate(cap.frames)]
-    _, pnp, _ = gtp._pnp_select(cells, gtp._predict([c for c, _ in cells]))
+    cells = [gtp.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    _, pnp, _ = gtp.select_poses(cells, gtp.predict_nocs([v.cell for v in cells]))
     gt.append(pnp)
 for s in steps:
     pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="model", inference_steps=s, num_hypotheses=K, **MODEL))
     errs = []; t0 = time.time()
     for cap, g in zip(caps, gt):
-        cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
-        _, pnp, _ = pipe._pnp_select(cells, pipe._predict([c for c, _ in cells]))
+        cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+        _, pnp, _ = pipe.select_poses(cells, pipe.predict_nocs([v.cell for v in cells]))
         for r, rg in zip(pnp, g):
             errs.append(rotation_angle_deg(r.T_camera_unit[:3, :3].T @ rg.T_camera_unit[:3, :3]) if r.ok and rg.ok else 180.0)
     e = np.array(errs)

@@ -11,10 +11,10 @@ pipe = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="mod
 gtp = SparpPipeline(PipelineConfig(align_with_camera_motion=False, backend="oracle_per_view", cell_size=pipe.cell_size))
 errs = []; fg = []
 for cap in caps:
-    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
-    preds = pipe._predict([c for c, _ in cells])[0]
-    gcells = [gtp._crop(i, f) for i, f in enumerate(cap.frames)]
-    gpreds = gtp._predict([c for c, _ in gcells])[0]
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    preds = pipe.predict_nocs([v.cell for v in cells])[0]
+    gcells = [gtp.prepare_view(i, f) for i, f in enumerate(cap.frames)]
+    gpreds = gtp.predict_nocs([v.cell for v in gcells])[0]
     for (c, _), p, g in zip(cells, preds, gpreds):
         fg.append((p.mask.sum(), g.mask.sum()))
         r = solve_pnp_nocs(p.nocs, p.mask, c.camera); rg = solve_pnp_nocs(g.nocs, g.mask, c.camera)

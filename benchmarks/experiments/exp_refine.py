@@ -40,7 +40,7 @@ class _Perturbed(SparpPipeline):
 
     deg, cm = 0.0, 0.0
 
-    def _refine(self, preds, pnp, R_ref_view, scale, frames):
+    def refine(self, preds, pnp, R_ref_view, scale, frames):
         rng = np.random.default_rng(len(self.seen))
         out, before = [], []
         for r in pnp:
@@ -54,7 +54,7 @@ class _Perturbed(SparpPipeline):
             out.append(r)
             before.append(_metric(r.T_camera_unit, scale) if r.ok else None)
         self.seen.append(before)
-        return super()._refine(preds, out, R_ref_view, scale, frames)
+        return super().refine(preds, out, R_ref_view, scale, frames)
 
 
 def _per_view(T_est, capture):

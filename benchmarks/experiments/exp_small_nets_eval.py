@@ -21,6 +21,7 @@ from sparp_ros.geometry.view_angles import elevation_roll_deg  # noqa: E402
 from sparp_ros.model.backend import DEFAULT_WEIGHTS  # noqa: E402
 from sparp_ros.model.pair_azimuth import PairAzimuthEstimator  # noqa: E402
 from sparp_ros.model.view_angles import ViewAngleEstimator  # noqa: E402
+from sparp_ros.views import stack_cuts, stack_depth_cuts  # noqa: E402
 from sparp_ros.pipeline import PipelineConfig, SparpPipeline  # noqa: E402
 from sparp_ros.training.view_angles import angle_errors, load_view_samples, view_groups  # noqa: E402
 
@@ -40,19 +41,19 @@ for cd in dirs:
     T_canonical = [T @ frame.T_mesh_object for T in cap.gt.T_camera_object]
     true_angles = np.array([elevation_roll_deg(T) for T in T_canonical])
     true_az = np.degrees([camera_azimuth(T) for T in T_canonical])
-    cells = [pipe._crop(i, f) for i, f in enumerate(cap.frames)]
+    cells = [pipe.prepare_view(i, f) for i, f in enumerate(cap.frames)]
     for f, net in angle_nets.items():
-        images, masks = pipe._net_cells(cap.frames, cells, net.cell)
+        images, masks = stack_cuts(cells, net.cell)
         if net.uses_depth:      # an RGB-D network: the captures' depth too
-            signed = net.predict_with_depth(images, masks, *pipe._net_depth(cap.frames, cells, net.cell))
+            signed = net.predict_with_depth(images, masks, *stack_depth_cuts(cells, net.cell))
         else:
             signed = net.predict(images, masks)
         signed = signed - true_angles
         angle_err[f].append(np.abs(signed))
         elevation_by_object[f].setdefault(cd.name.rsplit("_s", 1)[0], []).extend(signed[:, 0])
     for f, net in pair_nets.items():
-        images, masks = pipe._net_cells(cap.frames, cells, net.cell)
-        probs = (net.predict_with_depth(images, masks, *pipe._net_depth(cap.frames, cells, net.cell))
+        images, masks = stack_cuts(cells, net.cell)
+        probs = (net.predict_with_depth(images, masks, *stack_depth_cuts(cells, net.cell))
                  if net.uses_depth else net.predict(images, masks))
         n = len(cells)
         for i in range(n):

@@ -49,8 +49,8 @@ def err(nocs, mask, cam, rg):
 
 res = {k: [] for k in ("base", f"mean{K}", f"median{K}", "flip", f"flip+mean{K}")}
 for cap in caps:
-    cells = [pipe._crop(i, f)[0] for i, f in enumerate(cap.frames)]
-    gcells = [gtp._crop(i, f)[0] for i, f in enumerate(cap.frames)]
+    cells = [pipe.prepare_view(i, f).cell for i, f in enumerate(cap.frames)]
+    gcells = [gtp.prepare_view(i, f).cell for i, f in enumerate(cap.frames)]
     g = gtp.backend.predict(gcells)
     hyps = model.predict_hypotheses(cells, num_samples=K)
     fl = model.predict_hypotheses([flip_view(c) for c in cells], num_samples=K)

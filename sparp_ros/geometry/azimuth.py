@@ -259,7 +259,7 @@ def joint_azimuths(views: list[ViewGeometry], steps: int = 360, coarse_steps: in
         if any(np.all(_circ_dist(fine, np.asarray(h.azimuths) / (2 * np.pi) * steps, steps) < sep)
                for h in picked):
             continue
-        score = _total(np.round(fine), S, steps) / (n * (n - 1) / 2)
+        score = total_pair_cost(np.round(fine), S, steps) / (n * (n - 1) / 2)
         picked.append(JointAzimuths([float(a) * 2 * np.pi / steps for a in fine], float(score)))
         if len(picked) == top_k:
             break
@@ -267,7 +267,9 @@ def joint_azimuths(views: list[ViewGeometry], steps: int = 360, coarse_steps: in
     return picked
 
 
-def _total(th: np.ndarray, S: dict, steps: int) -> float:
+def total_pair_cost(th: np.ndarray, S: dict, steps: int) -> float:
+    """The summed pair costs of azimuths ``th`` (in steps): each pair's cost curve ``S[(i, j)]``
+    read at their difference. What the search minimises, for scoring any set of azimuths."""
     return float(sum(curve[int(th[i] - th[j]) % steps] for (i, j), curve in S.items()))
 
 

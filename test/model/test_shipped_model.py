@@ -41,7 +41,7 @@ def test_shipped_model_predicts_nocs_for_every_view(objects_dir):
     from sparp_ros.render import render_capture
     capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=3, seed=11)
     pipeline = SparpPipeline(PipelineConfig(backend="model", mesh=False))
-    cells = [pipeline._crop(i, f)[0] for i, f in enumerate(capture.frames)]
+    cells = [pipeline.prepare_view(i, f).cell for i, f in enumerate(capture.frames)]
     preds = pipeline.backend.predict(cells)
     assert len(preds) == 3
     S = pipeline.cell_size
