@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelLoadError
-from .unet import load_safetensors_checked, read_json_checked
+from .unet import load_weights_into, read_json_checked
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -156,9 +156,4 @@ def load_net(folder: str | Path, build: Callable[[dict], nn.Module], required: t
         net = build(config)
     except ValueError as exc:           # e.g. a cell size the networks cannot take
         raise ModelLoadError(f"{folder / CONFIG_FILE}: {exc}") from exc
-    state = load_safetensors_checked(folder / WEIGHTS_FILE)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: {exc}") from exc
-    return net.eval(), config
+    return load_weights_into(net, folder / WEIGHTS_FILE, folder / CONFIG_FILE), config

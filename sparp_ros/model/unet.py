@@ -69,6 +69,17 @@ def load_safetensors_checked(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"corrupt or unreadable safetensors file {path}: {e}") from e
 
 
+def load_weights_into(module: torch.nn.Module, weights: Path, config: Path) -> torch.nn.Module:
+    """Load ``weights`` (safetensors, checked) into ``module`` strictly; ModelLoadError naming
+    both files when they do not fit each other. Returns the module in eval mode."""
+    state = load_safetensors_checked(weights)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelLoadError(f"weights {weights} do not fit {config}: {e}") from e
+    return module.eval()
+
+
 def read_json_checked(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -245,12 +256,7 @@ class SparpDenoiser(ModelMixin, ConfigMixin):
             raise
         except Exception as e:
             raise ModelLoadError(f"config {path / CONFIG_NAME} does not build a {cls.__name__}: {e}") from e
-        state = load_safetensors_checked(path / WEIGHTS_NAME)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ModelLoadError(f"weights {path / WEIGHTS_NAME} do not fit {path / CONFIG_NAME}: {e}") from e
-        model.eval()
+        load_weights_into(model, path / WEIGHTS_NAME, path / CONFIG_NAME)
         return model.to(device=device, dtype=dtype) if (device or dtype) else model
 
     def init_from_unet(self, unet_dir: str | Path) -> list[str]:

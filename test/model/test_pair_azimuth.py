@@ -50,7 +50,7 @@ def test_save_load_round_trip_and_bad_weights(tmp_path):
         PairAzimuthEstimator.from_folder(tmp_path / "pa")
     est.save(tmp_path / "pa")
     (tmp_path / "pa" / CONFIG_FILE).write_text('{"width": 8, "bins": 36, "cell": 32}')
-    with pytest.raises(ModelLoadError, match="does not fit"):
+    with pytest.raises(ModelLoadError, match="do not fit"):
         PairAzimuthEstimator.from_folder(tmp_path / "pa")
 
 

@@ -56,7 +56,7 @@ def test_bad_weights_are_refused_with_the_file_named(tmp_path):
         ViewAngleEstimator.from_folder(folder)
     _estimator(width=8).save(folder)
     (folder / CONFIG_FILE).write_text(json.dumps({"width": 16, "cell": 32}))
-    with pytest.raises(ModelLoadError, match="does not fit"):
+    with pytest.raises(ModelLoadError, match="do not fit"):
         ViewAngleEstimator.from_folder(folder)
     (folder / CONFIG_FILE).write_text(json.dumps({"cell": 32}))
     with pytest.raises(ModelLoadError, match="width"):
