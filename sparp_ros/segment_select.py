@@ -1,0 +1,66 @@
+"""Which segmentation runs when nobody gave a mask: one rule for the CLI and the node.
+
+``masks_if_needed(frames, method="auto")``: frames that already carry a mask are used as they are;
+otherwise the object nearest the first image's centre is segmented — from depth when every frame
+has depth (``segment_depth``: support plane + clusters), else by the learned foreground network
+(``segment_learned``: RGB alone) — and the frames that see it are kept, with a record of what was
+done. ``method`` forces one of them (``"depth"`` on frames without depth raises ``NoDepthError``).
+No ROS; the learned network is loaded only when it is used.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from .capture import Frame
+
+METHODS = ("auto", "depth", "learned")
+
+
+def choose_method(frames: Sequence[Frame], method: str = "auto") -> str:
+    """``"depth"`` or ``"learned"``: ``auto`` is depth when every frame has depth, else learned."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method != "auto":
+        return method
+    return "depth" if frames and all(f.depth is not None for f in frames) else "learned"
+
+
+def masks_if_needed(frames: Sequence[Frame], log: logging.Logger | None = None,
+                    what: str = "capture", method: str = "auto"
+                    ) -> tuple[list[Frame], dict | None]:
+    """The frames as the pipeline needs them, and a record of the segmentation (None when a mask
+    was given in some frame: then nothing is segmented and the frames come back as they are).
+
+    The record: ``method`` (``"depth"`` / ``"learned"``; ``source`` repeats it, the key of
+    ``segment_depth.mask_from_depth_if_needed``), ``object`` (its id), ``objects_found``,
+    ``views`` (indices of the kept frames, the ones that see the object) and ``pixels`` (its mask
+    size per kept view). ``what`` names the frames' source in the log. Raises
+    ``SegmentationError`` (``DepthSegmentationError``, ``LearnedSegmentationError``) when the
+    first view shows no object or the method cannot run."""
+    if not frames:
+        raise ValueError("frames is empty")
+    if any(f.mask is not None for f in frames):
+        return list(frames), None
+    chosen_method = choose_method(frames, method)
+    log = log or logging.getLogger("sparp_ros.segment_select")
+    if chosen_method == "depth":
+        from .segment_depth import frames_masked_from_depth
+        masked, kept, chosen, objects = frames_masked_from_depth(frames)
+        how = "on the support plane from depth"
+    else:
+        from .segment_learned import frames_masked_learned
+        masked, kept, chosen, objects = frames_masked_learned(frames)
+        how = "from the images by the learned segmenter"
+    log.info("no masks in the %s: %d object(s) %s; reconstructing object %d (nearest the centre "
+             "of view 0, %d px there)", what, len(objects), how, chosen.id,
+             int(chosen.masks[0].sum()))
+    if len(kept) < len(frames):
+        log.warning("views %s do not see object %d and are left out",
+                    [i for i in range(len(frames)) if i not in kept], chosen.id)
+    return masked, {"method": chosen_method, "source": chosen_method, "object": chosen.id,
+                    "objects_found": len(objects), "views": list(kept),
+                    "pixels": [int(f.mask.sum()) for f in masked]}
+
+
+__all__ = ["masks_if_needed", "choose_method", "METHODS"]
