@@ -15,8 +15,9 @@ IoU = mean over the views where it shows >= 200 px); distractors are no true obj
 Real: ``co3d_hydrant``, ``co3d_espresso``, ``middlebury_temple`` (images and masks; the masks of
 the hydrant are soft, > 127 is the object). Each folder is one capture: the object is the one
 ``segment_learned`` tracks across its views, scored the same way; also the per-view IoU of the
-best-matching predicted instance (what an oracle choice of the object would get). Prints per folder and the medians; ``--json`` writes
-them. ``--weights`` evaluates another weights folder (default: the shipped one).
+best-matching predicted instance (what an oracle choice of the object would get). Prints per
+folder and the medians; ``--json`` writes them. ``--weights`` evaluates another weights folder
+(default: the shipped one).
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ pixel of a reduced image (long side ``INPUT_LONG_SIDE``), the probability that i
 whole object standing in view (the objects on a table, not the table, the room behind it or an
 object cut off by the image border).
 
-Input: RGB normalised per image and two coordinate channels (x, y in [-1, 1]: where the image centre is,
-which a photograph's framing says about what matters). Output: one logit per pixel at the input's
-resolution (the decoder stops at half resolution; the last step is bilinear). Sides must be
+Input: RGB normalised per image and two coordinate channels (x, y in [-1, 1]: where the image
+centre is, which a photograph's framing says about what matters). Output: one logit per pixel
+at the input's resolution (the decoder stops at half resolution; the last step is bilinear). Sides must be
 multiples of ``SIDE_MULTIPLE``. A weights folder is ``config.json`` (the constructor's arguments)
 + ``model.safetensors``; :class:`ModelLoadError` names what is wrong with one.
 """
@@ -50,7 +50,8 @@ class ForegroundNet(nn.Module):
         for i, c_out in enumerate(ch):
             self.down.append(_block(c, c_out, stride=2, convs=1 if i == 0 else 2))
             c = c_out
-        self.context = nn.Sequential(nn.Linear(ch[-1], ch[-1]), nn.ReLU(), nn.Linear(ch[-1], ch[-1]))
+        self.context = nn.Sequential(nn.Linear(ch[-1], ch[-1]), nn.ReLU(),
+                                     nn.Linear(ch[-1], ch[-1]))
         self.up = nn.ModuleList(_block(ch[i + 1] + ch[i], ch[i], convs=1 if i == 0 else 2)
                                 for i in reversed(range(len(ch) - 1)))
         self.head = nn.Conv2d(ch[0], 1, 1)
@@ -71,8 +72,8 @@ class ForegroundNet(nn.Module):
 
     @staticmethod
     def to_input(rgb01: np.ndarray) -> torch.Tensor:
-        """N×H×W×3 float in [0, 1] → [N, 5, H, W]: RGB normalised per image and channel (mean 0,
-        std 1: exposure and white balance do not matter) and the x, y coordinates in [-1, 1]."""
+        """N×H×W×3 float in [0, 1] → [N, 5, H, W]: RGB normalised per image and channel
+        (mean 0, std 1: exposure and white balance do not matter) and the x, y coordinates in [-1, 1]."""
         x = torch.from_numpy(np.ascontiguousarray(rgb01, dtype=np.float32)).permute(0, 3, 1, 2)
         n, _, h, w = x.shape
         x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 0.02)
@@ -96,7 +97,8 @@ class ForegroundNet(nn.Module):
         try:
             net = cls(**config)
         except TypeError as exc:
-            raise ModelLoadError(f"{folder / CONFIG_FILE}: not a ForegroundNet config: {exc}") from exc
+            raise ModelLoadError(f"{folder / CONFIG_FILE}: not a ForegroundNet config: {exc}"
+                                 ) from exc
         state = load_safetensors_checked(folder / WEIGHTS_FILE)
         try:
             net.load_state_dict(state)
@@ -109,7 +111,8 @@ def input_size(width: int, height: int, long_side: int = INPUT_LONG_SIDE) -> tup
     """(w, h) of the network's input for an image: long side ``long_side``, both sides rounded to
     multiples of SIDE_MULTIPLE (the aspect ratio changes by a few percent at most)."""
     s = long_side / max(width, height)
-    r = lambda v: max(SIDE_MULTIPLE, int(round(v * s / SIDE_MULTIPLE)) * SIDE_MULTIPLE)  # noqa: E731
+    def r(v: float) -> int:
+        return max(SIDE_MULTIPLE, int(round(v * s / SIDE_MULTIPLE)) * SIDE_MULTIPLE)
     return r(width), r(height)
 
 

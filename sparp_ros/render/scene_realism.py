@@ -86,7 +86,8 @@ class SceneRealism:
                                  f"got {kinds}")
         for name in ("contact_shadow_prob", "cast_shadow_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"SceneRealism.{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ValueError(f"SceneRealism.{name} must be in [0, 1], "
+                                 f"got {getattr(self, name)}")
         lo, hi = self.distractor_count
         if not 0 <= lo <= hi:
             raise ValueError(f"SceneRealism.distractor_count must be 0 <= low <= high, got "

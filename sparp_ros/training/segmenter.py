@@ -14,7 +14,8 @@ effects) of 1–4 training meshes, 3 views each, rendered at twice the network's
 (area average, as inference reduces a photograph). The target is every *whole* object in view:
 the scene's objects and the distractors that do not touch the image border (a cut-off object at
 the border is background, as the chair at the edge of a photograph is). Shards of 500 images per
-image shape (``shape_<h>x<w>_<k>.npz``: ``images`` N×H×W×3 uint8, ``masks`` N×H×W uint8 0–255);
+image shape (``shape_<h>x<w>_<k>.npz``: ``images`` N×H×W×3 uint8, ``masks`` N×H×W uint8
+0–255);
 a shard already written is skipped, so a stopped run continues where it was.
 
 ``train``: accelerate (CPU or one GPU), AdamW with warm-up + cosine rate, BCE + soft Dice, batches
