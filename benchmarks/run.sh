@@ -20,6 +20,19 @@ $PY benchmarks/render_rate.py | tee benchmarks/out/render_rate.txt
 echo "== $PY benchmarks/benchmark.py all --objects $OBJECTS --sweep-objects $SWEEP_OBJECTS --depth-noise $DEPTH_NOISE"
 $PY benchmarks/benchmark.py all --objects "$OBJECTS" --sweep-objects "$SWEEP_OBJECTS" \
     --depth-noise "$DEPTH_NOISE"
+# Images alone on inputs our plain renderer did not make (issue 21): photo-like renders of the
+# shared objects (the data engine's realism) and 4-view subsets of the real Middlebury temple.
+echo "== $PY benchmarks/eval_shared.py --objects $OBJECTS --views 4 --realism --backend model+images --baseline none"
+OMP_NUM_THREADS=1 $PY benchmarks/eval_shared.py --objects "$OBJECTS" --views 4 --realism \
+    --out benchmarks/out/eval25r --backend model+images --baseline none > benchmarks/out/eval25r.json
+grep -A3 '^| method' benchmarks/out/eval25r/report/report.md
+if [ -f "${SPARP_SHARED:-../shared}/data/real/middlebury_temple/cameras.json" ]; then
+  echo "== real temple: $PY benchmarks/real_subsets.py --views 4 --subsets 8; sparp-ros eval --backend model+images"
+  $PY benchmarks/real_subsets.py --views 4 --subsets 8 --out benchmarks/out/real/temple
+  OMP_NUM_THREADS=1 $PY -m sparp_ros.cli eval benchmarks/out/real/temple \
+      --out benchmarks/out/real/temple_report --backend model+images --baseline pycolmap
+  grep -A4 '^| method' benchmarks/out/real/temple_report/report.md
+fi
 if [ "${SOAK:-0}" = 1 ]; then   # the node's soak run, ~7 min (benchmarks/soak.py -> soak.md)
     echo "== $PY benchmarks/soak.py"
     $PY benchmarks/soak.py

@@ -59,7 +59,8 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
                    azimuths_deg: Sequence[float] | None = None,
                    elevations_deg: Sequence[float] | None = None,
                    renderer: MeshRenderer | None = None,
-                   depth_noise: DepthNoise | None = None) -> Capture:
+                   depth_noise: DepthNoise | None = None, realism=None,
+                   distractors: Sequence[str | Path] = ()) -> Capture:
     """Render ``views`` views of the mesh into a Capture (saved to ``out_dir`` when given).
 
     Everything random derives from ``seed``. ``width``/``height`` (both or neither) fix the image
@@ -68,6 +69,11 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
     ``depth_noise`` makes each frame's depth look like a stereo sensor's (``depth_noise.py``; its
     parameters go to ``gt.extra["depth_noise"]``); images, masks, NOCS and poses stay those of
     the clean capture of the same seed.
+    ``realism`` (an ``object_realism.ObjectRealism``) renders the views as photographs would show
+    them: wider intrinsics and elevations, size in frame and truncation, a support plane with
+    shadows, light types, backgrounds, camera effects and some of the ``distractors`` (mesh files)
+    around the object; masks and NOCS are the object's visible pixels, depth the nearest surface.
+    Without it the capture is exactly that of before the option existed.
     """
     # 1. Check inputs.
     if views < 1:
@@ -81,6 +87,10 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
     mesh = _cached_mesh(mesh_path, mesh_path.stat().st_mtime if mesh_path.exists() else 0.0)
     rng = np.random.default_rng(seed)
     renderer = renderer or default_renderer()
+    if realism is not None:
+        return _render_capture_realism(mesh_path, mesh, out_dir, views, seed, width, height,
+                                       azimuths_deg, elevations_deg, renderer, depth_noise,
+                                       realism, distractors)
     # 2. One camera for the whole capture.
     camera = random_camera(rng, width, height)
     # 3. View directions, and lighting fixed in the world for the whole capture.
@@ -116,6 +126,81 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
                      extra={"canonical": {"center": frame0.center.tolist(),
                                           "diagonal": frame0.diagonal,
                                           "azimuth": frame0.azimuth}})
+    if depth_noise is not None:
+        gt.extra["depth_noise"] = asdict(depth_noise)
+    capture = Capture(frames=frames, gt=gt)
+    if out_dir is not None:
+        capture.root = save_capture(capture, out_dir)
+    return capture
+
+
+REALISM_STREAM = 0x7265616C            # a realistic capture draws from its own stream of the seed
+
+
+def _render_capture_realism(mesh_path: Path, mesh: TexturedMesh, out_dir, views: int, seed: int,
+                            width: int | None, height: int | None, azimuths_deg, elevations_deg,
+                            renderer: MeshRenderer, depth_noise: DepthNoise | None, realism,
+                            distractors: Sequence[str | Path]) -> Capture:
+    """``render_capture`` with ``realism`` (see there)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    from .object_realism import ObjectScene, place_view, realism_camera
+    rng = np.random.default_rng([seed, REALISM_STREAM])
+    p = realism
+    if width is None or height is None:
+        width, height = IMAGE_SIZES[rng.integers(len(IMAGE_SIZES))]
+    camera = realism_camera(rng, p, int(width), int(height))
+    az = np.radians(azimuths_deg) if azimuths_deg is not None else spread_azimuths(rng, views)
+    el = (np.radians(elevations_deg) if elevations_deg is not None
+          else np.radians(rng.uniform(*p.elevation_deg, size=views)))
+    v = mesh.vertices.astype(np.float64)
+    try:
+        hull = v[ConvexHull(v).vertices]
+    except (QhullError, ValueError):
+        hull = v
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    center = (lo + hi) / 2.0
+    radius = float(np.linalg.norm(v - center, axis=1).max())
+    Ts, truncations = [], []
+    for a, e in zip(az, el):
+        for _ in range(MAX_TRIES):
+            trunc = float(rng.uniform(*p.truncation_range)) if rng.random() < p.truncation_prob else 0.0
+            T = place_view(rng, hull, center, radius, camera, float(a), float(e),
+                           float(rng.uniform(*p.fill_range)), trunc)
+            if T is not None:
+                break
+        else:
+            raise CaptureRenderError(f"could not place {mesh.name} at elevation "
+                                     f"{np.degrees(e):.0f}° in a {camera.width}x{camera.height} image")
+        Ts.append(T)
+        truncations.append(trunc)
+    others = [Path(d).resolve() for d in distractors if Path(d).resolve() != mesh_path]
+    count = min(p.scene.distractor_count[1], len(others))
+    picked = [others[int(i)] for i in rng.choice(len(others), count, replace=False)] if count else []
+    extra = [_cached_mesh(q, q.stat().st_mtime) for q in picked]
+    scene = ObjectScene(rng, p, mesh, [invert_rigid(T)[:3, 3] for T in Ts], extra,
+                        [m.texture for m in extra])
+    frame0 = canonical_frame(v, Ts[0])
+    noise_rng = (np.random.default_rng([seed, DEPTH_NOISE_STREAM]) if depth_noise is not None
+                 else None)
+    frames = []
+    for i, T in enumerate(Ts):
+        view = scene.render(renderer, camera, T)
+        nocs = np.zeros(view.render.xyz.shape, np.float32)
+        nocs[view.mask] = frame0.mesh_to_nocs(view.render.xyz[view.mask].astype(np.float64))
+        depth = np.ascontiguousarray(view.depth)
+        if depth_noise is not None:
+            depth = apply_depth_noise(depth, view.image, float(camera.K[0, 0]), depth_noise, noise_rng)
+        frames.append(Frame(image=view.image, camera=camera, depth=depth, mask=view.mask,
+                            nocs=nocs, stamp=i * STAMP_STEP_S, T_world_camera=invert_rigid(T)))
+    gt = GroundTruth(T_camera_object=Ts, metric=True, mesh=str(mesh_path), object=mesh_path.stem,
+                     extra={"canonical": {"center": frame0.center.tolist(),
+                                          "diagonal": frame0.diagonal,
+                                          "azimuth": frame0.azimuth},
+                            "realism": {"plane": scene.plane, "light": scene.lighting.kind,
+                                        "distractors": scene.distractor_count,
+                                        "truncation": truncations,
+                                        "elevation_deg": np.degrees(el).tolist()}})
     if depth_noise is not None:
         gt.extra["depth_noise"] = asdict(depth_noise)
     capture = Capture(frames=frames, gt=gt)

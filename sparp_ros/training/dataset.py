@@ -70,13 +70,14 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..camera import PinholeCamera
 from ..conventions import (NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png,
-                           unit_direction)
+                           invert_rigid, unit_direction)
 from ..model.tiling import MAX_VIEWS, NUM_CELLS, tile
 from ..render.capture_renderer import (ELEVATION_RANGE_DEG, FILL_RANGE, ROLL_RANGE_DEG,
                                        default_renderer, look_at, random_background, random_camera,
                                        random_light, spread_azimuths)
 from ..render.gl_renderer import DEFAULT_AMBIENT, DEFAULT_LIGHT_DIR_CAMERA, MeshRenderer
 from ..render.mesh_io import TexturedMesh, load_mesh
+from ..render.object_realism import ObjectRealism
 from ..render.procedural import procedural_mesh, procedural_name
 from ..segmentation import (CropBox, SegmentationError, crop_box_from_mask, crop_camera,
                             crop_image)
@@ -150,6 +151,10 @@ class DatasetConfig:
     fixed_views: bool = True
     """Render the six fixed views. Off, their arrays stay empty (zeros) and only the NOCS domains
     can be trained: about 40 % less rendering, for runs that train ``nocs_self``/``nocs_ref`` only."""
+    realism: ObjectRealism | None = None
+    """Photo realism of the input views (``render/object_realism.py``: wider intrinsics and
+    elevations, size in frame, truncation, support plane with shadows, light types, backgrounds,
+    distractors, camera effects). None: the plain samples, exactly as before the option existed."""
 
     def __post_init__(self) -> None:
         if not self.objects:
@@ -184,6 +189,8 @@ class DatasetConfig:
         d = asdict(self)
         d["views"] = list(self.views)
         d["objects"] = [{**asdict(o), "stretch": list(o.stretch)} for o in self.objects]
+        if self.realism is None:
+            d.pop("realism")                  # plain configs read as before the option existed
         return d
 
     @classmethod
@@ -193,7 +200,9 @@ class DatasetConfig:
         return cls(objects=objects, cell_size=d["cell_size"],
                    views=tuple(d["views"]), samples_per_object=d["samples_per_object"],
                    shard_size=d["shard_size"], seed=d["seed"],
-                   fixed_views=d.get("fixed_views", True))
+                   fixed_views=d.get("fixed_views", True),
+                   realism=(ObjectRealism.from_json(d["realism"]) if d.get("realism") is not None
+                            else None))
 
 
 def find_objects(sources: Sequence[str | Path], limit: int | None = None, procedural: int = 0,
@@ -404,6 +413,8 @@ def render_sample(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator
     cannot be placed in view after MAX_TRIES attempts."""
     S, V = cfg.cell_size, MAX_VIEWS
     renderer = renderer or default_renderer()
+    if cfg.realism is not None:
+        return render_sample_realism(spec, cfg, rng, renderer)
     obj = _load_object(spec, cfg.seed)
     # 1. Camera, view directions and lighting for the whole sample.
     n = int(rng.integers(cfg.views[0], cfg.views[1] + 1))
@@ -450,6 +461,108 @@ def render_sample(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator
     # 3. The six fixed views around view 0's frame (empty when the config leaves them out).
     out.update(_fixed_views(renderer, obj.mesh, frame0, S) if cfg.fixed_views else _no_fixed_views(S))
     out["object"] = np.str_(spec.name)
+    return out
+
+
+REALISM_TEXTURE_DONORS = 2             # other objects whose textures make photo-like backgrounds
+
+
+def _cell_inside(box: CropBox, S: int, width: int, height: int) -> np.ndarray:
+    """SxS bool: cell pixels whose source pixel (``crop_image``'s convention) lies in the image."""
+    u = (np.arange(S) + 0.5) * box.side / S - 0.5
+    ok_u = (u + box.x0 >= -0.5) & (u + box.x0 < width - 0.5)
+    ok_v = (u + box.y0 >= -0.5) & (u + box.y0 < height - 0.5)
+    return ok_v[:, None] & ok_u[None, :]
+
+
+def render_sample_realism(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator,
+                          renderer: MeshRenderer,
+                          full_views: list | None = None) -> dict[str, np.ndarray]:
+    """One sample with ``cfg.realism`` (``render/object_realism.py``): the arrays of
+    ``render_sample`` (the NOCS targets only where the object is visible: not past the image
+    border, not behind a distractor) plus what was drawn per view: ``render_K`` [6,3,3] and
+    ``render_size`` [2] (width, height) of the camera, ``elevation`` [6] (radians), ``fill`` [6],
+    ``truncation`` [6] (share of the box pushed past the border, 0 = none), and per sample
+    ``plane`` (bool) and ``distractors`` (count). ``full_views`` (a list) receives each view's
+    whole image, visible mask and crop box (for figures)."""
+    from ..render.object_realism import ObjectScene, place_view, realism_camera, view_fill
+    p, S, V = cfg.realism, cfg.cell_size, MAX_VIEWS
+    assert p is not None
+    obj = _load_object(spec, cfg.seed)
+    # 1. One camera whose resolution keeps the object at object_cells × the cell side.
+    n = int(rng.integers(cfg.views[0], cfg.views[1] + 1))
+    base_fill = float(rng.uniform(*p.fill_range))
+    short = int(np.clip(round(rng.uniform(*p.object_cells) * S / base_fill), 3 * S,
+                        p.max_render_cells * S))
+    aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
+    camera = realism_camera(rng, p, int(round(short * aspect)), short)
+    azimuths = spread_azimuths(rng, n)
+    elevations = np.radians(rng.uniform(*p.elevation_deg, size=n))
+    # 2. Place every view (geometry only), then build the scene around the object.
+    Ts, fills, truncs = [], [], []
+    for k in range(n):
+        for _ in range(MAX_TRIES):
+            fill = view_fill(rng, p, base_fill)
+            trunc = float(rng.uniform(*p.truncation_range)) if rng.random() < p.truncation_prob else 0.0
+            T = place_view(rng, obj.hull, obj.center, obj.radius, camera, float(azimuths[k]),
+                           float(elevations[k]), fill, trunc)
+            if T is not None:
+                break
+        else:
+            raise DatasetError(f"object {spec.name}: no realism view at elevation "
+                               f"{np.degrees(elevations[k]):.0f}° after {MAX_TRIES} tries")
+        Ts.append(T)
+        fills.append(fill)
+        truncs.append(trunc)
+    others = [o for o in cfg.objects if o.name != spec.name]
+    count = min(p.scene.distractor_count[1] + REALISM_TEXTURE_DONORS, len(others))
+    picked = [_load_object(others[int(i)], cfg.seed)
+              for i in rng.choice(len(others), count, replace=False)] if count else []
+    donors, distractors = picked[:REALISM_TEXTURE_DONORS], [o.mesh for o in picked[REALISM_TEXTURE_DONORS:]]
+    scene = ObjectScene(rng, p, obj.mesh, [invert_rigid(T)[:3, 3] for T in Ts], distractors,
+                        [o.mesh.texture for o in donors])
+    out: dict[str, Any] = {
+        "images": np.zeros((V, S, S, 3), np.uint8), "masks": np.zeros((V, S, S), np.uint8),
+        "num_views": np.int16(n), "nocs_ref": np.zeros((V, S, S, 3), np.uint16),
+        "nocs_self": np.zeros((V, S, S, 3), np.uint16), "azimuth_self": np.zeros(V, np.float32),
+        "K": np.zeros((V, 3, 3), np.float32), "T_camera_object": np.zeros((V, 4, 4), np.float32)}
+    frame0: CanonicalFrame | None = None
+    # 3. Render every view, crop like the pipeline, render the exact cell geometry.
+    for k, T in enumerate(Ts):
+        view = scene.render(renderer, camera, T)
+        try:
+            box = crop_box_from_mask(view.mask, float(rng.uniform(*MARGIN_RANGE)))
+        except SegmentationError as exc:
+            raise DatasetError(f"object {spec.name}: view {k}: {exc}") from exc
+        if full_views is not None:
+            full_views.append((view.image, view.mask, box))
+        cell_camera = crop_camera(camera, box, S)
+        out["images"][k] = crop_image(view.image, box, S)
+        out["masks"][k] = crop_image(view.mask.astype(np.uint8), box, S, nearest=True) > 0
+        g = renderer.render(obj.mesh, cell_camera, T)
+        visible = g.mask & _cell_inside(box, S, camera.width, camera.height)
+        if scene.distractor_count:
+            visible &= ~scene.occluded(renderer, cell_camera, T, g.depth)
+        frame_k = canonical_frame(obj.mesh.vertices.astype(np.float64), T)
+        if k == 0:
+            frame0 = frame_k
+        out["nocs_ref"][k] = _nocs(frame0, g.xyz, visible)
+        out["nocs_self"][k] = _nocs(frame_k, g.xyz, visible)
+        out["azimuth_self"][k] = _wrap(frame_k.azimuth - frame0.azimuth)
+        out["K"][k] = cell_camera.K
+        out["T_camera_object"][k] = T @ frame0.T_mesh_object
+    assert frame0 is not None
+    out["T_mesh_object"] = frame0.T_mesh_object.astype(np.float32)
+    out["diagonal"] = np.float32(frame0.diagonal)
+    out.update(_fixed_views(renderer, obj.mesh, frame0, S) if cfg.fixed_views else _no_fixed_views(S))
+    out["object"] = np.str_(spec.name)
+    render_K = np.zeros((V, 3, 3), np.float32)
+    render_K[:n] = camera.K
+    pad = lambda a: np.pad(np.asarray(a, np.float32), (0, V - n))  # noqa: E731
+    out.update({"render_K": render_K,
+                "render_size": np.array([camera.width, camera.height], np.int32),
+                "elevation": pad(elevations), "fill": pad(fills), "truncation": pad(truncs),
+                "plane": np.bool_(scene.plane), "distractors": np.int16(scene.distractor_count)})
     return out
 
 
@@ -687,12 +800,24 @@ class SparpDataset(torch.utils.data.Dataset):
         self.cell_size = self.config.cell_size
         self.cond_background = cond_background
         self.cache_shards = max(1, int(cache_shards))
-        present = sorted(int(m.group(1)) for p in self.root.iterdir() if (m := SHARD_RE.match(p.name)))
-        self.shards = [j for j in present if j < self.config.num_shards]
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self.refresh()
         if not self.shards:
             raise DatasetError(f"{self.root} holds no shards yet")
-        self._index = [(j, r) for j in self.shards for r in range(len(self.config.shard_rows(j)))]
-        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+
+    def refresh(self) -> int:
+        """Take in shards written since (a dataset still rendering in the background; a shard
+        file appears complete, by rename). Indices of the shards already known stay the same.
+        Returns the number of samples added. ``ShardSampler`` calls it at every epoch."""
+        present = sorted(int(m.group(1)) for p in self.root.iterdir() if (m := SHARD_RE.match(p.name)))
+        known = set(getattr(self, "shards", []))
+        new = [j for j in present if j < self.config.num_shards and j not in known]
+        if not hasattr(self, "shards"):
+            self.shards, self._index = [], []
+        self.shards += new
+        added = [(j, r) for j in new for r in range(len(self.config.shard_rows(j)))]
+        self._index += added
+        return len(added)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -764,6 +889,8 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.dataset)
 
     def __iter__(self) -> Iterator[int]:
+        if hasattr(self.dataset, "refresh"):
+            self.dataset.refresh()          # shards rendered in the background since the last epoch
         rng = np.random.default_rng([self.seed, self.epoch])
         by_shard: dict[int, list[int]] = {}
         for i in range(len(self.dataset)):
@@ -805,9 +932,35 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-fixed-views", action="store_true",
                    help="skip the six fixed views (~40%% less rendering; NOCS domains only)")
+    p.add_argument("--realism", nargs="?", const="default", default=None, metavar="JSON",
+                   help="photo-realistic input views (render/object_realism.py: wider intrinsics "
+                        "and elevations, size 20-90 %% of the frame, truncation, support plane with "
+                        "shadows, light types, backgrounds, distractors, camera effects); alone: the "
+                        "default ObjectRealism, or a JSON file of ObjectRealism fields (as in meta.json)")
     p.add_argument("--workers", type=int, default=1, help="rendering processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def realism_from_arg(value: str | None) -> ObjectRealism | None:
+    """``--realism``: None (off), ``default``, or a JSON file of ObjectRealism fields (missing
+    fields keep their defaults; the ``scene`` and its ``camera_effects`` likewise)."""
+    if value is None:
+        return None
+    if value == "default":
+        return ObjectRealism()
+    try:
+        d = json.loads(Path(value).read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"--realism {value}: {exc}") from exc
+    base = ObjectRealism().to_json()
+    scene = {**base["scene"], **d.get("scene", {})}
+    if "camera_effects" in d.get("scene", {}) and d["scene"]["camera_effects"] is not None:
+        scene["camera_effects"] = {**base["scene"]["camera_effects"], **d["scene"]["camera_effects"]}
+    try:
+        return ObjectRealism.from_json({**base, **d, "scene": scene})
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"--realism {value}: {exc}") from exc
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
@@ -817,7 +970,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                                                      args.seed, args.variants, args.variant_stretch),
                             cell_size=args.cell_size, views=tuple(args.views_per_sample),
                             samples_per_object=args.samples_per_object, shard_size=args.shard_size,
-                            seed=args.seed, fixed_views=not args.no_fixed_views)
+                            seed=args.seed, fixed_views=not args.no_fixed_views,
+                            realism=realism_from_arg(getattr(args, "realism", None)))
         command = ["sparp-ros", "dataset", *(argv if argv is not None else sys.argv[1:])]
         meta = build_dataset(args.out, cfg, workers=args.workers, progress=not args.quiet,
                              extra_meta={"command": " ".join(command)})
