@@ -133,7 +133,8 @@ class PromptSegmentationParams:
     depth: DepthSegmentationParams = field(default_factory=DepthSegmentationParams)
     use_depth: bool = True                   # False: GrabCut even where there is depth
     point_tolerance_m: float = 0.02          # a 3D point this near an object's surface hits it
-    min_point_height_m: float = 0.01         # ... if it is this far above the support plane
+    min_point_height_m: float = 0.005        # ... if it is this far above the support plane
+                                             # (a pair of scissors lying flat: 8 mm)
     pixel_tolerance_px: float = 4.0          # a pixel this near an object's mask hits it
     min_box_iou: float = 0.1                 # a box hits the object whose mask fills it best,
                                              # if that mask's IoU with the box reaches this
