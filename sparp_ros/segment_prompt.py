@@ -389,6 +389,8 @@ def _metres(d: float) -> str:
 # -- without depth: GrabCut ---------------------------------------------------------------------
 def _grow_by_colour(k: int, pr: Prompt, frames: list[Frame], posed: bool,
                     p: PromptSegmentationParams) -> ObjectMasks:
+    """Prompt ``k``'s object by colour (module docstring, 2.); PromptMissError when its own view
+    (any view, for a world point) finds nothing. Other views that do not find it get None."""
     n = len(frames)
     masks: list[np.ndarray | None] = [None] * n
     # 1. The prompt's view (a world point: the first view, nearest its centre, where it hits).
