@@ -153,6 +153,26 @@ def _run_backend(capture: Capture, backend: str, device: str,
     return rec
 
 
+def segment_if_unmasked(capture: Capture) -> tuple[Capture, dict | None]:
+    """A capture without masks (``masks/``) as the methods need it: the object nearest view 0's
+    centre segmented (depth when every frame has depth, else the learned segmenter:
+    ``segment_select.masks_if_needed``), the views that do not see it left out of the frames and
+    of the ground truth alike. A capture with masks comes back as it is, with None. Raises
+    SegmentationError when nothing can be segmented."""
+    from dataclasses import replace
+
+    from ..segment_select import masks_if_needed
+
+    frames, info = masks_if_needed(capture.frames, what=str(capture.root or "capture"))
+    if info is None:
+        return capture, None
+    views = info["views"]
+    gt = capture.gt
+    if gt is not None:
+        gt = replace(gt, T_camera_object=[gt.T_camera_object[i] for i in views])
+    return replace(capture, frames=frames, gt=gt), info
+
+
 def _run_baseline(capture: Capture, baseline: str, workdir: Path | None) -> dict[str, Any]:
     """A classical baseline on one capture: poses only, never metric (SfM scale is arbitrary)."""
     if baseline != "pycolmap":
@@ -258,6 +278,12 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
             per_capture["errors"].append({"capture": str(cdir), "message": "no gt.json"})
             print(f"[{k}/{total}] {cdir.name}: skipped, no gt.json", flush=True)
             continue
+        try:
+            capture, segmentation = segment_if_unmasked(capture)
+        except ValueError as exc:       # SegmentationError: no object, no plane, ...
+            per_capture["errors"].append({"capture": str(cdir), "message": f"segmentation: {exc}"})
+            print(f"[{k}/{total}] {cdir.name}: no masks and segmentation failed ({exc})", flush=True)
+            continue
         results: dict[str, dict[str, Any]] = {}
         for backend in backends:
             results[backend] = _run_backend(capture, backend, device, model)
@@ -268,7 +294,8 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
             records[method].append(rec)
         per_capture["captures"].append({"capture": str(cdir), "name": cdir.name,
                                         "object": capture.gt.object, "views": len(capture.frames),
-                                        "metric": capture.gt.metric, "methods": results})
+                                        "metric": capture.gt.metric, "methods": results,
+                                        "segmentation": segmentation})
         print(_progress(k, total, cdir.name, results), flush=True)
     metrics = {m: _summarize(records[m]) for m in methods}
     if command is None:

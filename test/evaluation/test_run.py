@@ -41,7 +41,8 @@ def _write_capture(root, n_views: int, seed: int, mesh_path) -> None:
     rng = np.random.default_rng(seed)
     cam = PinholeCamera(64, 48, np.array([[60.0, 0, 31.5], [0, 60, 23.5], [0, 0, 1]]))
     frames = [Frame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), cam,
-                    depth=np.full((48, 64), 0.6, np.float32)) for _ in range(n_views)]
+                    depth=np.full((48, 64), 0.6, np.float32), mask=np.ones((48, 64), bool))
+              for _ in range(n_views)]
     gt = GroundTruth([_look_from(30.0 * k) for k in range(n_views)], metric=True,
                      mesh=str(mesh_path), object=f"box{seed}")
     save_capture(Capture(frames, gt), root)

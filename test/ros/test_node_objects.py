@@ -92,11 +92,13 @@ def run(ros_context, executor, scene, wait_for, call_trigger):
 
 
 def _true_centres(scene) -> list[np.ndarray]:
+    """Each object's resting-box centre in the world (what the object frame's origin estimates)."""
+    from sparp_ros.geometry.fusion import resting_box
+
     out = []
     for o in scene.objects:
         mesh = trimesh.load(o.mesh_path, force="mesh")
-        c = mesh.bounds.mean(axis=0)
-        out.append(o.T_world_object[:3, :3] @ c + o.T_world_object[:3, 3])
+        out.append(resting_box(mesh.vertices @ o.T_world_object[:3, :3].T + o.T_world_object[:3, 3])[0])
     return out
 
 
@@ -113,7 +115,7 @@ def test_each_frame_stands_where_its_object_stands(run, scene):
     for child, T in run["found"].items():
         d = [float(np.linalg.norm(T[:3, 3] - c)) for c in truth]
         errors.append(min(d))
-    print(f"\nobject frame origins vs true box centres (m): {[round(e, 4) for e in errors]}")
+    print(f"\nobject frame origins vs true resting-box centres (m): {[round(e, 4) for e in errors]}")
     assert max(errors) < MAX_CENTRE_ERROR_M, errors
     # three distinct objects, not one object thrice
     origins = np.array([T[:3, 3] for T in run["found"].values()])
