@@ -7,8 +7,8 @@ Three steps, each a function here (numpy + open3d, no ROS):
    (:func:`usable_depth`: the mask's rim, where flying pixels mix the object with what is behind
    it, and pixels beside a depth jump), then smoothed by an edge-preserving (bilateral) filter, the
    first step of KinectFusion: per-pixel noise and disparity steps average out, depth steps stay.
-   A caller that uses a view several times computes it once and marks the view ``cleaned``;
-   :func:`measured_points` gives its camera-frame points.
+   A caller that uses a view several times finds its usable pixels once and marks the view
+   ``cleaned``; :func:`measured_points` gives its camera-frame points.
 2. :func:`fuse_views` — TSDF fusion of every view's masked depth in the *object* frame with
    open3d's tensor ``VoxelBlockGrid`` (the voxel size from the object's size,
    :func:`voxel_size_for`), coloured from the full-resolution images, marching cubes out.
@@ -79,8 +79,8 @@ class DepthView:
     mask: np.ndarray               # HxW bool, the object
     camera: PinholeCamera          # undistorted intrinsics of image/depth
     T_camera_object: np.ndarray    # 4x4, object frame -> this camera
-    cleaned: bool = False          # depth is already clean_depth's (usable pixels, smoothed; 0
-                                   # elsewhere) and is used as it is
+    cleaned: bool = False          # depth already holds only the pixels to use (clean_depth's
+                                   # output, or usable depth; 0 elsewhere): used as it is
 
 
 @dataclass
@@ -138,8 +138,16 @@ def clean_depth(depth: np.ndarray, mask: np.ndarray, erode_px: int = RIM_ERODE_P
     smoothing (bilateral filter, range sigma ``smoothing`` × the median depth, spatial sigma
     :data:`SMOOTHING_SIGMA_PX` in a :data:`SMOOTHING_WINDOW_PX` window; ``smoothing`` 0 turns it
     off), 0 on every other pixel."""
-    valid = usable_depth(depth, mask, erode_px, max_jump)
-    out = np.where(valid, depth, 0.0).astype(np.float32)
+    usable = np.where(usable_depth(depth, mask, erode_px, max_jump), depth, 0.0)
+    return smooth_depth(usable, smoothing)
+
+
+def smooth_depth(depth: np.ndarray, smoothing: float = DEPTH_SMOOTHING) -> np.ndarray:
+    """HxW float32: the bilateral smoothing of :func:`clean_depth` applied to depth that holds
+    only usable pixels (0 elsewhere, e.g. ``np.where(usable_depth(...), depth, 0)``); the zeros
+    stay zeros and take no part in the average."""
+    out = np.asarray(depth, np.float32)
+    valid = out > 0
     if smoothing > 0 and valid.any():
         sigma = float(smoothing * np.median(out[valid]))
         # 0 (no depth) is many range sigmas from any depth: it gets no weight
@@ -297,4 +305,5 @@ def resting_box(points_object: np.ndarray, quantile: float = 0.0) -> tuple[np.nd
 
 
 __all__ = ["DepthView", "FusionError", "SurfaceMesh", "clean_depth", "complete_surface", "fuse_views",
-           "measured_points", "RESTING_BOX", "resting_box", "usable_depth", "voxel_size_for"]
+           "measured_points", "RESTING_BOX", "resting_box", "smooth_depth", "usable_depth",
+           "voxel_size_for"]

@@ -79,13 +79,15 @@ def test_points_in_space_a_camera_saw_empty_are_violations(objects_dir):
 def test_the_rgbd_stage_finds_each_views_usable_depth_once(objects_dir, monkeypatch):
     """Registration (points, free space), the measured-view check and fusion all use one clean
     depth per view: usable_depth runs once per view, not once per step."""
-    from sparp_ros.geometry import fusion
+    from sparp_ros.geometry import fusion, measured
     from sparp_ros.geometry.measured import measure
     from sparp_ros.render import render_capture
     capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=3, seed=2)
     calls = []
     original = fusion.usable_depth
-    monkeypatch.setattr(fusion, "usable_depth", lambda *a, **k: calls.append(1) or original(*a, **k))
+    counted = lambda *a, **k: calls.append(1) or original(*a, **k)    # noqa: E731
+    monkeypatch.setattr(fusion, "usable_depth", counted)
+    monkeypatch.setattr(measured, "usable_depth", counted)
     gt = capture.gt.T_camera_object
     result = measure(capture.frames, [list(gt)], capture.gt.extra["canonical"]["diagonal"], 0,
                      use_tf=False)
