@@ -342,5 +342,31 @@ def _score(views, clouds, order: list[int], poses: list[np.ndarray | None],
     return float(np.mean(values)) if values else -np.inf
 
 
-__all__ = ["PairResult", "Registration", "RegistrationParams", "RegistrationView", "register_pair",
-           "register_views", "violation_rate"]
+def agreement(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
+              params: RegistrationParams) -> float:
+    """How well the views' measured surfaces agree at the given poses ``T_camera_object``: the sum
+    over every pair of views with points and a pose of their overlap (the larger share of either
+    view's points within the fine gate of the other's surface) minus ``VIOLATION_WEIGHT`` × their
+    free-space violations (``violation_rate``, both ways, the larger). A diagnostic of the
+    registration: where the true poses agree better than the registered ones, the search missed
+    them; where they do not, the score cannot tell (symmetric shapes).
+    ``benchmarks/registration_pairs.py`` reports it per capture."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    keys = [k for k, (v, T) in enumerate(zip(views, poses))
+            if v is not None and T is not None and len(v.points) >= MIN_POINTS]
+    clouds = {k: _cloud(views[k].points, params.voxel) for k in keys}
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    total = 0.0
+    for a, i in enumerate(keys):
+        for j in keys[a + 1:]:
+            T = np.asarray(poses[i], float) @ invert_rigid(np.asarray(poses[j], float))
+            overlap = max(reg.evaluate_registration(clouds[j], clouds[i], fine, T).fitness,
+                          reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T)).fitness)
+            total += overlap - VIOLATION_WEIGHT * _pair_violation(views, i, j, T, tolerance)
+    return float(total)
+
+
+__all__ = ["PairResult", "Registration", "RegistrationParams", "RegistrationView", "agreement",
+           "register_pair", "register_views", "violation_rate"]

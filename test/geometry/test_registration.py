@@ -8,7 +8,8 @@ from scipy.spatial.transform import Rotation
 
 from sparp_ros.conventions import invert_rigid, rotation_angle_deg
 from sparp_ros.geometry.measured import measured_views, registration_views
-from sparp_ros.geometry.registration import RegistrationParams, register_views, violation_rate
+from sparp_ros.geometry.registration import (RegistrationParams, agreement, register_views,
+                                             violation_rate)
 
 
 def _views_and_truth(objects_dir, azimuths, elevations, seed=2):
@@ -97,6 +98,22 @@ def test_the_rgbd_stage_finds_each_views_usable_depth_once(objects_dir, monkeypa
     assert result.record["fusion"]["views"] == sum(registered)
     assert result.record["size"]["definition"] == "resting_box"
     assert result.diagonal == pytest.approx(result.record["size"]["diagonal_m"])
+
+
+def test_the_true_poses_agree_better_than_wrong_ones(objects_dir):
+    """``agreement`` (overlap minus free-space violations over all pairs) is highest at the true
+    poses: a view turned 20° away lowers it, a view without a pose or depth takes no part."""
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    true = agreement(views, gt, params)
+    assert true > 0.5
+    for k in (1, 2):
+        wrong = list(gt)
+        wrong[k] = _perturbed(gt[k], 20.0, 0.0, k)
+        assert agreement(views, wrong, params) < true - 0.3
+    assert agreement(views, [gt[0], gt[1], None], params) == pytest.approx(
+        agreement(views[:2], gt[:2], params))
+    assert agreement([views[0], None, None], gt, params) == 0.0
 
 
 def test_bad_parameters_are_refused():
