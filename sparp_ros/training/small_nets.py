@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -157,38 +156,30 @@ def train_loop(net: nn.Module, batch_loss: Callable[[torch.Generator], torch.Ten
                lr: float, seed: int, max_minutes: float | None = None,
                validate: Callable[[], tuple[dict, str]] | None = None, val_every: int = 500,
                log: Callable[[str], None] = print) -> tuple[int, list[dict], float]:
-    """The small networks' optimisation: AdamW with a one-cycle learning rate over ``steps``;
-    ``batch_loss(generator)`` draws a batch (from the seeded generator, so a run repeats) and
-    returns its loss. ``max_minutes`` stops early (the schedule is then not finished: size
-    ``steps`` to the time). Every ``val_every`` steps and at the last, ``validate()`` runs with
-    the network in eval mode and returns (a record for the history, a line for the log).
+    """The small networks' optimisation, on the one loop (``training.loop.run_loop``): AdamW with
+    a one-cycle learning rate over ``steps``; ``batch_loss(generator)`` draws a batch (from the
+    seeded generator, so a run repeats) and returns its loss. ``max_minutes`` stops early (the
+    schedule is then not finished: size ``steps`` to the time). Every ``val_every`` steps and at
+    the last, ``validate()`` runs with the network in eval mode and returns (a record for the
+    history, a line for the log).
 
     Returns (steps done, history, minutes)."""
+    from .loop import LoopSpec, run_loop
+
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
-    history: list[dict] = []
-    t0 = time.time()
-    step = 0
-    net.train()
-    while step < steps:
-        if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
-            log(f"stopping at step {step}: --max-minutes {max_minutes} reached")
-            break
-        loss = batch_loss(gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        if validate is not None and (step % val_every == 0 or step == steps):
-            net.eval()
-            record, message = validate()
-            net.train()
-            history.append({"step": step, "loss": loss.item(), **record})
-            log(f"step {step}/{steps} ({time.time() - t0:.0f} s): loss {loss.item():.4f}, {message}")
-    net.eval()
-    return step, history, round((time.time() - t0) / 60.0, 2)
+
+    def lr_at(step: int) -> float:
+        """The one-cycle rate of ``step``: the torch scheduler moved on once per step done."""
+        if step > 0:
+            sched.step()
+        return opt.param_groups[0]["lr"]
+
+    state = run_loop(net, opt, lambda step: batch_loss(gen), LoopSpec(
+        steps=steps, max_minutes=max_minutes, val_every=val_every), lr_at=lr_at,
+        validate=validate, log=log)
+    return state.step, state.history, state.minutes
 
 
 def training_parser(prog: str, description: str, steps: int, lr: float, lr_help: str = ""
