@@ -819,10 +819,10 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
         L += ["`python benchmarks/render_rate.py` (same run, same machine):", "", "```",
               rate.read_text().strip(), "```", "",
               "DESIGN.md §7 measured ~229 renders/s on a quiet machine of this kind; 202 renders/s "
-              "were measured here on a quiet machine on 2026-11-26.", ""]
+              "were measured on a quiet machine of this kind (render_rate.py alone).", ""]
     else:
         L += ["Not measured in this run (`python benchmarks/render_rate.py`; 202 renders/s at "
-              "320×320, quiet machine, 2026-11-26).", ""]
+              "320×320 on a quiet machine of this kind).", ""]
     views = sorted(data["eval"])
     if views:
         n_obj = max(m["metrics"]["captures"] for m in data["eval"][views[0]].values())
@@ -916,7 +916,7 @@ def write_results(out: Path, results: Path, plots_dir: Path) -> Path:
             L += ["**The `nocs` stage time is erratic** (" + "; ".join(spread) + "). Its work "
                   "does not depend on the number of views (one tiled 3×2-cell forward pass). The "
                   "likely cause is thread contention, not the model: a probe on 5 captures "
-                  "(2026-11-26, same machine) gave `nocs` 0.2–2.4 s with the defaults, 0.10–0.17 s "
+                  "(same machine, quiet) gave `nocs` 0.2–2.4 s with the defaults, 0.10–0.17 s "
                   "with the mesh stage off, and 0.17–0.27 s with the mesh stage on and "
                   "`OMP_WAIT_POLICY=PASSIVE` in the environment — open3d's OpenMP threads "
                   "(Poisson meshing then; with depth now registration and fusion) and torch's spin "

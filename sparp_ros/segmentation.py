@@ -3,8 +3,10 @@
 The model sees every view as one square cell of ``cell_size`` pixels centred on the object, so a
 crop box is derived from the object mask and applied identically to the image, mask, depth and
 (oracle) NOCS, with the camera updated once through ``PinholeCamera.crop/resize``.
-Mask sources today: a mask from the capture / mask topic. (Depth-plane and ROI+GrabCut segmentation
-are later work; a view without a mask is refused with a clear error rather than guessed.)
+Where masks come from is decided before the pipeline (``segment_select``, the node's
+``segmentation`` parameter): the capture's masks / the mask topic, depth segmentation
+(``segment_depth``), the learned segmenter (``segment_learned``) or prompts (``segment_prompt``).
+The pipeline itself refuses a view without a usable mask with a clear error rather than guessing.
 """
 from __future__ import annotations
 
