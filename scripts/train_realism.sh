@@ -18,7 +18,8 @@ VAL=${VAL:-runs/data_real32_val}
 RUN=${RUN:-runs/real_self}
 SAMPLES=${SAMPLES:-24}           # realism samples per training object (319 objects)
 STEPS=${STEPS:-6000}
-LR=${LR:-2e-4}                   # peak (the shipped run's); constant after a 20-step warm-up
+LR=${LR:-5e-5}                   # constant after a 20-step warm-up. runs/real_self: steps 0-125 at
+                                 # 2e-4 (drifted on the plain renders), then 5e-5 (LR=5e-5 resume)
 MINUTES=${MINUTES:-600}          # this invocation's training time
 MIN_SHARDS=${MIN_SHARDS:-3}      # training starts once this many shards exist (it takes in
                                  # the shards rendered meanwhile at every epoch)
