@@ -78,7 +78,7 @@ def test_points_in_space_a_camera_saw_empty_are_violations(objects_dir):
 
 
 def test_the_rgbd_stage_finds_each_views_usable_depth_once(objects_dir, monkeypatch):
-    """Registration (points, free space), the measured-view check and fusion all use one clean
+    """Registration (points, free space), the measured-view check and fusion all use one usable
     depth per view: usable_depth runs once per view, not once per step."""
     from sparp_ros.geometry import fusion, measured
     from sparp_ros.geometry.measured import measure
