@@ -63,9 +63,12 @@ class LearnedSegmentationParams:
 
 
 class LearnedSegmenter:
-    """The foreground network loaded once; thread-safe ``probability`` / ``instances``."""
+    """The foreground network loaded once; thread-safe ``probability`` / ``instances``.
+    ``flip``: average the logits with those of the mirrored image (on renders of the training
+    meshes, seeds not trained on: mean IoU 0.714 instead of 0.703; twice the network's time)."""
 
-    def __init__(self, weights: str | Path | None = None, threads: int | None = 1) -> None:
+    def __init__(self, weights: str | Path | None = None, threads: int | None = 1,
+                 flip: bool = True, long_side: int | None = None) -> None:
         import torch
         from .model.config import ModelLoadError
         from .model.foreground import ForegroundNet
@@ -76,6 +79,9 @@ class LearnedSegmenter:
             raise LearnedSegmentationError(f"learned segmentation unavailable: {exc}") from exc
         self._torch = torch
         self._threads = threads
+        self.flip = flip                     # average with the mirrored image's prediction
+        from .model.foreground import INPUT_LONG_SIDE
+        self.long_side = long_side or INPUT_LONG_SIDE
         self._lock = threading.Lock()
 
     def logits(self, rgb: np.ndarray) -> np.ndarray:
@@ -84,7 +90,7 @@ class LearnedSegmenter:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"image must be HxWx3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
-        w, h = input_size(rgb.shape[1], rgb.shape[0])
+        w, h = input_size(rgb.shape[1], rgb.shape[0], self.long_side)
         small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         torch = self._torch
         with self._lock:
@@ -93,7 +99,14 @@ class LearnedSegmenter:
                 torch.set_num_threads(self._threads)
             try:
                 with torch.inference_mode():
-                    out = self.net(self.net.to_input(small[None]))[0, 0].numpy()
+                    x = self.net.to_input(small[None])
+                    if self.flip:        # mirrored copy; its x channel negated back
+                        mirrored = torch.flip(x, dims=[3])
+                        mirrored[:, 3] = -mirrored[:, 3]
+                        y = self.net(torch.cat([x, mirrored]))
+                        out = (0.5 * (y[0, 0] + torch.flip(y[1, 0], dims=[1]))).numpy()
+                    else:
+                        out = self.net(x)[0, 0].numpy()
             finally:
                 torch.set_num_threads(before)
         return out

@@ -5,9 +5,9 @@ object cut off by the image border).
 
 Input: RGB normalised per image and two coordinate channels (x, y in [-1, 1]: where the image
 centre is, which a photograph's framing says about what matters). Output: one logit per pixel
-at the input's resolution (the decoder stops at half resolution; the last step is bilinear). Sides must be
-multiples of ``SIDE_MULTIPLE``. A weights folder is ``config.json`` (the constructor's arguments)
-+ ``model.safetensors``; :class:`ModelLoadError` names what is wrong with one.
+at the input's resolution (the decoder stops at half resolution; the last step is bilinear).
+Sides must be multiples of ``SIDE_MULTIPLE``. A weights folder is ``config.json`` (the
+constructor's arguments) + ``model.safetensors``; :class:`ModelLoadError` names what is wrong.
 """
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class ForegroundNet(nn.Module):
     @staticmethod
     def to_input(rgb01: np.ndarray) -> torch.Tensor:
         """N×H×W×3 float in [0, 1] → [N, 5, H, W]: RGB normalised per image and channel
-        (mean 0, std 1: exposure and white balance do not matter) and the x, y coordinates in [-1, 1]."""
+        (mean 0, std 1: exposure and white balance do not matter) and the x, y coordinates in
+        [-1, 1] (channels 3 and 4)."""
         x = torch.from_numpy(np.ascontiguousarray(rgb01, dtype=np.float32)).permute(0, 3, 1, 2)
         n, _, h, w = x.shape
         x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 0.02)

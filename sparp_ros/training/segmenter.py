@@ -8,6 +8,8 @@ Two steps, one command each (both seeded, both resumable):
     python -m sparp_ros.training.segmenter train --data runs/segmenter_data \\
         --out runs/segmenter --minutes 30 [--resume]
 
+(the shipped weights' exact commands and times: ``model/weights/segmenter/MODEL_CARD.md``)
+
 ``render``: tabletop scenes (``render.scene.render_tabletop`` with ``SceneRealism()``: shadows,
 three light types, backgrounds beyond the table, photo-like table tops, distractors, camera
 effects) of 1–4 training meshes, 3 views each, rendered at twice the network's size and reduced
@@ -21,8 +23,9 @@ a shard already written is skipped, so a stopped run continues where it was.
 ``train``: accelerate (CPU or one GPU), AdamW with warm-up + cosine rate, BCE + soft Dice, batches
 from one shape bucket each, drawn from a generator seeded by (seed, step) — so a resumed run
 draws the batches the uninterrupted one would have. Augmentation: flips, scale/shift, colour
-jitter, grey. A checkpoint every ``--checkpoint-every`` steps (``RUN/checkpoint/``: model and
-AdamW state as safetensors, ``state.json``); ``--resume`` continues from it. The weights folder
+jitter, grey (``--grey-prob``), hue rotation (``--hue-prob``). ``--init`` starts from a weights
+folder (fine-tuning). A checkpoint every ``--checkpoint-every`` steps (``RUN/checkpoint/``: model
+and AdamW state as safetensors, ``state.json``); ``--resume`` continues from it. The weights folder
 (``RUN/final/``: ``config.json`` + ``model.safetensors``) is what ``segment_learned`` loads.
 """
 from __future__ import annotations
@@ -85,8 +88,10 @@ def render_dataset(meshes: list[Path], out: Path, images: int, seed: int = 0,
             scene = 0
             while len(imgs) < shard_images:
                 scene += 1
-                n = int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1))
-                pick = rng.choice(len(meshes), n + DISTRACTOR_POOL, replace=False)
+                n = min(int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1)),
+                        len(meshes))
+                pick = rng.choice(len(meshes), min(n + DISTRACTOR_POOL, len(meshes)),
+                                  replace=False)
                 try:
                     sc = render_tabletop([meshes[i] for i in pick[:n]], views=VIEWS_PER_SCENE,
                                          seed=int(rng.integers(2**31)), width=w * RENDER_SCALE,
@@ -123,11 +128,17 @@ def load_dataset(folders: list[Path]) -> dict[tuple[int, int], tuple[np.ndarray,
 
 
 # -- augmentation --------------------------------------------------------------------------------
-def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
-            ) -> tuple[np.ndarray, np.ndarray]:
+def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+            hue_prob: float = 0.0, grey_prob: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Flip, scale/shift (objects may leave the frame: then they stay foreground where seen),
-    colour jitter, sometimes grey. uint8 in, float32 [0, 1] out."""
+    colour jitter, a random hue rotation (``hue_prob``), grey (``grey_prob``). uint8 in, float32
+    [0, 1] out."""
     h, w = mask.shape
+    if hue_prob > 0 and rng.random() < hue_prob:
+        hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(rng.integers(180))) % 180
+                       ).astype(np.uint8)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     if rng.random() < 0.5:
         img, mask = img[:, ::-1], mask[:, ::-1]
     if rng.random() < 0.6:
@@ -142,7 +153,7 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     x = (x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.1, 0.1)       # contrast, bright
     x = x * rng.uniform(0.85, 1.15, size=3)                                       # colour cast
     grey = x.mean(axis=2, keepdims=True)
-    x = grey + (x - grey) * (0.0 if rng.random() < 0.1 else rng.uniform(0.6, 1.4))  # saturation
+    x = grey + (x - grey) * (0.0 if rng.random() < grey_prob else rng.uniform(0.6, 1.4))
     return np.clip(x, 0, 1), mask.astype(np.float32) / 255.0
 
 
@@ -211,6 +222,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
     net = ForegroundNet(width=args.width)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, history = 0, []
+    if args.init and not (args.resume and ckpt.exists()):
+        net.load_state_dict(ForegroundNet.from_pretrained(args.init).state_dict())
+        log(f"starting from the weights in {args.init}")
     if args.resume and ckpt.exists():
         step, history = _load_checkpoint(ckpt, net, opt)
         log(f"resumed at step {step}")
@@ -228,8 +242,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
         rng = np.random.default_rng([args.seed, step])
         shape = shapes[int(rng.choice(len(shapes), p=sizes / sizes.sum()))]
         imgs, masks = data[shape]
-        idx = rng.choice(len(imgs), args.batch_size, replace=False)
-        pairs = [augment(imgs[i], masks[i], rng) for i in idx]
+        idx = rng.choice(len(imgs), args.batch_size, replace=len(imgs) < args.batch_size)
+        pairs = [augment(imgs[i], masks[i], rng, args.hue_prob, args.grey_prob) for i in idx]
         x = raw.to_input(np.stack([p[0] for p in pairs])).to(accelerator.device)
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None].to(accelerator.device)
         for g in opt.param_groups:
@@ -313,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest on a shared 2-core machine)")
     t.add_argument("--resume", action="store_true")
+    t.add_argument("--init", help="weights folder to start from (fine-tuning)")
+    t.add_argument("--hue-prob", type=float, default=0.0,
+                   help="share of images whose hue is rotated at random")
+    t.add_argument("--grey-prob", type=float, default=0.1, help="share of images made grey")
     args = p.parse_args(argv)
     try:
         if args.command == "render":

@@ -1,0 +1,103 @@
+"""Learned segmentation (RGB alone): the shipped weights load and run, a rendered test object and a
+real photograph are segmented above measured thresholds, instances are split and ordered as
+documented, and missing weights are a clear error."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from sparp_ros.evaluation.segmentation_metrics import score_scene
+from sparp_ros.render.scene import render_tabletop
+from sparp_ros.render.scene_realism import SceneRealism
+from sparp_ros.segment_learned import (DEFAULT_WEIGHTS, LearnedSegmentationError,
+                                       LearnedSegmentationParams, LearnedSegmenter,
+                                       frames_masked_learned, load_segmenter, segment_learned,
+                                       split_instances)
+from sparp_ros.segmentation import SegmentationError
+
+HYDRANT = SHARED / "data" / "real" / "co3d_hydrant"
+# Measured with the shipped weights (MODEL_CARD.md); the thresholds leave a margin below.
+RENDER_MIN_IOU = (0.5, 0.8)      # bull, mug on a realistic table, seed 7: 0.662, 0.901 measured
+HYDRANT_MIN_IOU = 0.3            # all 10 views: 0.402 measured (the issue's bar, 0.75, is not met)
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> LearnedSegmenter:
+    return load_segmenter()
+
+
+def test_shipped_weights_load_and_run(segmenter) -> None:
+    assert (DEFAULT_WEIGHTS / "model.safetensors").is_file()
+    assert sum(f.stat().st_size for f in DEFAULT_WEIGHTS.iterdir()) < 5e6
+    img = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    p = segmenter.probability(img)
+    assert p.shape == (480, 640) and p.dtype == np.float32
+    assert 0.0 <= p.min() <= p.max() <= 1.0
+    segmenter.instances(img)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        segmenter.instances(img)
+    assert (time.perf_counter() - t0) / 3 < 0.5       # 0.1 s measured on a quiet core; shared CI
+    with pytest.raises(ValueError, match="uint8"):
+        segmenter.probability(img.astype(np.float32))
+
+
+def test_rendered_test_object_is_found(segmenter, objects_dir: Path) -> None:
+    """A test object (never trained on) on a realistic table, two views."""
+    realism = replace(SceneRealism(), distractor_count=(0, 0))
+    scene = render_tabletop([objects_dir / "Schleich_Hereford_Bull.glb",
+                             objects_dir / "ACE_Coffee_Mug_Kristen_16_oz_cup.glb"], views=2,
+                            seed=7, width=480, height=360, realism=realism)
+    found = segment_learned(scene.capture.frames, segmenter=segmenter)
+    s = score_scene({o.name: o.masks for o in scene.objects}, found)
+    ious = [o.iou for o in s.objects]
+    assert min(ious) > RENDER_MIN_IOU[0] and max(ious) > RENDER_MIN_IOU[1], ious
+    masked, kept, chosen, _ = frames_masked_learned(scene.capture.frames, segmenter=segmenter)
+    assert kept[0] == 0 and masked[0].mask is chosen.masks[0]
+    assert chosen.centroid_world is None and chosen.height_m == 0.0
+
+
+@pytest.mark.skipif(not (HYDRANT / "masks").is_dir(), reason=f"no real data at {HYDRANT}")
+def test_real_hydrant(segmenter) -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from segmentation_learned import real_frames
+    frames, truth = real_frames(HYDRANT)
+    found = segment_learned(frames, segmenter=segmenter)
+    s = score_scene({"hydrant": truth}, found, min_visible_px=0)
+    assert s.objects[0].iou > HYDRANT_MIN_IOU, s.objects[0].view_ious
+
+
+def test_split_instances_orders_and_drops() -> None:
+    fg = np.zeros((100, 160), bool)
+    fg[40:60, 70:90] = True          # centre
+    fg[45:52, 75:80] = False         # a hole: filled
+    fg[10:30, 10:30] = True          # off centre
+    fg[80:100, 120:160] = True       # cut by the border: dropped while others stay clear
+    fg[5, 150] = True                # a speck
+    inst = split_instances(fg, LearnedSegmentationParams())
+    assert len(inst) == 2
+    assert inst[0][50, 77] and inst[0].sum() == 400
+    assert inst[1][20, 20]
+    only_border = np.zeros_like(fg)
+    only_border[80:100, 120:160] = True
+    assert len(split_instances(only_border, LearnedSegmentationParams())) == 1
+
+
+def test_missing_weights_and_no_object(tmp_path: Path, segmenter) -> None:
+    with pytest.raises(LearnedSegmentationError, match="learned segmentation unavailable"):
+        LearnedSegmenter(tmp_path)
+    assert issubclass(LearnedSegmentationError, SegmentationError)
+    from sparp_ros.camera import PinholeCamera
+    from sparp_ros.capture import Frame
+    cam = PinholeCamera(width=160, height=128, K=np.array([[150.0, 0, 79.5], [0, 150.0, 63.5],
+                                                           [0, 0, 1]]))
+    grey = Frame(image=np.full((128, 160, 3), 128, np.uint8), camera=cam)
+    assert segment_learned([grey], segmenter=segmenter) == []
+    with pytest.raises(LearnedSegmentationError, match="frame 0"):
+        frames_masked_learned([grey], segmenter=segmenter)
