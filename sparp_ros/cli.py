@@ -45,11 +45,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from .capture import CaptureError, load_capture
     from .outputs import write_outputs
     from .pipeline import PipelineConfig, PipelineError, SparpPipeline
-    from .segment_depth import mask_from_depth_if_needed
+    from .segment_select import masks_if_needed
     from .segmentation import SegmentationError
     try:
         capture = load_capture(args.capture)
-        frames, segmented = mask_from_depth_if_needed(capture.frames, logging.getLogger("sparp_ros.cli"))
+        frames, segmented = masks_if_needed(capture.frames, logging.getLogger("sparp_ros.cli"))
         pipeline = SparpPipeline(PipelineConfig(backend=args.backend, device=args.device,
                                                 cell_size=args.cell_size, mesh=not args.no_mesh,
                                                 **_model_options(args)))

@@ -73,7 +73,10 @@ def write_outputs(recon: Reconstruction, out_dir: str | Path, extra: dict | None
         result["mesh"]["file"] = paths["mesh"].name
         result["mesh"]["obj_file"] = paths["mesh_obj"].name
     paths["result"].write_text(json.dumps(result, indent=1, default=_json_default))
-    cv2.imwrite(str(paths["overview"]), cv2.cvtColor(overview_image(recon, frames), cv2.COLOR_RGB2BGR))
+    seg = (extra or {}).get("segmentation")
+    source = seg.get("method") if isinstance(seg, dict) else None
+    cv2.imwrite(str(paths["overview"]),
+                cv2.cvtColor(overview_image(recon, frames, source), cv2.COLOR_RGB2BGR))
     return paths
 
 
@@ -171,7 +174,8 @@ def overview_title(recon: Reconstruction) -> list[str]:
     return parts
 
 
-def overview_image(recon: Reconstruction, frames: Sequence[Frame] | None = None) -> np.ndarray:
+def overview_image(recon: Reconstruction, frames: Sequence[Frame] | None = None,
+                   mask_source: str | None = None) -> np.ndarray:
     """The picture a person checks the reconstruction with (RGB uint8).
 
     With ``frames`` (the input frames, one per view): a title, then per view a caption and a row
@@ -179,7 +183,8 @@ def overview_image(recon: Reconstruction, frames: Sequence[Frame] | None = None)
     and the axes drawn over it, and the predicted NOCS map (nearest-neighbour upscaled) beside it.
     A failed view shows its frame and mask only, captioned failed. Without frames (or when they do
     not match the views): the crop grid, one column per view, rows = crop, NOCS, crop with the
-    outlines and axes, the mesh rendered at the pose.
+    outlines and axes, the mesh rendered at the pose. ``mask_source``: how the frames' masks
+    were made when nobody gave them (e.g. ``"learned"``), named in the legend.
     """
     if frames is not None and len(frames) != len(recon.views):
         log.warning("overview: %d frames for %d views; drawing the crops instead",
@@ -188,13 +193,14 @@ def overview_image(recon: Reconstruction, frames: Sequence[Frame] | None = None)
     if frames is None:
         return _crop_grid(recon)
     try:
-        return _frame_rows(recon, frames)
+        return _frame_rows(recon, frames, mask_source)
     except Exception as exc:  # the overview is a picture: it must not fail the run
         log.warning("overview with the frames failed (%s); drawing the crops instead", exc)
         return _crop_grid(recon)
 
 
-def _frame_rows(recon: Reconstruction, frames: Sequence[Frame]) -> np.ndarray:
+def _frame_rows(recon: Reconstruction, frames: Sequence[Frame],
+                mask_source: str | None = None) -> np.ndarray:
     frames = [f.undistorted() for f in frames]   # the pipeline's poses are in the ideal camera
     cams, images, masks, mask_given = [], [], [], []
     for i, f in enumerate(frames):
@@ -222,6 +228,8 @@ def _frame_rows(recon: Reconstruction, frames: Sequence[Frame]) -> np.ndarray:
     width = max(r.shape[1] for r in rows)
     mask_name = ("mask" if all(mask_given) else "predicted mask" if not any(mask_given)
                  else "mask (given, else predicted)")
+    if mask_source and all(mask_given):
+        mask_name = f"mask ({mask_source} segmentation)"
     legend = [f"yellow: {mask_name} outline", "magenta: posed mesh outline",
               "axes: x red, y green, z blue", "right: predicted NOCS"]
     header = np.concatenate([_text_block(overview_title(recon), width, _TEXT, separator=" | "),

@@ -1,5 +1,6 @@
-"""`sparp-ros reconstruct` on a capture without masks: with depth it segments the object nearest
-the first image's centre (segment_depth.py); without depth it refuses as before."""
+"""`sparp-ros reconstruct` on a capture without masks: it segments the object nearest the first
+image's centre, from depth when the capture has depth (segment_depth.py), else with the learned
+foreground network (segment_learned.py; segment_select.py picks)."""
 from __future__ import annotations
 
 import json
@@ -39,17 +40,21 @@ def test_cli_reconstructs_the_centre_object_of_a_capture_without_masks(objects_d
     assert abs(result["scale"] / canonical.diagonal - 1.0) < 0.15
 
 
-def test_cli_without_depth_still_refuses_with_the_mask_message(objects_dir: Path, tmp_path: Path,
-                                                               capsys) -> None:
+def test_cli_without_depth_segments_with_the_learned_network(objects_dir: Path, tmp_path: Path,
+                                                            caplog) -> None:
     render_tabletop([objects_dir / OBJECTS[0]], tmp_path / "cap", views=2, seed=2, **SIZE)
     cams = json.loads((tmp_path / "cap" / "cameras.json").read_text())
     for f in cams["frames"]:
         f.pop("depth")
     (tmp_path / "cap" / "cameras.json").write_text(json.dumps(cams))
+    caplog.set_level("INFO")
     rc = cli.main(["reconstruct", str(tmp_path / "cap"), "--out", str(tmp_path / "out"),
                    "--backend", "oracle", "--no-mesh"])
-    assert rc == 2
-    assert "no object mask" in capsys.readouterr().err
+    assert rc == 0
+    assert "by the learned segmenter" in caplog.text
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["segmentation"]["method"] == "learned"
+    assert result["segmentation"]["views"][0] == 0
 
 
 def test_cli_reports_a_capture_with_depth_but_no_table(tmp_path: Path, capsys) -> None:
