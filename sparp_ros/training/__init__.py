@@ -12,10 +12,10 @@ other way (``test/test_layers.py`` checks both).
 
 The loops: ``loop.run_loop`` is the one optimisation loop on accelerate (a batch loss per step,
 the rate per step, validation and checkpoints as callables, a wall-clock limit that checkpoints so
-``--resume`` continues). The small networks run on it (``small_nets.train_loop``: AdamW with a
-one-cycle rate, batches from one seeded generator; on the CPU their seeded runs give the same
-weights bit for bit as the plain torch loop they had). Not on it yet: the diffusion model's
-``train.train`` (accelerate too, with EMA, mixed precision and a DataLoader over shards; EMA and
-the loader are what ``run_loop`` would take as further options) and the segmenter's
-``segmenter.train`` (accelerate, its own checkpoints and resume).
+``--resume`` continues). The small networks (``small_nets.train_loop``: AdamW with a one-cycle
+rate, batches from one seeded generator) and the segmenter (``segmenter.train``: warm-up + cosine,
+batches seeded by (seed, step), safetensors checkpoints) run on it; seeded runs of both give the
+same weights bit for bit as the loops they had. Not on it yet: the diffusion model's
+``train.train`` (accelerate too, with EMA, mixed precision, gradient clipping and a DataLoader
+over shards: what ``run_loop`` would take as further options).
 """

@@ -59,7 +59,9 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     ``validate()`` runs in eval mode and returns (a record for the history, a log line);
     ``checkpoint(state)`` writes what a resume needs. ``accelerator``: an ``accelerate``
     Accelerator (made for the CPU or the one GPU when None). The model and optimizer are prepared
-    here; the caller keeps its references to the unwrapped ones."""
+    here; on one device accelerate hands back the same module (moved, its forward wrapped for
+    mixed precision), so ``batch_loss`` may call the model it closed over. Several processes
+    (DDP) would need the prepared model passed in: not a case this project runs."""
     from accelerate import Accelerator
 
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())

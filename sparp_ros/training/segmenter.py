@@ -206,6 +206,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
     import torch
     from accelerate import Accelerator
     from ..model.foreground import ForegroundNet
+    from .loop import LoopSpec, LoopState, run_loop
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,46 +229,37 @@ def train(args: argparse.Namespace, log=print) -> Path:
     if args.resume and ckpt.exists():
         step, history = _load_checkpoint(ckpt, net, opt)
         log(f"resumed at step {step}")
-    net, opt = accelerator.prepare(net, opt)
-    raw = accelerator.unwrap_model(net)
-    log(f"{sum(p.numel() for p in raw.parameters()) / 1e6:.2f} M parameters, device "
+    log(f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters, device "
         f"{accelerator.device}, {args.steps} steps of {args.batch_size}")
-    t0, t_last = time.time(), time.time()
-    net.train()
-    while step < args.steps:
-        if args.minutes and time.time() - t0 > 60 * args.minutes:
-            log(f"stopping at step {step}: --minutes {args.minutes} reached (--resume continues)")
-            _save_checkpoint(ckpt, raw, opt, step, history, args)
-            break
-        rng = np.random.default_rng([args.seed, step])
+    t0 = time.time()
+
+    def batch_loss(k: int):
+        """The batch of step ``k``, drawn from a generator seeded by (seed, k): resumable."""
+        rng = np.random.default_rng([args.seed, k])
         shape = shapes[int(rng.choice(len(shapes), p=sizes / sizes.sum()))]
         imgs, masks = data[shape]
         idx = rng.choice(len(imgs), args.batch_size, replace=len(imgs) < args.batch_size)
         pairs = [augment(imgs[i], masks[i], rng, args.hue_prob, args.grey_prob) for i in idx]
-        x = raw.to_input(np.stack([p[0] for p in pairs])).to(accelerator.device)
+        x = net.to_input(np.stack([p[0] for p in pairs])).to(accelerator.device)
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None].to(accelerator.device)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, args.steps, args.lr, args.warmup)
-        logits = net(x)
-        loss = segmentation_loss(logits, y)
-        opt.zero_grad()
-        accelerator.backward(loss)
-        opt.step()
-        step += 1
-        if step % args.log_every == 0:
-            log(f"step {step}/{args.steps} loss {loss.item():.4f} "
-                f"({(time.time() - t_last) / args.log_every:.2f} s/step)")
-            t_last = time.time()
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            record = {"step": step, "loss": round(loss.item(), 5),
-                      "minutes": round((time.time() - t0) / 60, 2)}
-            if val is not None:
-                net.eval()
-                record["val_iou"] = round(validation_iou(raw, val), 4)
-                net.train()
-            history.append(record)
-            log(f"checkpoint {record}")
-            _save_checkpoint(ckpt, raw, opt, step, history, args)
+        return segmentation_loss(net(x), y)
+
+    def validate() -> tuple[dict, str]:
+        record = {"minutes": round((time.time() - t0) / 60, 2)}
+        if val is not None:
+            record["val_iou"] = round(validation_iou(net, val), 4)
+        return record, f"checkpoint {record}"
+
+    def checkpoint(state: LoopState) -> None:
+        _save_checkpoint(ckpt, net, opt, state.step, state.history, args)
+
+    state = run_loop(net, opt, batch_loss, LoopSpec(
+        steps=args.steps, max_minutes=args.minutes, val_every=args.checkpoint_every,
+        log_every=args.log_every, checkpoint_every=args.checkpoint_every),
+        lr_at=lambda k: _lr(k, args.steps, args.lr, args.warmup), validate=validate,
+        checkpoint=checkpoint, state=LoopState(step=step, history=history),
+        accelerator=accelerator, log=log)
+    step, history, raw = state.step, state.history, net
     final = run / "final"
     raw.eval()
     raw.save_pretrained(final)
