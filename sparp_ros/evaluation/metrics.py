@@ -83,6 +83,15 @@ def _pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
+def _pairwise(T_est: Sequence[np.ndarray | None], T_gt: Sequence[np.ndarray], failed: float,
+              score) -> list[float]:
+    """``score(T_est_i, T_est_j, T_gt_i, T_gt_j)`` for every pair i<j; ``failed`` where either
+    estimate is None. The one loop of the relative-pose errors below."""
+    _check_lists(T_est, T_gt)
+    return [failed if T_est[i] is None or T_est[j] is None
+            else score(T_est[i], T_est[j], T_gt[i], T_gt[j]) for i, j in _pairs(len(T_gt))]
+
+
 def relative_pose(T_ci_o: np.ndarray, T_cj_o: np.ndarray) -> np.ndarray:
     """``T_ci_cj = T_ci_o inv(T_cj_o)``: camera j's points in camera i, free of the object frame."""
     return np.asarray(T_ci_o, float) @ invert_rigid(np.asarray(T_cj_o, float))
@@ -95,16 +104,11 @@ def relative_rotation_errors(T_est: Sequence[np.ndarray | None],
     Multiplying every estimate on the right by one rigid transform (another object frame) leaves
     the errors unchanged. A pair with a ``None`` estimate scores ``FAILED_ROTATION_DEG``.
     """
-    _check_lists(T_est, T_gt)
-    errors = []
-    for i, j in _pairs(len(T_gt)):
-        if T_est[i] is None or T_est[j] is None:
-            errors.append(FAILED_ROTATION_DEG)
-            continue
-        R_est = np.asarray(T_est[i])[:3, :3] @ np.asarray(T_est[j])[:3, :3].T
-        R_gt = np.asarray(T_gt[i])[:3, :3] @ np.asarray(T_gt[j])[:3, :3].T
-        errors.append(rotation_angle_deg(R_est.T @ R_gt))
-    return errors
+    def error(ei, ej, gi, gj) -> float:
+        R_est = np.asarray(ei)[:3, :3] @ np.asarray(ej)[:3, :3].T
+        R_gt = np.asarray(gi)[:3, :3] @ np.asarray(gj)[:3, :3].T
+        return rotation_angle_deg(R_est.T @ R_gt)
+    return _pairwise(T_est, T_gt, FAILED_ROTATION_DEG, error)
 
 
 def relative_translation_errors(T_est: Sequence[np.ndarray | None], T_gt: Sequence[np.ndarray],
@@ -116,20 +120,14 @@ def relative_translation_errors(T_est: Sequence[np.ndarray | None], T_gt: Sequen
     compares objects of different sizes; a zero true baseline gives ``inf`` there. A pair with a
     ``None`` estimate scores ``inf``.
     """
-    _check_lists(T_est, T_gt)
-    errors = []
-    for i, j in _pairs(len(T_gt)):
-        if T_est[i] is None or T_est[j] is None:
-            errors.append(math.inf)
-            continue
-        t_est = relative_pose(T_est[i], T_est[j])[:3, 3]
-        t_gt = relative_pose(T_gt[i], T_gt[j])[:3, 3]
+    def error(ei, ej, gi, gj) -> float:
+        t_est, t_gt = relative_pose(ei, ej)[:3, 3], relative_pose(gi, gj)[:3, 3]
         err = float(np.linalg.norm(t_est - t_gt))
         if relative:
             baseline = float(np.linalg.norm(t_gt))
             err = err / baseline if baseline > 1e-12 else math.inf
-        errors.append(err)
-    return errors
+        return err
+    return _pairwise(T_est, T_gt, math.inf, error)
 
 
 def relative_translation_angle_errors(T_est: Sequence[np.ndarray | None],
@@ -139,21 +137,13 @@ def relative_translation_angle_errors(T_est: Sequence[np.ndarray | None],
     Scale-free, so it also applies to SfM baselines (pycolmap) whose scale is arbitrary. A ``None``
     estimate or a zero baseline on either side scores 180°.
     """
-    _check_lists(T_est, T_gt)
-    errors = []
-    for i, j in _pairs(len(T_gt)):
-        if T_est[i] is None or T_est[j] is None:
-            errors.append(FAILED_ROTATION_DEG)
-            continue
-        a = relative_pose(T_est[i], T_est[j])[:3, 3]
-        b = relative_pose(T_gt[i], T_gt[j])[:3, 3]
+    def error(ei, ej, gi, gj) -> float:
+        a, b = relative_pose(ei, ej)[:3, 3], relative_pose(gi, gj)[:3, 3]
         na, nb = np.linalg.norm(a), np.linalg.norm(b)
         if na < 1e-12 or nb < 1e-12:
-            errors.append(FAILED_ROTATION_DEG)
-            continue
-        c = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
-        errors.append(float(np.degrees(np.arccos(c))))
-    return errors
+            return FAILED_ROTATION_DEG
+        return float(np.degrees(np.arccos(float(np.clip(a @ b / (na * nb), -1.0, 1.0)))))
+    return _pairwise(T_est, T_gt, FAILED_ROTATION_DEG, error)
 
 
 def summarize_rotation(errors: Sequence[float]) -> dict[str, float | None]:
