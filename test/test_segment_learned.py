@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from shared_data import SHARED
 from sparp_ros.evaluation.segmentation_metrics import score_scene
 from sparp_ros.render.scene import render_tabletop
 from sparp_ros.render.scene_realism import SceneRealism

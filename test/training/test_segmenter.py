@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from shared_data import SHARED
 from sparp_ros.training.segmenter import main, render_dataset, whole_object_target
 
 TRAIN_OBJECTS = SHARED / "data" / "train_objects"
