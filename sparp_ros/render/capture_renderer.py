@@ -126,12 +126,7 @@ def render_capture(mesh_path: str | Path, out_dir: str | Path | None = None, vie
                      extra={"canonical": {"center": frame0.center.tolist(),
                                           "diagonal": frame0.diagonal,
                                           "azimuth": frame0.azimuth}})
-    if depth_noise is not None:
-        gt.extra["depth_noise"] = asdict(depth_noise)
-    capture = Capture(frames=frames, gt=gt)
-    if out_dir is not None:
-        capture.root = save_capture(capture, out_dir)
-    return capture
+    return _finish_capture(frames, gt, depth_noise, out_dir)
 
 
 REALISM_STREAM = 0x7265616C            # a realistic capture draws from its own stream of the seed
@@ -201,6 +196,13 @@ def _render_capture_realism(mesh_path: Path, mesh: TexturedMesh, out_dir, views:
                                         "distractors": scene.distractor_count,
                                         "truncation": truncations,
                                         "elevation_deg": np.degrees(el).tolist()}})
+    return _finish_capture(frames, gt, depth_noise, out_dir)
+
+
+def _finish_capture(frames: list[Frame], gt: GroundTruth, depth_noise: DepthNoise | None,
+                    out_dir: str | Path | None) -> Capture:
+    """The capture of ``frames`` and ``gt`` (the depth noise recorded in it), saved to
+    ``out_dir`` when given."""
     if depth_noise is not None:
         gt.extra["depth_noise"] = asdict(depth_noise)
     capture = Capture(frames=frames, gt=gt)

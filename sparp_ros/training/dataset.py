@@ -71,7 +71,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ..camera import PinholeCamera
 from ..conventions import (NOCS_PNG_RANGE, CanonicalFrame, canonical_frame, encode_nocs_png,
                            invert_rigid, unit_direction)
-from ..model.tiling import MAX_VIEWS, NUM_CELLS, tile
+from ..model.tiling import MAX_VIEWS, tile
 from ..render.capture_renderer import (ELEVATION_RANGE_DEG, FILL_RANGE, ROLL_RANGE_DEG,
                                        default_renderer, look_at, random_background, random_camera,
                                        random_light, spread_azimuths)
@@ -422,11 +422,7 @@ def render_sample(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator
     azimuths = spread_azimuths(rng, n)
     elevations = np.radians(rng.uniform(*ELEVATION_RANGE_DEG, size=n))
     light_mesh, ambient = random_light(rng), float(rng.uniform(*AMBIENT_RANGE))
-    out: dict[str, Any] = {
-        "images": np.zeros((V, S, S, 3), np.uint8), "masks": np.zeros((V, S, S), np.uint8),
-        "num_views": np.int16(n), "nocs_ref": np.zeros((V, S, S, 3), np.uint16),
-        "nocs_self": np.zeros((V, S, S, 3), np.uint16), "azimuth_self": np.zeros(V, np.float32),
-        "K": np.zeros((V, 3, 3), np.float32), "T_camera_object": np.zeros((V, 4, 4), np.float32)}
+    out = _empty_sample(V, S, n)
     frame0: CanonicalFrame | None = None
     # 2. Every view: place, render, crop like the pipeline, render the exact cell geometry.
     for k in range(n):
@@ -447,20 +443,9 @@ def render_sample(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.Generator
         cell_camera = crop_camera(camera, box, S)
         out["images"][k], out["masks"][k] = _crop_view(rng, r.rgb, r.mask, box, S)
         g = renderer.render(obj.mesh, cell_camera, T)
-        frame_k = canonical_frame(obj.mesh.vertices.astype(np.float64), T)
-        if k == 0:
-            frame0 = frame_k
-        out["nocs_ref"][k] = _nocs(frame0, g.xyz, g.mask)
-        out["nocs_self"][k] = _nocs(frame_k, g.xyz, g.mask)
-        out["azimuth_self"][k] = _wrap(frame_k.azimuth - frame0.azimuth)
-        out["K"][k] = cell_camera.K
-        out["T_camera_object"][k] = T @ frame0.T_mesh_object
-    assert frame0 is not None
-    out["T_mesh_object"] = frame0.T_mesh_object.astype(np.float32)
-    out["diagonal"] = np.float32(frame0.diagonal)
+        frame0 = _write_view_targets(out, k, obj.mesh, T, cell_camera, g.xyz, g.mask, frame0)
     # 3. The six fixed views around view 0's frame (empty when the config leaves them out).
-    out.update(_fixed_views(renderer, obj.mesh, frame0, S) if cfg.fixed_views else _no_fixed_views(S))
-    out["object"] = np.str_(spec.name)
+    _finish_sample(out, frame0, renderer, obj.mesh, S, cfg, spec)
     return out
 
 
@@ -521,11 +506,7 @@ def render_sample_realism(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.G
     donors, distractors = picked[:REALISM_TEXTURE_DONORS], [o.mesh for o in picked[REALISM_TEXTURE_DONORS:]]
     scene = ObjectScene(rng, p, obj.mesh, [invert_rigid(T)[:3, 3] for T in Ts], distractors,
                         [o.mesh.texture for o in donors])
-    out: dict[str, Any] = {
-        "images": np.zeros((V, S, S, 3), np.uint8), "masks": np.zeros((V, S, S), np.uint8),
-        "num_views": np.int16(n), "nocs_ref": np.zeros((V, S, S, 3), np.uint16),
-        "nocs_self": np.zeros((V, S, S, 3), np.uint16), "azimuth_self": np.zeros(V, np.float32),
-        "K": np.zeros((V, 3, 3), np.float32), "T_camera_object": np.zeros((V, 4, 4), np.float32)}
+    out = _empty_sample(V, S, n)
     frame0: CanonicalFrame | None = None
     # 3. Render every view, crop like the pipeline, render the exact cell geometry.
     for k, T in enumerate(Ts):
@@ -543,19 +524,8 @@ def render_sample_realism(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.G
         visible = g.mask & _cell_inside(box, S, camera.width, camera.height)
         if scene.distractor_count:
             visible &= ~scene.occluded(renderer, cell_camera, T, g.depth)
-        frame_k = canonical_frame(obj.mesh.vertices.astype(np.float64), T)
-        if k == 0:
-            frame0 = frame_k
-        out["nocs_ref"][k] = _nocs(frame0, g.xyz, visible)
-        out["nocs_self"][k] = _nocs(frame_k, g.xyz, visible)
-        out["azimuth_self"][k] = _wrap(frame_k.azimuth - frame0.azimuth)
-        out["K"][k] = cell_camera.K
-        out["T_camera_object"][k] = T @ frame0.T_mesh_object
-    assert frame0 is not None
-    out["T_mesh_object"] = frame0.T_mesh_object.astype(np.float32)
-    out["diagonal"] = np.float32(frame0.diagonal)
-    out.update(_fixed_views(renderer, obj.mesh, frame0, S) if cfg.fixed_views else _no_fixed_views(S))
-    out["object"] = np.str_(spec.name)
+        frame0 = _write_view_targets(out, k, obj.mesh, T, cell_camera, g.xyz, visible, frame0)
+    _finish_sample(out, frame0, renderer, obj.mesh, S, cfg, spec)
     render_K = np.zeros((V, 3, 3), np.float32)
     render_K[:n] = camera.K
     pad = lambda a: np.pad(np.asarray(a, np.float32), (0, V - n))  # noqa: E731
@@ -564,6 +534,42 @@ def render_sample_realism(spec: ObjectSpec, cfg: DatasetConfig, rng: np.random.G
                 "elevation": pad(elevations), "fill": pad(fills), "truncation": pad(truncs),
                 "plane": np.bool_(scene.plane), "distractors": np.int16(scene.distractor_count)})
     return out
+
+
+def _empty_sample(V: int, S: int, n: int) -> dict[str, Any]:
+    """A sample's arrays for ``V`` view slots of ``S`` px cells, ``n`` of them used."""
+    return {
+        "images": np.zeros((V, S, S, 3), np.uint8), "masks": np.zeros((V, S, S), np.uint8),
+        "num_views": np.int16(n), "nocs_ref": np.zeros((V, S, S, 3), np.uint16),
+        "nocs_self": np.zeros((V, S, S, 3), np.uint16), "azimuth_self": np.zeros(V, np.float32),
+        "K": np.zeros((V, 3, 3), np.float32), "T_camera_object": np.zeros((V, 4, 4), np.float32)}
+
+
+def _write_view_targets(out: dict[str, Any], k: int, mesh: TexturedMesh, T: np.ndarray,
+                        cell_camera, xyz: np.ndarray, visible: np.ndarray,
+                        frame0: CanonicalFrame | None) -> CanonicalFrame:
+    """View ``k``'s targets: NOCS in view 0's frame and in its own, its azimuth from view 0's,
+    the cell's intrinsics and pose. Returns view 0's frame (this view's when ``k`` is 0)."""
+    frame_k = canonical_frame(mesh.vertices.astype(np.float64), T)
+    if k == 0:
+        frame0 = frame_k
+    out["nocs_ref"][k] = _nocs(frame0, xyz, visible)
+    out["nocs_self"][k] = _nocs(frame_k, xyz, visible)
+    out["azimuth_self"][k] = _wrap(frame_k.azimuth - frame0.azimuth)
+    out["K"][k] = cell_camera.K
+    out["T_camera_object"][k] = T @ frame0.T_mesh_object
+    return frame0
+
+
+def _finish_sample(out: dict[str, Any], frame0: CanonicalFrame | None, renderer: MeshRenderer,
+                   mesh: TexturedMesh, S: int, cfg: DatasetConfig, spec: ObjectSpec) -> None:
+    """View 0's frame, the fixed views around it (empty when the config leaves them out) and the
+    object's name."""
+    assert frame0 is not None
+    out["T_mesh_object"] = frame0.T_mesh_object.astype(np.float32)
+    out["diagonal"] = np.float32(frame0.diagonal)
+    out.update(_fixed_views(renderer, mesh, frame0, S) if cfg.fixed_views else _no_fixed_views(S))
+    out["object"] = np.str_(spec.name)
 
 
 def _fixed_views(renderer: MeshRenderer, mesh: TexturedMesh, frame0: CanonicalFrame,
