@@ -62,33 +62,12 @@ from segmentation_iou import DEFAULT_OBJECTS, scene_meshes  # noqa: E402  (same 
 CONFIGS = ("depth", "rgb+poses", "rgb")
 KINDS = ("point", "pixel", "box")
 MIN_VISIBLE_PX = 200
-BOX_PAD = 0.03
 TABLE_CLEARANCE = 0.12
 
 
 def prompt_view(masks: list[np.ndarray]) -> int:
     """View 0 when the object shows there, else the view that sees most of it."""
     return 0 if masks[0].sum() >= MIN_VISIBLE_PX else int(np.argmax([m.sum() for m in masks]))
-
-
-def make_prompt(kind: str, mask: np.ndarray, frame, view: int):
-    """A user's prompt for the object of ``mask`` (see the module docstring)."""
-    from sparp_ros.segment_prompt import BoxPrompt, PixelPrompt, PointPrompt
-    dt = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
-    r, c = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    if kind == "pixel":
-        return PixelPrompt(float(c), float(r), view)
-    if kind == "point":
-        if frame.depth[r, c] <= 0:                      # a hole: the nearest measured pixel
-            ys, xs = np.nonzero(mask & (frame.depth > 0))
-            j = int(np.argmin(np.hypot(xs - c, ys - r)))
-            r, c = ys[j], xs[j]
-        p = frame.camera.unproject(np.array([[c, r]], float), np.array([frame.depth[r, c]]))[0]
-        return PointPrompt(tuple(p), view)
-    ys, xs = np.nonzero(mask)
-    pad = BOX_PAD * max(np.ptp(xs), np.ptp(ys))
-    x0, y0 = int(xs.min() - pad), int(ys.min() - pad)
-    return BoxPrompt(x0, y0, int(xs.max() + pad) + 1 - x0, int(ys.max() + pad) + 1 - y0, view)
 
 
 def table_pixel(ids: np.ndarray, depth: np.ndarray) -> tuple[int, int] | None:
@@ -134,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the summary and per-object scores here")
     args = ap.parse_args(argv)
 
-    from sparp_ros.evaluation.segmentation_metrics import score_scene
+    from sparp_ros.evaluation.segmentation_metrics import score_scene, simulated_prompt
     from sparp_ros.render.depth_noise import STEREO_DEFAULT
     from sparp_ros.render.scene import render_tabletop
     from sparp_ros.segment_prompt import (PixelPrompt, PointPrompt, PromptMissError,
@@ -160,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         views = [prompt_view(o.masks) for o in scene.objects]
         for config in args.configs:
             for kind in args.kinds:
-                prompts = [make_prompt(kind, o.masks[v], full[v], v)
+                prompts = [simulated_prompt(kind, o.masks[v], full[v], v)
                            for o, v in zip(scene.objects, views)]
                 t0 = time.perf_counter()
                 got, refused = run_prompts(variants[config], prompts, params)

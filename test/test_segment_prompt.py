@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sparp_ros.evaluation.segmentation_metrics import score_scene
+from sparp_ros.evaluation.segmentation_metrics import score_scene, simulated_prompt
 from sparp_ros.render.depth_noise import STEREO_DEFAULT
 from sparp_ros.render.scene import render_tabletop
 from sparp_ros.segment_prompt import (BoxPrompt, PixelPrompt, PointPrompt, PromptError,
@@ -33,28 +33,8 @@ def scene(objects_dir: Path):
                            depth_noise=STEREO_DEFAULT, **SIZE)
 
 
-def _prompt(kind: str, mask: np.ndarray, frame, view: int = 0):
-    """What a user would give: the most interior pixel (as a pixel, or its 3D point from the
-    depth), or the mask's box a little larger."""
-    dt = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
-    r, c = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    if kind == "pixel":
-        return PixelPrompt(float(c), float(r), view)
-    if kind == "point":
-        if frame.depth[r, c] <= 0:                      # a hole: the nearest measured pixel
-            ys, xs = np.nonzero(mask & (frame.depth > 0))
-            j = int(np.argmin(np.hypot(xs - c, ys - r)))
-            r, c = ys[j], xs[j]
-        return PointPrompt(tuple(frame.camera.unproject(np.array([[c, r]], float),
-                                                        np.array([frame.depth[r, c]]))[0]), view)
-    ys, xs = np.nonzero(mask)
-    pad = int(0.03 * max(np.ptp(xs), np.ptp(ys)))
-    return BoxPrompt(int(xs.min()) - pad, int(ys.min()) - pad, int(np.ptp(xs)) + 1 + 2 * pad,
-                     int(np.ptp(ys)) + 1 + 2 * pad, view)
-
-
 def _prompts(scene, kind: str) -> list:
-    return [_prompt(kind, o.masks[0], scene.capture.frames[0]) for o in scene.objects]
+    return [simulated_prompt(kind, o.masks[0], scene.capture.frames[0]) for o in scene.objects]
 
 
 def _iou(a, b) -> float:

@@ -94,3 +94,36 @@ def summarize(scenes: Sequence[SceneScore]) -> dict[str, float]:
         "missed_objects": sum(o.predicted_id is None for o in objects),
         "extra_predictions": sum(s.extra_predictions for s in scenes),
     }
+
+
+PROMPT_BOX_PAD = 0.03
+"""A simulated box prompt is the true mask's box enlarged by this fraction of its longer side."""
+
+
+def simulated_prompt(kind: str, mask: np.ndarray, frame, view: int = 0,
+                     box_pad: float = PROMPT_BOX_PAD):
+    """The prompt a user would give for the object of true ``mask`` in keyframe ``view``: its
+    most interior pixel (``"pixel"``), that pixel's 3D point from the depth (``"point"``; the
+    nearest measured pixel when it is a hole), or the mask's box a little larger (``"box"``).
+    One definition for the prompt benchmark and the tests."""
+    import cv2
+
+    from ..segment_prompt import BoxPrompt, PixelPrompt, PointPrompt
+
+    dt = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    r, c = np.unravel_index(int(np.argmax(dt)), dt.shape)
+    if kind == "pixel":
+        return PixelPrompt(float(c), float(r), view)
+    if kind == "point":
+        if frame.depth[r, c] <= 0:
+            ys, xs = np.nonzero(mask & (frame.depth > 0))
+            j = int(np.argmin(np.hypot(xs - c, ys - r)))
+            r, c = ys[j], xs[j]
+        p = frame.camera.unproject(np.array([[c, r]], float), np.array([frame.depth[r, c]]))[0]
+        return PointPrompt(tuple(p), view)
+    if kind != "box":
+        raise ValueError(f"kind must be 'pixel', 'point' or 'box', got {kind!r}")
+    ys, xs = np.nonzero(mask)
+    pad = box_pad * max(np.ptp(xs), np.ptp(ys))
+    x0, y0 = int(xs.min() - pad), int(ys.min() - pad)
+    return BoxPrompt(x0, y0, int(xs.max() + pad) + 1 - x0, int(ys.max() + pad) + 1 - y0, view)
