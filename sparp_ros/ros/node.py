@@ -417,7 +417,6 @@ class SparpNodeCore:
         previous = getattr(self, "objects", None)
         outputs = ObjectOutputs(
             self._create_output_publisher, RESULT_QOS, self.tf,
-            self._tf_sender.remove if self.tf is not None else None,
             lambda i: indexed_object_frame(self.get_namespace(), self.object_id, i),
             self._output_frame, self.get_logger())
         if previous is not None:
@@ -451,8 +450,7 @@ class SparpNodeCore:
         from .tf_listener import StaticTransformSender
 
         try:
-            self._tf_sender = StaticTransformSender(self._create_output_publisher)
-            return self._tf_sender.send
+            return StaticTransformSender(self._create_output_publisher)
         except ImportError:
             self.get_logger().warning("tf2_msgs is not importable: no TF published (run "
                                       "scripts/build_interfaces.sh)")
@@ -761,7 +759,7 @@ class SparpNodeCore:
         self.pose_pub.publish(messages.reconstruction_to_pose_stamped(recon, frame_id, stamp, view,
                                                                     T_fixed_camera))
         if self.tf is not None:
-            self.tf(messages.reconstruction_to_transform_stamped(
+            self.tf.send(messages.reconstruction_to_transform_stamped(
                 recon, frame_id, stamp, self.object_frame, view, T_fixed_camera))
         if recon.mesh is not None:
             written = self._write_mesh(recon) if self.params["mesh_output_dir"] else None

@@ -30,17 +30,17 @@ LABEL_GAP_M = 0.02
 
 class ObjectOutputs:
     """Publishes a trigger's objects. ``publisher(msg_type, topic, qos)`` makes a (latched)
-    publisher; ``send_tf`` is the node's static TF sender (None: no TF); ``frame_of(id)`` names an
+    publisher; ``tf`` is the node's ``StaticTransformSender`` (None: no TF); ``frame_of(id)`` names an
     object's TF frame; ``output_frame(frame)`` gives ``(frame_id, T_fixed_camera | None)`` of a
     keyframe, as for the single-object outputs."""
 
-    def __init__(self, publisher: Callable, qos: Any, send_tf, remove_tf, frame_of: Callable[[int], str],
+    def __init__(self, publisher: Callable, qos: Any, tf, frame_of: Callable[[int], str],
                  output_frame: Callable, logger, tracks: TrackParams | None = None):
         self.tracker = ObjectTracker(tracks or TrackParams())
         self.marker_pub = publisher(MarkerArray, OBJECTS_MARKER_TOPIC, qos)
         self.array_pub = self._array_publisher(publisher, qos, logger)
-        self._send_tf, self._remove_tf = send_tf, remove_tf
-        self._frame_of, self._output_frame, self._log = frame_of, output_frame, logger
+        self._tf = tf
+        self._frame_of, self._output_frame = frame_of, output_frame
         self._frames_sent: set[str] = set()
 
     @staticmethod
@@ -81,8 +81,8 @@ class ObjectOutputs:
             T = recon.views[view].T_camera_object
             if T_fixed_camera is not None:
                 T = T_fixed_camera @ T
-            if self._send_tf is not None:
-                self._send_tf(messages.reconstruction_to_transform_stamped(
+            if self._tf is not None:
+                self._tf.send(messages.reconstruction_to_transform_stamped(
                     recon, frame_id, stamp, child, view, T_fixed_camera))
                 self._frames_sent.add(child)
             if recon.mesh is not None:
@@ -110,8 +110,8 @@ class ObjectOutputs:
         self.tracker.reset()
         self.marker_pub.publish(MarkerArray(markers=[messages.delete_all_marker(ns=MARKER_NS),
                                                      messages.delete_all_marker(ns=LABEL_NS)]))
-        if self._remove_tf is not None and self._frames_sent:
-            self._remove_tf(sorted(self._frames_sent))
+        if self._tf is not None and self._frames_sent:
+            self._tf.remove(sorted(self._frames_sent))
         self._frames_sent.clear()
         return n
 

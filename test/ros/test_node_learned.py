@@ -39,7 +39,7 @@ def test_rgb_only_keyframes_are_segmented_by_the_learned_network(
         assert response.success, response.message
         assert response.message.startswith("1 object(s) [sparp_object_0]"), response.message
         assert "views posed" in response.message and "(prior)" in response.message
-        assert "sparp_object_0" in node._tf_sender.transforms
+        assert "sparp_object_0" in node.tf.transforms
     finally:
         for n in (node, peer):
             executor.remove_node(n)

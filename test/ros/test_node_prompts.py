@@ -73,7 +73,7 @@ def test_prompts_pick_the_objects_pointed_at(ros_context, executor, scene, wait_
         assert response.message.startswith("2 object(s) [pointed_0, pointed_1]"), response.message
         truth = _true_centres(scene)
         for child, obj in (("pointed_0", 1), ("pointed_1", 0)):
-            T = node._tf_sender.transforms[child]          # what /tf_static carries
+            T = node.tf.transforms[child]          # what /tf_static carries
             t = np.array([T.transform.translation.x, T.transform.translation.y,
                           T.transform.translation.z])
             assert np.linalg.norm(t - truth[obj]) < MAX_CENTRE_ERROR_M, (child, t, truth[obj])
