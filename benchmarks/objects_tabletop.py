@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
 
-    from sparp_ros.objects import order_objects, reconstruct_objects, segment_objects
+    from sparp_ros.objects import order_objects, reconstruct_objects
+    from sparp_ros.segment_select import segment_objects
     from sparp_ros.pipeline import PipelineConfig, SparpPipeline
     from sparp_ros.render.depth_noise import STEREO_DEFAULT
     from sparp_ros.render.scene import render_tabletop

@@ -124,18 +124,3 @@ def reconstruct_objects(pipeline: Callable[[list[Frame]], Reconstruction], frame
             if result.ok else f"failed: {result.error}"))
         results.append(result)
     return results
-
-
-def segment_objects(frames: Sequence[Frame], method: str) -> list[ObjectMasks]:
-    """Every object in the keyframes by ``method`` ('depth': on the support plane, from depth;
-    'learned': the foreground network), ids stable across the keyframes. Raises
-    SegmentationError (no depth, no plane, ...) or ValueError for an unknown method."""
-    if method == "depth":
-        from .segment_depth import segment_depth
-
-        return segment_depth(frames)
-    if method == "learned":
-        from .segment_learned import segment_learned
-
-        return segment_learned(frames)
-    raise ValueError(f"segmentation method must be 'depth' or 'learned', got {method!r}")

@@ -5,14 +5,19 @@ otherwise the object nearest the first image's centre is segmented — from dept
 has depth (``segment_depth``: support plane + clusters), else by the learned foreground network
 (``segment_learned``: RGB alone) — and the frames that see it are kept, with a record of what was
 done. ``method`` forces one of them (``"depth"`` on frames without depth raises ``NoDepthError``).
-No ROS; the learned network is loaded only when it is used.
+``segment_objects(frames, method)``: every object, by depth or by the learned network (what the
+node reconstructs, one by one, with segmentation ``depth`` / ``learned``). One module decides
+which segmenter runs. No ROS; the learned network is loaded only when it is used.
 """
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .capture import Frame
+
+if TYPE_CHECKING:
+    from .segment_depth import ObjectMasks
 
 METHODS = ("auto", "depth", "learned")
 
@@ -63,4 +68,19 @@ def masks_if_needed(frames: Sequence[Frame], log: logging.Logger | None = None,
                     "pixels": [int(f.mask.sum()) for f in masked]}
 
 
-__all__ = ["masks_if_needed", "choose_method", "METHODS"]
+def segment_objects(frames: Sequence[Frame], method: str) -> list[ObjectMasks]:
+    """Every object in the keyframes by ``method`` ('depth': on the support plane, from depth;
+    'learned': the foreground network), ids stable across the keyframes. Raises
+    SegmentationError (no depth, no plane, ...) or ValueError for an unknown method."""
+    if method == "depth":
+        from .segment_depth import segment_depth
+
+        return segment_depth(frames)
+    if method == "learned":
+        from .segment_learned import segment_learned
+
+        return segment_learned(frames)
+    raise ValueError(f"segmentation method must be 'depth' or 'learned', got {method!r}")
+
+
+__all__ = ["masks_if_needed", "choose_method", "segment_objects", "METHODS"]

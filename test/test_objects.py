@@ -6,7 +6,7 @@ import numpy as np
 
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.capture import Frame
-from sparp_ros.objects import order_objects, object_frames, reconstruct_objects
+from sparp_ros.objects import object_frames, order_objects, reconstruct_objects
 from sparp_ros.segment_depth import ObjectMasks
 
 H, W = 60, 80

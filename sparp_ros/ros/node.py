@@ -676,7 +676,8 @@ class SparpNodeCore:
     def _reconstruct_every(self, items, method: str) -> tuple[bool, str]:
         """Segment every object (``method``: depth or learned), reconstruct each, publish the most
         central on the single-object outputs and all of them with their ids."""
-        from ..objects import order_objects, reconstruct_objects, segment_objects
+        from ..objects import order_objects, reconstruct_objects
+        from ..segment_select import segment_objects
         from ..segmentation import SegmentationError
 
         frames = [f for f, _ in items]
