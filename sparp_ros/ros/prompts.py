@@ -77,7 +77,9 @@ class PromptInbox:
         for msg in points:
             p = np.array([msg.point.x, msg.point.y, msg.point.z], dtype=np.float64)
             frame_id = msg.header.frame_id.lstrip("/")
-            if world_frame and posed and frame_id == world_frame:
+            if not np.all(np.isfinite(p)):
+                refused.append(f"point in {frame_id!r} is not finite: {p.tolist()}")
+            elif world_frame and posed and frame_id == world_frame:
                 out.append(PointPrompt(tuple(p), in_world=True))
             elif world_frame and posed and (T := lookup(world_frame, frame_id)) is not None:
                 out.append(PointPrompt(tuple(T[:3, :3] @ p + T[:3, 3]), in_world=True))
