@@ -1,5 +1,10 @@
 """``sparp-ros train``: train a SparpDenoiser with accelerate, AdamW, EMA, safetensors checkpoints.
 
+The optimisation runs on the one loop of every network (``training.loop.run_loop``: the rate per
+step, gradient clipping, validation and checkpoint schedule, ``--max-minutes``); what is the
+diffusion model's own is here, passed to it: the batch loss (epochs of the loader, domains, noise
+and timesteps drawn from one seeded generator), the EMA step and the log rows after each step.
+
     sparp-ros train --config tiny --data DATA --out RUN [--domains nocs_self,nocs_ref] [--steps N]
                     [--batch-size B] [--lr LR] [--resume] [--val-data DIR] [--val-every N]
                     [--validate MODULE:FUNC] [--max-minutes M]
@@ -45,6 +50,7 @@ import torch.nn.functional as F
 from ..model.config import CONFIG_NAMES, DOMAINS, ModelConfig, get_config
 from ..model.diffusion import SparpDiffusionPipeline, make_scheduler
 from ..model.unet import SparpDenoiser, load_safetensors_checked, read_json_checked
+from .loop import LoopSpec, LoopState, run_loop
 
 Validator = Callable[[SparpDiffusionPipeline], dict]
 """A validation hook: gets a pipeline with the EMA weights, returns metrics (JSON-serialisable)."""
@@ -514,11 +520,12 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     weights = [tcfg.domain_weights.get(d, 1.0) for d in args.domains]
     probs = [w / sum(weights) for w in weights]
     gen = torch.Generator().manual_seed(args.seed * 1000003 + step * 131 + accelerator.process_index)
+    warmup_steps = tcfg.warmup_steps if args.warmup_steps is None else args.warmup_steps
     log_path = run / "log.jsonl"
-    t_start = time.perf_counter()
+    t_start = time.time()                # --max-minutes and the lr's time fraction count from here
     window: list[tuple[float, dict[str, list[float]]]] = []
     t_window = time.perf_counter()
-    stopped_by, last_loss = "steps", float("nan")
+    last_loss = float("nan")
     progress(f"training {cfg.name}: {sum(p.numel() for p in raw.parameters()) / 1e6:.2f} M params, "
              f"batch {batch_size}, lr {lr:g}, domains {list(args.domains)}, device {accelerator.device}, "
              f"precision {accelerator.mixed_precision}")
@@ -528,17 +535,21 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
             with log_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
+    loop = LoopState(step=step)
     saved_at = [-1]
 
-    def checkpoint() -> None:
-        if saved_at[0] == step:
+    def checkpoint(_state: LoopState | None = None) -> None:
+        if saved_at[0] == loop.step:
             return
-        saved_at[0] = step
+        saved_at[0] = loop.step
+        # the epoch a resume starts: a save_every checkpoint names the epoch in progress (the
+        # resume runs it again from its start), the one at the end of a run the next epoch
+        resume_epoch = epoch if loop.step % args.save_every == 0 or not drawn else epoch + 1
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            path = _save_checkpoint(run, step, epoch, cfg, accelerator.unwrap_model(model), ema,
-                                    optimizer, vae)
-            if args.snapshot_every and step % args.snapshot_every == 0:
+            path = _save_checkpoint(run, loop.step, resume_epoch, cfg, accelerator.unwrap_model(model),
+                                    ema, optimizer, vae)
+            if args.snapshot_every and loop.step % args.snapshot_every == 0:
                 snap = run / "snapshots" / path.name
                 shutil.rmtree(snap, ignore_errors=True)
                 shutil.copytree(path / "pipeline" / "denoiser", snap)
@@ -554,71 +565,94 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
         loader = memory
     else:
         loader = accelerator.prepare(_loader(dataset, batch_size, args.seed, args.workers))
-    while step < args.steps and stopped_by != "time":
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        for batch in (loader.batches(batch_size, args.seed) if args.cache_data else loader):
-            if step >= args.steps:
-                break
-            model.train()
-            b = make_batch(batch, args.domains, probs, gen, tcfg.fg_weight, tcfg.bg_weight)
-            b = {k: v.to(accelerator.device) for k, v in b.items()}
-            shape = b["target"].shape if vae is None else \
-                (b["target"].shape[0], cfg.denoiser["target_channels"],
-                 *(s // cfg.denoiser["latent_factor"] for s in b["target"].shape[-2:]))
-            noise = torch.randn(shape, generator=gen).to(accelerator.device)
-            t = torch.randint(args.min_timestep, noise_scheduler.config.num_train_timesteps, (shape[0],),
-                              generator=gen)
-            done = step / max(args.steps, 1)
-            if args.max_minutes:
-                done = max(done, (time.perf_counter() - t_start) / (args.max_minutes * 60))
-            for g in optimizer.param_groups:
-                g["lr"] = lr * lr_factor(step, tcfg.warmup_steps if args.warmup_steps is None
-                                         else args.warmup_steps, args.lr_schedule, done)
-            with accelerator.autocast():
-                loss, per_sample = diffusion_loss(model, noise_scheduler, b, noise, t.to(accelerator.device),
-                                                  vae, cfg.latent_scale, args.reference_grad)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and tcfg.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.step(accelerator.unwrap_model(model).parameters())
-            step += 1
-            last_loss = float(loss.detach())
-            by_domain: dict[str, list[float]] = {}
-            for d, v in zip(b["domain"].tolist(), per_sample.tolist()):
-                by_domain.setdefault(DOMAINS[d], []).append(v)
-            window.append((last_loss, by_domain))
+    batches, drawn = None, False
 
-            if step % args.log_every == 0 or step == args.steps:
-                dt = (time.perf_counter() - t_window) / len(window)
-                row = {"step": step, "loss": sum(w[0] for w in window) / len(window),
-                       "lr": optimizer.param_groups[0]["lr"], "s_per_step": round(dt, 4),
-                       "samples_per_s": round(batch_size * accelerator.num_processes / dt, 2),
-                       "elapsed_min": round((time.perf_counter() - t_start) / 60, 2)}
-                for d in DOMAINS:
-                    vals = [v for w in window for v in w[1].get(d, [])]
-                    if vals:
-                        row[f"loss_{d}"] = sum(vals) / len(vals)
-                log(row)
-                eta = (args.steps - step) * dt / 60
-                progress(f"step {step}/{args.steps} loss {row['loss']:.4f} | {dt:.2f} s/step "
-                         f"{row['samples_per_s']:.1f} samples/s | eta {eta:.1f} min")
-                window, t_window = [], time.perf_counter()
-            if validate is not None and step % args.val_every == 0 and accelerator.is_main_process:
-                t0 = time.perf_counter()
-                metrics = validate(_ema_pipeline(cfg, ema, accelerator.unwrap_model(model), vae))
-                log({"step": step, "val": metrics, "val_seconds": round(time.perf_counter() - t0, 2)})
-                progress(f"validation at step {step}: {metrics}")
-                t_window += time.perf_counter() - t0
-            if step % args.save_every == 0:
-                checkpoint()
-            if args.max_minutes is not None and time.perf_counter() - t_start > args.max_minutes * 60:
-                stopped_by = "time"
-                break
-        epoch += 1
-    checkpoint()
+    def next_batch() -> dict[str, torch.Tensor]:
+        """The epoch's next batch; once the epoch is exhausted, the first of the next one (the
+        loader re-made after ``set_epoch``)."""
+        nonlocal batches, epoch, drawn
+        while True:
+            fresh = batches is None
+            if fresh:
+                if hasattr(loader, "set_epoch"):
+                    loader.set_epoch(epoch)
+                batches = iter(loader.batches(batch_size, args.seed) if args.cache_data else loader)
+            batch = next(batches, None)
+            if batch is not None:
+                drawn = True
+                return batch
+            if fresh:
+                raise TrainError(f"epoch {epoch} of the data gives no batch of {batch_size}")
+            batches, epoch = None, epoch + 1
+
+    def lr_at(k: int) -> float:
+        done = k / max(args.steps, 1)
+        if args.max_minutes:
+            done = max(done, (time.time() - t_start) / (args.max_minutes * 60))
+        return lr * lr_factor(k, warmup_steps, args.lr_schedule, done)
+
+    drawn_loss: dict[str, torch.Tensor] = {}
+
+    def batch_loss(_k: int) -> torch.Tensor:
+        """Draw from ``gen`` in a fixed order (domains, noise, timesteps): a seeded run repeats."""
+        b = make_batch(next_batch(), args.domains, probs, gen, tcfg.fg_weight, tcfg.bg_weight)
+        b = {k: v.to(accelerator.device) for k, v in b.items()}
+        shape = b["target"].shape if vae is None else \
+            (b["target"].shape[0], cfg.denoiser["target_channels"],
+             *(s // cfg.denoiser["latent_factor"] for s in b["target"].shape[-2:]))
+        noise = torch.randn(shape, generator=gen).to(accelerator.device)
+        t = torch.randint(args.min_timestep, noise_scheduler.config.num_train_timesteps, (shape[0],),
+                          generator=gen)
+        with accelerator.autocast():
+            loss, per_sample = diffusion_loss(model, noise_scheduler, b, noise, t.to(accelerator.device),
+                                              vae, cfg.latent_scale, args.reference_grad)
+        drawn_loss.update(domain=b["domain"], per_sample=per_sample)
+        return loss
+
+    def after_step(state: LoopState, loss: torch.Tensor) -> None:
+        """The EMA step, and a log row of the window's mean (and per-domain) loss."""
+        nonlocal window, t_window, last_loss
+        ema.step(accelerator.unwrap_model(model).parameters())
+        last_loss = float(loss.detach())
+        by_domain: dict[str, list[float]] = {}
+        for d, v in zip(drawn_loss["domain"].tolist(), drawn_loss["per_sample"].tolist()):
+            by_domain.setdefault(DOMAINS[d], []).append(v)
+        window.append((last_loss, by_domain))
+        if state.step % args.log_every == 0 or state.step == args.steps:
+            dt = (time.perf_counter() - t_window) / len(window)
+            row = {"step": state.step, "loss": sum(w[0] for w in window) / len(window),
+                   "lr": optimizer.param_groups[0]["lr"], "s_per_step": round(dt, 4),
+                   "samples_per_s": round(batch_size * accelerator.num_processes / dt, 2),
+                   "elapsed_min": round((time.time() - t_start) / 60, 2)}
+            for d in DOMAINS:
+                vals = [v for w in window for v in w[1].get(d, [])]
+                if vals:
+                    row[f"loss_{d}"] = sum(vals) / len(vals)
+            log(row)
+            eta = (args.steps - state.step) * dt / 60
+            progress(f"step {state.step}/{args.steps} loss {row['loss']:.4f} | {dt:.2f} s/step "
+                     f"{row['samples_per_s']:.1f} samples/s | eta {eta:.1f} min")
+            window, t_window = [], time.perf_counter()
+
+    def validation() -> tuple[dict, str]:
+        """The hook on a pipeline of the EMA weights (main process); its time is not in s/step."""
+        nonlocal t_window
+        if not accelerator.is_main_process:
+            return {}, "validated on the main process"
+        t0 = time.perf_counter()
+        metrics = validate(_ema_pipeline(cfg, ema, accelerator.unwrap_model(model), vae))
+        log({"step": loop.step, "val": metrics, "val_seconds": round(time.perf_counter() - t0, 2)})
+        t_window += time.perf_counter() - t0
+        return {"val": metrics}, f"validation {metrics}"
+
+    run_loop(model, optimizer, batch_loss, LoopSpec(
+        steps=args.steps, max_minutes=args.max_minutes, val_every=args.val_every,
+        checkpoint_every=args.save_every, validate_last=False), lr_at=lr_at,
+        validate=validation if validate is not None else None, checkpoint=checkpoint, state=loop,
+        accelerator=accelerator, log=progress, grad_clip=tcfg.grad_clip, after_step=after_step,
+        started=t_start)
+    step, stopped_by = loop.step, "time" if loop.stopped_by_clock else "steps"
+    checkpoint()                         # a resume with no step left: its checkpoint written again
     if accelerator.is_main_process:
         final = run / "final"
         shutil.rmtree(final, ignore_errors=True)

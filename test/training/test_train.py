@@ -147,3 +147,30 @@ def test_lr_schedule_warms_up_then_decays_by_steps_or_time():
     assert lr_factor(50, 10, "cosine", 3.0) == pytest.approx(0.05)    # past the end: stays at the floor
     with pytest.raises(TrainError, match="schedule"):
         lr_factor(0, 10, "linear", 0.0)
+
+
+def test_a_clock_stop_checkpoints_and_a_resume_finishes_on_schedule(tmp_path):
+    """The trainer runs on the one loop (``training.loop.run_loop``): ``max_minutes`` stops it
+    with a checkpoint that ``resume`` continues from; the resumed run logs every step, validates
+    every ``val_every`` steps only (not at the last) and checkpoints every ``save_every`` and at
+    the end."""
+    cfg = small_config()
+    data = ListDataset(16)
+    run = tmp_path / "run"
+    args = TrainArgs(config="tiny", out=str(run), domains=("nocs_self",), steps=5, batch_size=4,
+                     save_every=2, val_every=2, log_every=1, threads=1, max_minutes=0.0)
+    lines = []
+    stopped = train(args, dataset=data, model_config=cfg, progress=lines.append)
+    assert stopped.stopped_by == "time" and stopped.step == 0
+    assert json.loads((run / "latest.json").read_text())["step"] == 0
+    assert any("minutes reached" in line for line in lines)
+    seen = []
+    done = train(TrainArgs(**{**args.__dict__, "resume": True, "max_minutes": None}), dataset=data,
+                 model_config=cfg, progress=lambda s: None,
+                 validate=lambda p: seen.append(p) or {"n": len(seen)})
+    assert done.stopped_by == "steps" and done.step == 5 and np.isfinite(done.last_loss)
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]
+    assert [(r["step"], r["val"]) for r in rows if "val" in r] == [(2, {"n": 1}), (4, {"n": 2})]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000004", "step_0000005"]
+    assert json.loads((run / "latest.json").read_text())["step"] == 5
