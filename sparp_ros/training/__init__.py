@@ -15,7 +15,9 @@ the rate per step, validation and checkpoints as callables, a wall-clock limit t
 ``--resume`` continues). The small networks (``small_nets.train_loop``: AdamW with a one-cycle
 rate, batches from one seeded generator) and the segmenter (``segmenter.train``: warm-up + cosine,
 batches seeded by (seed, step), safetensors checkpoints) run on it; seeded runs of both give the
-same weights bit for bit as the loops they had. Not on it yet: the diffusion model's
-``train.train`` (accelerate too, with EMA, mixed precision, gradient clipping and a DataLoader
-over shards: what ``run_loop`` would take as further options).
+same weights bit for bit as the loops they had. The diffusion model's ``train.train`` runs on it
+too: EMA, the per-domain loss window, the epoch DataLoader over shards and the time-based rate
+are its callbacks; gradient clipping (``grad_clip``) and the clock's start (``started``) are
+``run_loop`` options; seeded CPU runs (plain, ``--cache-data``, resumes, the latent path) gave
+every saved tensor bit for bit as its own loop did.
 """
