@@ -178,6 +178,7 @@ class SparpNodeCore:
         from ..pipeline import PipelineError, SparpPipeline
 
         p = self.params
+        self._check_tf_implementation()
         try:
             self.pipeline = SparpPipeline(self._pipeline_config())
         except Exception as exc:  # noqa: BLE001 - torch/CUDA errors too: the reason is the answer
@@ -383,23 +384,48 @@ class SparpNodeCore:
         self.get_logger().warning(f"a publisher on {topic} offers QoS this node cannot take "
                                   f"({policy}); no messages from it{hint}")
 
-    def _create_tf_listener(self) -> None:
-        """With ``world_frame``: /tf and /tf_static (tf2's QoS, remappable) into a fresh
-        ``TransformBuffer``; the two subscriptions are inputs like the others (made on activation,
-        destroyed on deactivation)."""
-        from ..tf_buffer import TransformBuffer
-        from .tf_listener import TransformListener
+    def _check_tf_implementation(self) -> None:
+        """Configuring fails (``TfImplementationError``, a ValueError, before the model is loaded)
+        when ``tf_implementation`` is ``tf2_ros`` and tf2_ros is not importable."""
+        from .tf2_adapter import choose_tf_implementation, tf2_ros_import_error
 
-        buffer = TransformBuffer()
+        choose_tf_implementation(self.params["tf_implementation"], tf2_ros_import_error())
+
+    def _create_tf_listener(self) -> None:
+        """With ``world_frame``: /tf and /tf_static (tf2's QoS, remappable) into a fresh buffer,
+        chosen by ``tf_implementation`` (``tf2_adapter``; one log line says which and why):
+        tf2_ros's ``Buffer`` and ``TransformListener`` behind ``Tf2Buffer``, or this package's
+        ``TransformBuffer`` and ``tf_listener.TransformListener``. Both answer 4x4 matrices and
+        raise ``tf_buffer.TransformError``. The two subscriptions are inputs like the others
+        (made on activation, destroyed on deactivation)."""
+        from .tf2_adapter import (TfImplementationError, choose_tf_implementation,
+                                  create_tf2_buffer, tf2_ros_import_error)
+
+        self.tf_buffer = None
         try:
-            listener = TransformListener(self, buffer)
+            implementation, why = choose_tf_implementation(self.params["tf_implementation"],
+                                                           tf2_ros_import_error())
+        except TfImplementationError as exc:       # set to tf2_ros while the node was inactive
+            self.get_logger().error(f"{exc}: no camera poses from TF")
+            return
+        try:
+            if implementation == "tf2_ros":
+                buffer = create_tf2_buffer(self)
+                listener, name = buffer.listener, "tf2_ros Buffer + TransformListener"
+            else:
+                from ..tf_buffer import TransformBuffer
+                from .tf_listener import TransformListener
+
+                buffer = TransformBuffer()
+                listener = TransformListener(self, buffer)
+                name = "builtin TransformBuffer + TransformListener (sparp_ros)"
         except ImportError:
             self.get_logger().warning("world_frame is set but tf2_msgs is not importable (run "
                                       "scripts/build_interfaces.sh): no camera poses from TF")
-            self.tf_buffer = None
             return
         self.tf_buffer = buffer
         self._subscriptions_by_part.update(tf=listener.tf_sub, tf_static=listener.tf_static_sub)
+        self.get_logger().info(f"TF implementation: {name}, because {why}")
 
     def _create_outputs(self) -> None:
         self.pose_pub = self._create_output_publisher(PoseStamped, POSE_TOPIC, RESULT_QOS)

@@ -94,6 +94,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         "from the camera motion without depth; empty = TF not used"),
     "tf_timeout_s": (0.1, "with world_frame: how long a frame waits for its camera pose on /tf "
                           "(seconds); after that it is kept without one"),
+    "tf_implementation": ("auto", "with world_frame: which TF buffer reads /tf and /tf_static: "
+                                  "'tf2_ros' (tf2_ros.Buffer and TransformListener; configuring "
+                                  "fails when tf2_ros is not importable), 'builtin' (this "
+                                  "package's TransformBuffer, for the pip-wheel install without "
+                                  "tf2_ros); 'auto' = tf2_ros when importable, else builtin"),
     "object_id": ("sparp_object", "the object's name: its TF child frame (prefixed by the node's "
                                   "namespace: <ns>/<object_id>), the object_id of the result and "
                                   "the mesh file name"),
@@ -117,6 +122,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 MESH_MARKERS = ("triangle_list", "mesh_resource")
 SEGMENTATIONS = ("auto", "mask_topic", "depth", "learned", "prompt")
+TF_IMPLEMENTATIONS = ("auto", "tf2_ros", "builtin")
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in PARAMETERS.items()}
 FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) is float)
 """Float parameters: an integer value is taken as a float (``coerce``)."""
@@ -147,11 +153,12 @@ CONSTRAINTS: dict[str, str] = {
     "model_domain": "one of: nocs_self, nocs_ref",
     "mesh_marker": "one of: " + ", ".join(MESH_MARKERS),
     "segmentation": "one of: " + ", ".join(SEGMENTATIONS),
+    "tf_implementation": "one of: " + ", ".join(TF_IMPLEMENTATIONS),
 }
 
 MODEL = frozenset({"backend", "device", "weights", "model_domain", "num_hypotheses"})
 INPUT = frozenset({"use_depth", "use_mask", "reliable_inputs", "compressed_input", "max_image_side",
-                   "world_frame"})
+                   "world_frame", "tf_implementation"})
 LIVE = frozenset(PARAMETERS) - MODEL - INPUT
 
 _POSITIVE = ("cell_size", "size_prior_m", "sync_timeout_s", "max_image_side", "num_hypotheses",
@@ -172,6 +179,8 @@ def check_value(name: str, value: Any) -> str | None:
         return f"mesh_marker must be one of {MESH_MARKERS}, got {value!r}"
     if name == "segmentation" and value not in SEGMENTATIONS:
         return f"segmentation must be one of {SEGMENTATIONS}, got {value!r}"
+    if name == "tf_implementation" and value not in TF_IMPLEMENTATIONS:
+        return f"tf_implementation must be one of {TF_IMPLEMENTATIONS}, got {value!r}"
     if name in _POSITIVE and not value > 0:
         return f"{name} must be > 0, got {value}"
     if name in _NON_NEGATIVE and not value >= 0:

@@ -3,10 +3,15 @@
 ``StaticTransformSender``, the node's side of ``/tf_static`` (as rclcpp's
 ``StaticTransformBroadcaster``: every frame sent is kept and all go out in one latched message).
 
-``tf2_ros.TransformListener`` is not used even where it is importable: its buffer answers in
-messages, while the node and the pipeline want 4x4 ``T_target_source`` matrices, so one buffer
-class serves both cases. The message type is ``tf2_msgs/TFMessage``: the real package on a ROS
-install, else ours from ``interfaces/tf2_msgs`` (``scripts/build_interfaces.sh``).
+Where ``import tf2_ros`` works (a ROS install) the node reads TF with tf2_ros's own ``Buffer`` and
+``TransformListener`` instead (``tf_implementation: auto``, the default; ``tf2_adapter``): the
+reference implementation, the one the robot's other nodes use. tf2's buffer answers in
+``TransformStamped`` messages, so ``tf2_adapter.Tf2Buffer`` turns them into the 4x4
+``T_target_source`` matrices and ``tf_buffer`` errors the node and the pipeline take from this
+listener's ``TransformBuffer``. This listener serves the pip-wheel install, which has no tf2_ros
+(or ``tf_implementation: builtin``); the rosbag reader (``bag``) fills a ``TransformBuffer``
+itself. The message type is ``tf2_msgs/TFMessage``: the real package on a ROS install, else ours
+from ``interfaces/tf2_msgs`` (``scripts/build_interfaces.sh``).
 
 QoS as tf2_ros's listener: ``/tf`` reliable, volatile, depth 100; ``/tf_static`` reliable,
 transient local, depth 100 (so static transforms sent before we started still arrive). The topic
