@@ -24,6 +24,7 @@ import bisect
 import threading
 import time as _time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -249,21 +250,12 @@ class TransformBuffer:
                  tolerance_s: float = 0.0) -> np.ndarray:
         """:meth:`lookup`, retried as transforms arrive for up to ``timeout_s``; raises the last
         error after that. An extrapolation into the past fails at once (waiting cannot help)."""
-        deadline = _time.monotonic() + max(0.0, timeout_s)
-        while True:
-            try:
-                return self.lookup(target, source, time, tolerance_s)
-            except ExtrapolationError as exc:
-                if not exc.future:
-                    raise
-                error = exc
-            except TransformError as exc:
-                error = exc
-            left = deadline - _time.monotonic()
-            if left <= 0:
-                raise error
-            with self._changed:
-                self._changed.wait(min(left, WAIT_POLL_S))
+        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
+                            self._wait_for_change)
+
+    def _wait_for_change(self, seconds: float) -> None:
+        with self._changed:
+            self._changed.wait(min(seconds, WAIT_POLL_S))
 
     # -- helpers (hold the lock) ---------------------------------------------------------------
     def _frames(self) -> set[str]:
@@ -291,5 +283,26 @@ class TransformBuffer:
         return T
 
 
-__all__ = ["ConnectivityError", "ExtrapolationError", "FrameNotFoundError", "TransformBuffer",
+def retry_lookup(lookup: Callable[[], np.ndarray], timeout_s: float,
+                 pause: Callable[[float], None]) -> np.ndarray:
+    """``lookup()`` asked again after ``pause(seconds left)`` until it answers or ``timeout_s``
+    has passed, then its last error raised; an extrapolation into the past is raised at once
+    (waiting cannot help). One retry rule for every buffer the node may use (ours, tf2_ros's)."""
+    deadline = _time.monotonic() + max(0.0, timeout_s)
+    while True:
+        try:
+            return lookup()
+        except ExtrapolationError as exc:
+            if not exc.future:
+                raise
+            error = exc
+        except TransformError as exc:
+            error = exc
+        left = deadline - _time.monotonic()
+        if left <= 0:
+            raise error
+        pause(left)
+
+
+__all__ = ["ConnectivityError", "ExtrapolationError", "FrameNotFoundError", "TransformBuffer", "retry_lookup",
            "TransformError", "matrix_to_quaternion", "quaternion_to_matrix", "slerp"]

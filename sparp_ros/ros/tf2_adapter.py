@@ -36,7 +36,8 @@ from rclpy.time import Time
 
 from . import messages
 from .params import TF_IMPLEMENTATIONS
-from ..tf_buffer import ConnectivityError, ExtrapolationError, FrameNotFoundError, TransformError
+from ..tf_buffer import (ConnectivityError, ExtrapolationError, FrameNotFoundError, TransformError,
+                         retry_lookup)
 
 POLL_S = 0.02
 """``wait_for`` asks again this often (tf2_ros's own ``can_transform`` sleeps as long)."""
@@ -154,20 +155,8 @@ class Tf2Buffer:
         """:meth:`lookup`, asked again every POLL_S for up to ``timeout_s`` while the listener
         adds transforms; raises the last error after that. An extrapolation into the past fails
         at once (waiting cannot help), as in ``TransformBuffer.wait_for``."""
-        deadline = _time.monotonic() + max(0.0, timeout_s)
-        while True:
-            try:
-                return self.lookup(target, source, time, tolerance_s)
-            except ExtrapolationError as exc:
-                if not exc.future:
-                    raise
-                error = exc
-            except TransformError as exc:
-                error = exc
-            left = deadline - _time.monotonic()
-            if left <= 0:
-                raise error
-            _time.sleep(min(left, POLL_S))
+        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
+                            lambda left: _time.sleep(min(left, POLL_S)))
 
 
 def create_tf2_buffer(node: Any) -> Tf2Buffer:
