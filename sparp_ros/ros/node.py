@@ -10,7 +10,8 @@ Subscriptions (remap them; reliable QoS, or sensor-data QoS with ``reliable_inpu
   ``camera_info`` (CameraInfo), ``depth`` (16UC1 mm or 32FC1 m; when ``use_depth``), ``mask``
   (mono8, object > 127; when ``use_mask``), ``oracle_nocs`` (16UC3 ground-truth NOCS; only with
   the ``oracle*`` backends, a test instrument fed by the capture player); with ``world_frame``,
-  ``/tf`` and ``/tf_static`` (tf2_msgs/TFMessage, ``tf_listener``): each frame's camera pose
+  ``/tf`` and ``/tf_static`` (tf2_msgs/TFMessage; tf2_ros's listener where it is importable,
+  else ours, ``tf_implementation``, ``tf2_adapter`` / ``tf_listener``): each frame's camera pose
   ``T_world_camera`` is looked up at its image stamp (metric scale from the camera motion).
 A message that cannot be read (bad encoding, step, size, truncated data, uncalibrated or
 unsupported CameraInfo) is dropped with a warning (at most one per part every WARN_THROTTLE_S) and
