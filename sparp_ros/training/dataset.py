@@ -785,8 +785,11 @@ class SparpDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, cache_shards: int = 4, cond_background: str = "grey",
-                 domains: Sequence[str] | None = None) -> None:
+                 domains: Sequence[str] | None = None, objects: int | None = None) -> None:
         self.root = Path(root)
+        # only the samples of the first ``objects`` meshes (the data curve: error against the
+        # number of training objects, at the same samples per object, from one rendered folder)
+        self.objects = objects
         # Only the targets of these domains are decoded and tiled (None: all). Training one domain
         # at 64 px cells spent most of each item on the others' targets, and a GPU run was
         # loader-bound (benchmarks/gpu/README.md).
@@ -803,6 +806,8 @@ class SparpDataset(torch.utils.data.Dataset):
             raise DatasetError(f"cond_background must be 'grey' or 'raw', got {cond_background!r}")
         self.meta = json.loads(meta_path.read_text())
         self.config = DatasetConfig.from_json(self.meta["config"])
+        if objects is not None and not 1 <= objects <= len(self.config.objects):
+            raise DatasetError(f"objects must be in 1..{len(self.config.objects)}, got {objects}")
         self.cell_size = self.config.cell_size
         self.cond_background = cond_background
         self.cache_shards = max(1, int(cache_shards))
@@ -821,7 +826,10 @@ class SparpDataset(torch.utils.data.Dataset):
         if not hasattr(self, "shards"):
             self.shards, self._index = [], []
         self.shards += new
-        added = [(j, r) for j in new for r in range(len(self.config.shard_rows(j)))]
+        n_objects = len(self.config.objects)
+        keep = n_objects if self.objects is None else self.objects
+        added = [(j, r) for j in new for r, sample in enumerate(self.config.shard_rows(j))
+                 if sample % n_objects < keep]      # sample i shows object i % n_objects
         self._index += added
         return len(added)
 

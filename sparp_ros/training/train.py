@@ -102,6 +102,9 @@ class TrainArgs:
     snapshot_every: int = 0
     """Keep the EMA denoiser of every N-th step in ``RUN/snapshots/step_XXXXXXX`` (checkpoints
     keep only the last two): the curve of error against steps is measured on them afterwards."""
+    objects: int | None = None
+    """Train on the samples of the data's first N objects only (the curve of error against the
+    number of training objects, from one rendered folder)."""
     lr_schedule: str = "constant"
     """``constant`` after warm-up, or ``cosine`` down to 5 % by the end of ``steps`` or of
     ``max_minutes``, whichever comes first (a time-boxed GPU run then ends at a low rate)."""
@@ -279,9 +282,9 @@ def load_validator(spec: str, val_data: str | None) -> Validator:
 
 
 # ------------------------------------------------------------------------------ training
-def _open_dataset(path: str, domains: Sequence[str] | None = None):
+def _open_dataset(path: str, domains: Sequence[str] | None = None, objects: int | None = None):
     from .dataset import SparpDataset
-    return SparpDataset(path, domains=domains)
+    return SparpDataset(path, domains=domains, objects=objects)
 
 
 class _EpochSampler(torch.utils.data.Sampler):
@@ -444,7 +447,7 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
     if dataset is None:
         if not args.data:
             raise TrainError("--data (a dataset folder from `sparp-ros dataset`) is required")
-        dataset = _open_dataset(args.data, args.domains)
+        dataset = _open_dataset(args.data, args.domains, args.objects)
     if len(dataset) < batch_size:
         raise TrainError(f"the data has {len(dataset)} samples, fewer than one batch of {batch_size}")
     data_cfg = getattr(dataset, "config", None)
@@ -690,6 +693,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
                    help="after warm-up: constant, or cosine to 5%% by --steps / --max-minutes")
+    p.add_argument("--objects", type=int, default=None, metavar="N",
+                   help="train on the samples of the data's first N objects only (data curves)")
     p.add_argument("--cell-size", type=int, default=None,
                    help="tile-cell size in pixels (default: the config's; must match the data)")
     p.add_argument("--min-timestep", type=int, default=0,
@@ -745,7 +750,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, reference_grad=not args.no_reference_grad,
         gradient_checkpointing=args.gradient_checkpointing, vae=args.vae, init_unet=args.init_unet,
         init=args.init, snapshot_every=args.snapshot_every, warmup_steps=args.warmup_steps,
-        cache_data=args.cache_data,
+        cache_data=args.cache_data, objects=args.objects,
         denoiser_overrides=overrides, min_timestep=args.min_timestep,
         cell=args.cell_size, lr_schedule=args.lr_schedule)
     try:

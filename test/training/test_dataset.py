@@ -261,3 +261,18 @@ def test_items_for_chosen_domains_only(data: Path) -> None:
                     assert torch.equal(v, a[k]), k
     with pytest.raises(DatasetError, match="unknown domains"):
         SparpDataset(data, domains=("rgb",))
+
+
+def test_first_objects_only(data: Path) -> None:
+    """``objects=N`` keeps the samples of the first N objects (sample i shows object i mod the
+    object count), the same items as without it, and refuses a count the data does not have."""
+    full = SparpDataset(data, domains=("nocs_self",))
+    first = SparpDataset(data, domains=("nocs_self",), objects=1)
+    assert len(full) == 6 and len(first) == 3
+    assert {first[i]["object"] for i in range(len(first))} == {MESHES[0]}
+    kept = [i for i in range(len(full)) if full[i]["object"] == MESHES[0]]
+    for i, j in enumerate(kept):
+        assert torch.equal(first[i]["nocs_self"], full[j]["nocs_self"])
+    for bad in (0, 3):
+        with pytest.raises(DatasetError, match="objects must be in 1..2"):
+            SparpDataset(data, objects=bad)
