@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from .assignment import gated_assignment
 
 RANK_BY = ("centre", "camera")
 UNMATCHED_COST = 1e9
@@ -196,9 +197,8 @@ class ObjectTracker:
         matched: dict[int, Track] = {}
         if kept and candidates:
             cost = np.array([[self._cost(t, objects[i]) for i in kept] for t in candidates])
-            for r, c in zip(*linear_sum_assignment(cost)):
-                if cost[r, c] < UNMATCHED_COST:
-                    matched[kept[c]] = candidates[r]
+            for r, c in gated_assignment(cost, UNMATCHED_COST):
+                matched[kept[c]] = candidates[r]
         # 4. Matched objects update their track, the others start new ones.
         for i in kept:
             o = objects[i]

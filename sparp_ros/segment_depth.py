@@ -31,9 +31,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 from scipy.ndimage import binary_fill_holes
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from .assignment import link_across_views
 from .capture import Frame
 from .segmentation import SegmentationError
 
@@ -447,17 +447,9 @@ def segment_depth(frames: Sequence[Frame],
     segs = [segment_frame(f, params, i) for i, f in enumerate(frames)]
     posed = all(s.in_world for s in segs)
     # 1. Frame by frame, clusters join the objects found so far (Hungarian) or start new ones.
-    tracks: list[dict[int, FrameObject]] = []
-    for i, seg in enumerate(segs):
-        objs = sorted(seg.objects, key=lambda o: _centre_distance(o, frames[i]))
-        cost = np.array([[_match_cost(t, o, posed, params) for o in objs] for t in tracks])
-        taken = set()
-        if cost.size:
-            for r, c in zip(*linear_sum_assignment(cost)):
-                if cost[r, c] < UNMATCHED_COST:
-                    tracks[r][i] = objs[c]
-                    taken.add(c)
-        tracks += [{i: o} for c, o in enumerate(objs) if c not in taken]
+    tracks: list[dict[int, FrameObject]] = link_across_views(
+        [sorted(seg.objects, key=lambda o: _centre_distance(o, f)) for seg, f in zip(segs, frames)],
+        lambda t, o: _match_cost(t, o, posed, params), UNMATCHED_COST)
     # 2. With poses, objects whose surfaces overlap in the world are one (the parts of an object
     #    that one view saw apart, e.g. a handle hidden at its joint).
     if posed:

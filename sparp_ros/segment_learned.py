@@ -30,8 +30,8 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from .assignment import link_across_views
 from .capture import Frame
 from .segment_depth import ObjectMasks, centre_object
 from .segmentation import SegmentationError
@@ -219,17 +219,9 @@ def segment_learned(frames: Sequence[Frame], params: LearnedSegmentationParams |
         raise ValueError("frames is empty: learned segmentation needs at least one frame")
     p = params or LearnedSegmentationParams()
     seg = segmenter or load_segmenter()
-    tracks: list[dict[int, _Seen]] = []
-    for i, f in enumerate(frames):
-        seen = [_describe(f.image, m) for m in seg.instances(f.image, p)]
-        cost = np.array([[_match_cost(t, o, p) for o in seen] for t in tracks])
-        taken = set()
-        if cost.size:
-            for r, c in zip(*linear_sum_assignment(cost)):
-                if cost[r, c] < UNMATCHED_COST:
-                    tracks[r][i] = seen[c]
-                    taken.add(c)
-        tracks += [{i: o} for c, o in enumerate(seen) if c not in taken]
+    tracks: list[dict[int, _Seen]] = link_across_views(
+        [[_describe(f.image, m) for m in seg.instances(f.image, p)] for f in frames],
+        lambda t, o: _match_cost(t, o, p), UNMATCHED_COST)
     n = len(frames)
     return [ObjectMasks(id=k, masks=[t[i].mask if i in t else None for i in range(n)],
                         centroid_world=None, centroids_camera=[None] * n, height_m=0.0)
