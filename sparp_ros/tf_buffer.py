@@ -102,7 +102,36 @@ class _Edge:
         return to_matrix(translation, slerp(self.rotations[i - 1], self.rotations[i], ratio))
 
 
-class TransformBuffer:
+class TransformLookups:
+    """``can_transform`` and ``wait_for`` on top of a ``lookup(target, source, time, tolerance_s)``
+    that answers ``T_target_source`` or raises a :class:`TransformError`: one definition for our
+    buffer and the tf2_ros adapter (``ros/tf2_adapter.py``). ``_pause(seconds)`` is how long a
+    retry waits (a subclass may wake on new transforms)."""
+
+    def lookup(self, target: str, source: str, time: float | None = None,
+               tolerance_s: float = 0.0) -> np.ndarray:
+        raise NotImplementedError
+
+    def _pause(self, seconds: float) -> None:
+        _time.sleep(min(seconds, WAIT_POLL_S))
+
+    def can_transform(self, target: str, source: str, time: float | None = None,
+                      tolerance_s: float = 0.0) -> bool:
+        try:
+            self.lookup(target, source, time, tolerance_s)
+        except TransformError:
+            return False
+        return True
+
+    def wait_for(self, target: str, source: str, time: float | None, timeout_s: float,
+                 tolerance_s: float = 0.0) -> np.ndarray:
+        """:meth:`lookup`, retried after each ``_pause`` for up to ``timeout_s``; raises the last
+        error after that. An extrapolation into the past fails at once (waiting cannot help)."""
+        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
+                            self._pause)
+
+
+class TransformBuffer(TransformLookups):
     """See the module docstring. ``buffer.set_transform("world", "camera", t, xyz, xyzw)`` then
     ``T_world_camera = buffer.lookup("world", "camera", t)``."""
 
@@ -238,22 +267,8 @@ class TransformBuffer:
         T_target_a[:3, :3], T_target_a[:3, 3] = R.T, -R.T @ p
         return T_target_a @ T_a_source
 
-    def can_transform(self, target: str, source: str, time: float | None = None,
-                      tolerance_s: float = 0.0) -> bool:
-        try:
-            self.lookup(target, source, time, tolerance_s)
-        except TransformError:
-            return False
-        return True
-
-    def wait_for(self, target: str, source: str, time: float | None, timeout_s: float,
-                 tolerance_s: float = 0.0) -> np.ndarray:
-        """:meth:`lookup`, retried as transforms arrive for up to ``timeout_s``; raises the last
-        error after that. An extrapolation into the past fails at once (waiting cannot help)."""
-        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
-                            self._wait_for_change)
-
-    def _wait_for_change(self, seconds: float) -> None:
+    def _pause(self, seconds: float) -> None:
+        """Until a transform is added (or WAIT_POLL_S, at most ``seconds``)."""
         with self._changed:
             self._changed.wait(min(seconds, WAIT_POLL_S))
 
@@ -304,5 +319,6 @@ def retry_lookup(lookup: Callable[[], np.ndarray], timeout_s: float,
         pause(left)
 
 
-__all__ = ["ConnectivityError", "ExtrapolationError", "FrameNotFoundError", "TransformBuffer", "retry_lookup",
+__all__ = ["ConnectivityError", "ExtrapolationError", "FrameNotFoundError", "TransformBuffer",
+           "TransformLookups", "retry_lookup",
            "TransformError", "matrix_to_quaternion", "quaternion_to_matrix", "slerp"]

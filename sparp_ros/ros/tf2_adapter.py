@@ -37,7 +37,7 @@ from rclpy.time import Time
 from . import messages
 from .params import TF_IMPLEMENTATIONS
 from ..tf_buffer import (ConnectivityError, ExtrapolationError, FrameNotFoundError, TransformError,
-                         retry_lookup)
+                         TransformLookups)
 
 POLL_S = 0.02
 """``wait_for`` asks again this often (tf2_ros's own ``can_transform`` sleeps as long)."""
@@ -97,7 +97,7 @@ def _frame(frame: str) -> str:
     return str(frame).strip("/")
 
 
-class Tf2Buffer:
+class Tf2Buffer(TransformLookups):
     """A ``tf2_ros.Buffer`` (``buffer``) that answers like ``tf_buffer.TransformBuffer`` (see the
     module docstring). ``listener`` (the ``tf2_ros.TransformListener`` filling it) is held here:
     tf2_ros's listener destroys its subscriptions when it is garbage-collected."""
@@ -142,21 +142,8 @@ class Tf2Buffer:
             raise ExtrapolationError(str(exc), future=newest is None or time > newest) from exc
         return messages.transform_to_matrix(msg)
 
-    def can_transform(self, target: str, source: str, time: float | None = None,
-                      tolerance_s: float = 0.0) -> bool:
-        try:
-            self.lookup(target, source, time, tolerance_s)
-        except TransformError:
-            return False
-        return True
-
-    def wait_for(self, target: str, source: str, time: float | None, timeout_s: float,
-                 tolerance_s: float = 0.0) -> np.ndarray:
-        """:meth:`lookup`, asked again every POLL_S for up to ``timeout_s`` while the listener
-        adds transforms; raises the last error after that. An extrapolation into the past fails
-        at once (waiting cannot help), as in ``TransformBuffer.wait_for``."""
-        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
-                            lambda left: _time.sleep(min(left, POLL_S)))
+    def _pause(self, seconds: float) -> None:
+        _time.sleep(min(seconds, POLL_S))     # tf2's buffer has no "changed" signal to wait on
 
 
 def create_tf2_buffer(node: Any) -> Tf2Buffer:
