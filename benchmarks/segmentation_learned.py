@@ -30,7 +30,9 @@ the hydrant are soft, > 127 is the object). Each folder is one capture: the obje
 ``segment_learned`` tracks across its views, scored the same way; also the per-view IoU of the
 best-matching predicted instance (what an oracle choice of the object would get). Prints per
 folder and the medians; ``--json`` writes them. ``--weights`` evaluates another weights folder
-(default: the shipped one).
+(default: the shipped one). ``--split-neck 0.8`` etc.: instance splitting at necks
+(``LearnedSegmentationParams``; off by default: it did not help these figures, model card).
+Tuning is done on the training meshes, not these: ``--objects-dir ../shared/data/train_objects``.
 """
 from __future__ import annotations
 
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                          "sparp_ros.training.segmenter render ...), with and without flip")
     ap.add_argument("--time-640", action="store_true",
                     help="also: time per 640x480 frame (4 realistic renders of 2 test objects, x5)")
+    ap.add_argument("--split-neck", type=float,
+                    help="LearnedSegmentationParams.split_neck (default: the params' default)")
+    ap.add_argument("--split-min-part", type=float, help="... split_min_part")
+    ap.add_argument("--split-probability", action="store_true", help="... split_probability")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -99,15 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     from sparp_ros.evaluation.segmentation_metrics import score_scene, summarize
     from sparp_ros.render.scene import render_tabletop
     from sparp_ros.render.scene_realism import SceneRealism
-    from sparp_ros.segment_learned import LearnedSegmenter, segment_learned
+    from sparp_ros.segment_learned import (LearnedSegmentationParams, LearnedSegmenter,
+                                           segment_learned)
 
     seg = LearnedSegmenter(args.weights) if args.weights else LearnedSegmenter()
-    out: dict = {"command": " ".join(sys.argv), "weights": str(seg.weights)}
+    params = LearnedSegmentationParams()
+    for name in ("split_neck", "split_min_part"):
+        if getattr(args, name) is not None:
+            params = replace(params, **{name: getattr(args, name)})
+    if args.split_probability:
+        params = replace(params, split_probability=True)
+    out: dict = {"command": " ".join(sys.argv), "weights": str(seg.weights),
+                 "params": {k: getattr(params, k) for k in params.__dataclass_fields__}}
     times: list[float] = []
 
     def run(frames):
         t0 = time.perf_counter()
-        found = segment_learned(frames, segmenter=seg)
+        found = segment_learned(frames, params, segmenter=seg)
         times.append((time.perf_counter() - t0) / len(frames))
         return found
 

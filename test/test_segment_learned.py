@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -87,6 +88,58 @@ def test_split_instances_orders_and_drops() -> None:
     only_border = np.zeros_like(fg)
     only_border[80:100, 120:160] = True
     assert len(split_instances(only_border, LearnedSegmentationParams())) == 1
+
+
+def _discs(neck_half_width: int) -> np.ndarray:
+    """Two discs (radius 30) 60 px apart, joined by a bar of the given half-width."""
+    m = np.zeros((200, 300), np.uint8)
+    for cx in (120, 180):
+        cv2.circle(m, (cx, 100), 30, 1, -1)
+    cv2.rectangle(m, (120, 100 - neck_half_width), (180, 100 + neck_half_width), 1, -1)
+    return m > 0
+
+
+def test_split_instances_cuts_necks_not_elongated_blobs() -> None:
+    assert LearnedSegmentationParams().split_neck == 0.0      # off by default (model card)
+    assert len(split_instances(_discs(10), LearnedSegmentationParams())) == 1
+    p = LearnedSegmentationParams(split_neck=0.8)      # the value tuned on training meshes
+    touching = _discs(10)                              # neck 10 px, radius 30: two objects
+    parts = split_instances(touching, p)
+    assert len(parts) == 2
+    assert not (parts[0] & parts[1]).any() and np.array_equal(parts[0] | parts[1], touching)
+    assert {bool(parts[0][100, 100]), bool(parts[1][100, 100])} == {True, False}
+    assert abs(int(parts[0].sum()) - int(parts[1].sum())) < 0.1 * touching.sum()
+    assert len(split_instances(touching, replace(p, split_neck=0.0))) == 1   # off: one blob
+    big = cv2.resize(touching.astype(np.uint8), (1200, 800), interpolation=cv2.INTER_NEAREST) > 0
+    parts = split_instances(big, p)                    # seeds found at 128 px, flood at full size
+    assert len(parts) == 2 and np.array_equal(parts[0] | parts[1], big)
+    assert len(split_instances(_discs(28), p)) == 1    # neck nearly as wide as the discs: one
+    capsule = np.zeros((200, 300), np.uint8)           # elongated, no neck: one
+    cv2.ellipse(capsule, (150, 100), (100, 28), 20, 0, 360, 1, -1)
+    assert len(split_instances(capsule > 0, p)) == 1
+    rod = np.zeros((200, 300), np.uint8)               # a capsule: two round ends, straight sides
+    cv2.line(rod, (60, 100), (240, 100), 1, 40)
+    cv2.circle(rod, (60, 100), 20, 1, -1)
+    cv2.circle(rod, (240, 100), 20, 1, -1)
+    assert len(split_instances(rod > 0, p)) == 1
+    knob = _discs(0)                                   # a small part (handle, bump) stays on
+    knob[:, 150:] = False
+    cv2.circle(knob.view(np.uint8), (152, 100), 6, 1, -1)
+    assert len(split_instances(knob, p)) == 1
+    with pytest.raises(ValueError, match="split_neck"):
+        LearnedSegmentationParams(split_neck=1.5)
+
+
+def test_split_probability_valley() -> None:
+    """With ``split_probability`` a valley of probability between two objects narrows the neck:
+    a blob that is one by shape alone is cut where the network is unsure."""
+    p = LearnedSegmentationParams(split_neck=0.8, split_probability=True)
+    blob = _discs(26)
+    logits = np.full(blob.shape, 6.0, np.float32)
+    logits[:, 145:156] = 0.3                           # just above the threshold (logit 0)
+    assert len(split_instances(blob, replace(p, split_probability=False), logits)) == 1
+    assert len(split_instances(blob, p, logits)) == 2
+    assert len(split_instances(blob, p)) == 1          # no logits: shape alone
 
 
 def test_missing_weights_and_no_object(tmp_path: Path, segmenter) -> None:
