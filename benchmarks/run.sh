@@ -21,7 +21,8 @@ echo "== $PY benchmarks/benchmark.py all --objects $OBJECTS --sweep-objects $SWE
 $PY benchmarks/benchmark.py all --objects "$OBJECTS" --sweep-objects "$SWEEP_OBJECTS" \
     --depth-noise "$DEPTH_NOISE"
 # Images alone on inputs our plain renderer did not make (issue 21): photo-like renders of the
-# shared objects (the data engine's realism) and 4-view subsets of the real Middlebury temple.
+# shared objects (the data engine's realism), 4-view subsets of the real Middlebury temple and of
+# the CO3D apple; each report has an overview picture per capture (OUT/overviews/).
 echo "== $PY benchmarks/eval_shared.py --objects $OBJECTS --views 4 --realism --backend model+images --baseline none"
 OMP_NUM_THREADS=1 $PY benchmarks/eval_shared.py --objects "$OBJECTS" --views 4 --realism \
     --out benchmarks/out/eval25r --backend model+images --baseline none > benchmarks/out/eval25r.json
@@ -32,6 +33,15 @@ if [ -f "${SPARP_SHARED:-../shared}/data/real/middlebury_temple/cameras.json" ];
   OMP_NUM_THREADS=1 $PY -m sparp_ros.cli eval benchmarks/out/real/temple \
       --out benchmarks/out/real/temple_report --backend model+images --baseline pycolmap
   grep -A4 '^| method' benchmarks/out/real/temple_report/report.md
+fi
+if [ -f "${SPARP_SHARED:-../shared}/data/real/co3d_apple/cameras.json" ]; then
+  # no masks, no depth: `eval` segments each subset with the learned segmenter, as the node would
+  echo "== real apple: $PY benchmarks/real_subsets.py --source .../co3d_apple --views 4 --subsets 4"
+  $PY benchmarks/real_subsets.py --source "${SPARP_SHARED:-../shared}/data/real/co3d_apple" \
+      --views 4 --subsets 4 --out benchmarks/out/real/apple
+  OMP_NUM_THREADS=1 $PY -m sparp_ros.cli eval benchmarks/out/real/apple \
+      --out benchmarks/out/real/apple_report --backend model+images --baseline none
+  grep -A3 '^| method' benchmarks/out/real/apple_report/report.md
 fi
 if [ "${SOAK:-0}" = 1 ]; then   # the node's soak run, ~7 min (benchmarks/soak.py -> soak.md)
     echo "== $PY benchmarks/soak.py"

@@ -96,7 +96,7 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     metrics = run_eval(captures, Path(args.out), backends=args.backend, baseline=baseline,
                        device=args.device, command="sparp-ros " + " ".join(sys.argv[1:]),
-                       model=_model_options(args))
+                       model=_model_options(args), overviews=not args.no_overviews)
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", default="pycolmap", choices=["pycolmap", "none"])
     e.add_argument("--device", default="cpu")
     _model_arguments(e)
+    e.add_argument("--no-overviews", action="store_true",
+                   help="skip the overview picture per capture and method (OUT/overviews/)")
 
     b = sub.add_parser("bag", help="a capture folder from a rosbag2 (.db3/.mcap), keyframes "
                                    "picked as the node does")

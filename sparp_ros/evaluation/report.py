@@ -171,6 +171,8 @@ def write_report(metrics: dict[str, Any], per_capture: dict[str, Any], out: Path
                     continue
                 med = rec.get("median_rotation_error_deg")
                 cell = f"{_fmt(med, '.1f')} ({rec.get('registered', 0)}/{entry['views']})"
+                if rec.get("overview"):
+                    cell += f" [overview]({rec['overview']})"
                 cells.append(cell + (" **failed**" if rec.get("failed") else ""))
             lines.append(f"| {entry.get('name', entry['capture'])} | {entry['views']} | "
                          + " | ".join(cells) + " |")

@@ -102,10 +102,13 @@ def method_options(method: str) -> tuple[str, dict[str, bool]]:
 
 
 def _run_backend(capture: Capture, backend: str, device: str,
-                 model: dict[str, Any] | None = None) -> dict[str, Any]:
+                 model: dict[str, Any] | None = None, overview: Path | None = None,
+                 mask_source: str | None = None) -> dict[str, Any]:
     """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record.
     ``backend`` may end in ``+tf`` or ``+images`` (:func:`method_options`); ``model`` (PipelineConfig
-    fields: ``weights``, ``model_domain``, ``inference_steps``) applies to the model backend."""
+    fields: ``weights``, ``model_domain``, ``inference_steps``) applies to the model backend.
+    ``overview``: where to write the reconstruction's overview picture (``outputs.overview_image``:
+    the frames with masks, posed outline and axes, the NOCS maps), the record names it."""
     n = len(capture.frames)
     metric = _scale_applies(capture)
     t0 = time.perf_counter()
@@ -144,13 +147,33 @@ def _run_backend(capture: Capture, backend: str, device: str,
     except Exception as exc:  # noqa: BLE001 -- a broken mesh must not hide the pose results
         mesh, mesh_message = None, f"mesh metrics failed: {type(exc).__name__}: {exc}"
         log.warning("%s on %s: %s", backend, capture.root, mesh_message)
+    if overview is not None:
+        rec_overview = _write_overview(recon, capture, overview, mask_source)
     messages = [v.message for v in recon.views if not v.ok and v.message]
     rec.update(failed=rec["registered"] < min(2, n),
                message="; ".join(filter(None, [*messages, mesh_message])),
                time_s=elapsed, timings={k: float(v) for k, v in recon.timings.items()},
                mesh=mesh, scale_source=recon.scale_source, confidence=float(recon.confidence),
                scale=scale_error(recon, capture) if metric else None)
+    if overview is not None and rec_overview:
+        rec["overview"] = rec_overview
     return rec
+
+
+def _write_overview(recon, capture: Capture, path: Path, mask_source: str | None) -> str | None:
+    """The overview picture at ``path``; its name relative to the report, or None (a warning)
+    when it could not be drawn: a picture must not fail an evaluation."""
+    import cv2
+
+    from ..outputs import overview_image
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = overview_image(recon, capture.frames, mask_source)
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("overview of %s failed: %s", capture.root, exc)
+        return None
+    return f"{path.parent.name}/{path.name}"
 
 
 def segment_if_unmasked(capture: Capture) -> tuple[Capture, dict | None]:
@@ -247,7 +270,7 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
              backends: Sequence[str] = ("oracle",), baseline: str | None = "pycolmap",
              device: str = "cpu", command: str | None = None,
              colmap_workdir: str | Path | None = None,
-             model: dict[str, Any] | None = None) -> dict[str, Any]:
+             model: dict[str, Any] | None = None, overviews: bool = True) -> dict[str, Any]:
     """Evaluate each backend and the baseline on each capture; returns the ``metrics.json`` dict.
 
     ``command`` is recorded in the report (default: this process's command line). Captures that do
@@ -255,6 +278,8 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
     for every method. ``colmap_workdir`` keeps COLMAP's database and model per capture for
     inspection (default: a temporary folder). ``model``: options of the model backend
     (``weights`` folder, ``model_domain``, ``inference_steps``; default the shipped model's).
+    ``overviews``: each backend's overview picture per capture in ``out/overviews/`` (the same
+    picture as ``sparp-ros reconstruct`` and ``make demo`` write), linked from the report.
     """
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES} or None, got {baseline!r}")
@@ -286,7 +311,10 @@ def run_eval(capture_dirs: Sequence[str | Path], out: str | Path,
             continue
         results: dict[str, dict[str, Any]] = {}
         for backend in backends:
-            results[backend] = _run_backend(capture, backend, device, model)
+            picture = (out / "overviews" / f"{cdir.name}_{backend.replace('+', '_')}.png"
+                       if overviews else None)
+            results[backend] = _run_backend(capture, backend, device, model, picture,
+                                            (segmentation or {}).get("method"))
         if baseline:
             wd = None if colmap_workdir is None else Path(colmap_workdir) / f"{k:03d}_{cdir.name}"
             results[baseline] = _run_baseline(capture, baseline, wd)

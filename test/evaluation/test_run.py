@@ -6,6 +6,7 @@ import json
 import sys
 import types
 
+import cv2
 import numpy as np
 import pytest
 import trimesh
@@ -184,6 +185,13 @@ def test_run_eval_with_the_real_oracle_pipeline(objects_dir, tmp_path):
     assert oracle["chamfer"] < 0.03 and oracle["fscore"] > 0.9
     assert oracle["scale_error"] < 0.02                 # depth (Umeyama) vs the true diagonal
     assert oracle["fscore@0.01"] <= oracle["fscore@0.02"] <= oracle["fscore"]
+    # the overview picture (frames with mask, posed outline and axes; NOCS beside), linked
+    picture = tmp_path / "out" / "overviews" / "mario_oracle.png"
+    image = cv2.imread(str(picture))
+    assert image is not None and image.shape[0] > 3 * 200 and image.shape[1] > 400
+    assert "[overview](overviews/mario_oracle.png)" in (tmp_path / "out" / "report.md").read_text()
+    run_eval([cap_dir], tmp_path / "quiet", backends=["oracle"], baseline=None, overviews=False)
+    assert not (tmp_path / "quiet" / "overviews").exists()
 
 
 def test_model_options_reach_only_the_model_backend(tmp_path, fake_pipeline):
