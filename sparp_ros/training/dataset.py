@@ -915,6 +915,47 @@ class ShardSampler(torch.utils.data.Sampler):
             yield from (int(i) for i in rng.permutation(group))
 
 
+class MixedDataset(torch.utils.data.Dataset):
+    """Several dataset folders as one (e.g. plain and realism renders, so that a fine-tune on the
+    one does not drift on the other), items in folder order. ``shard_of`` keeps every folder's
+    shards apart (folder k's shard j is ``k * SHARD_ID_STRIDE + j``), so ``ShardSampler`` mixes
+    the folders a few shards at a time; ``refresh`` takes in each folder's new shards."""
+
+    SHARD_ID_STRIDE = 1_000_000
+
+    def __init__(self, parts: Sequence[SparpDataset]) -> None:
+        if not parts:
+            raise DatasetError("MixedDataset needs at least one dataset")
+        sizes = {p.cell_size for p in parts}
+        if len(sizes) != 1:
+            raise DatasetError(f"datasets of different cell sizes cannot be mixed: {sorted(sizes)}")
+        self.parts = list(parts)
+        self.cell_size = parts[0].cell_size
+
+    def refresh(self) -> int:
+        return sum(p.refresh() for p in self.parts)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if index < 0:
+            index += len(self)
+        for k, p in enumerate(self.parts):
+            if 0 <= index < len(p):
+                return k, index
+            index -= len(p)
+        raise IndexError("MixedDataset index out of range")
+
+    def shard_of(self, index: int) -> int:
+        k, i = self._locate(index)
+        return k * self.SHARD_ID_STRIDE + self.parts[k].shard_of(i)
+
+    def __getitem__(self, index: int) -> dict:
+        k, i = self._locate(index)
+        return self.parts[k][i]
+
+
 # -- command line ---------------------------------------------------------------------------------
 def _views_range(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?:(?:\.\.|-|:)\s*(\d+))?\s*", text)

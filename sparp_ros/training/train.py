@@ -65,7 +65,8 @@ class TrainError(RuntimeError):
 @dataclass
 class TrainArgs:
     config: str = "tiny"
-    data: str = ""
+    data: str | list[str] = ""
+    """A dataset folder, or several to mix (``dataset.MixedDataset``)."""
     out: str = ""
     domains: tuple[str, ...] = ("nocs_self", "nocs_ref")
     steps: int = 1000
@@ -282,9 +283,14 @@ def load_validator(spec: str, val_data: str | None) -> Validator:
 
 
 # ------------------------------------------------------------------------------ training
-def _open_dataset(path: str, domains: Sequence[str] | None = None, objects: int | None = None):
-    from .dataset import SparpDataset
-    return SparpDataset(path, domains=domains, objects=objects)
+def _open_dataset(path: str | Sequence[str], domains: Sequence[str] | None = None,
+                  objects: int | None = None):
+    """One dataset folder, or several mixed (``dataset.MixedDataset``); ``objects`` applies to
+    each folder."""
+    from .dataset import MixedDataset, SparpDataset
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    parts = [SparpDataset(p, domains=domains, objects=objects) for p in paths]
+    return parts[0] if len(parts) == 1 else MixedDataset(parts)
 
 
 class _EpochSampler(torch.utils.data.Sampler):
@@ -668,7 +674,9 @@ def train(args: TrainArgs, dataset=None, val_dataset=None, validate: Validator |
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="sparp-ros train", description=__doc__.split("\n")[0])
     p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="named model config")
-    p.add_argument("--data", required=True, help="dataset folder (`sparp-ros dataset --out`)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="dataset folder(s) (`sparp-ros dataset --out`); several are mixed, e.g. "
+                        "plain and realism data")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, plot)")
     p.add_argument("--domains", default="nocs_self,nocs_ref",
                    help=f"comma-separated subset of {','.join(DOMAINS)}")

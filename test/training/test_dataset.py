@@ -276,3 +276,21 @@ def test_first_objects_only(data: Path) -> None:
     for bad in (0, 3):
         with pytest.raises(DatasetError, match="objects must be in 1..2"):
             SparpDataset(data, objects=bad)
+
+
+def test_mixed_folders_are_one_dataset_with_their_shards_apart(data: Path, tmp_path: Path) -> None:
+    """``MixedDataset``: the items of both folders in order, shards of the second folder told
+    apart from the first's (ShardSampler groups by them), every item drawn once per epoch."""
+    from sparp_ros.training.dataset import MixedDataset
+    a = SparpDataset(data, domains=("nocs_self",))
+    b = SparpDataset(data, domains=("nocs_self",), objects=1)
+    mixed = MixedDataset([a, b])
+    assert len(mixed) == len(a) + len(b) == 9
+    assert torch.equal(mixed[len(a)]["nocs_self"], b[0]["nocs_self"])
+    assert torch.equal(mixed[-1]["nocs_self"], b[len(b) - 1]["nocs_self"])
+    assert {mixed.shard_of(i) for i in range(len(a))} == {0, 1}
+    assert {mixed.shard_of(i) for i in range(len(a), 9)} == {MixedDataset.SHARD_ID_STRIDE + j for j in (0, 1)}
+    order = list(ShardSampler(mixed, shards_at_once=2, seed=3))
+    assert sorted(order) == list(range(9))
+    with pytest.raises(IndexError):
+        mixed[9]
