@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry.view_angles import elevation_roll_deg
+from ..model.config import ModelLoadError
 from ..model.view_angles import ANGLE_UNIT_DEG, ViewAngleEstimator, ViewAngleNet
 from .augment import augment_brightness, augment_depth
 from .small_nets import (PackedCells, load_dataset_views, run_training, sample_view_counts,
@@ -76,7 +77,7 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
                       width: int = 32, steps: int = 4500, batch_size: int = 128, lr: float = 2e-3,
                       max_minutes: float | None = None, seed: int = 0, val_every: int = 500,
                       threads: int | None = None, context: bool = False, depth: bool = False,
-                      log=print) -> ViewAngleEstimator:
+                      init: str | Path | None = None, log=print) -> ViewAngleEstimator:
     """Train on shards ``data`` (one-cycle learning rate over ``steps``; ``max_minutes`` stops
     early), log the validation error on ``val_data`` (held-out objects) as it goes, save to
     ``out`` and return the estimator. Deterministic by ``seed`` on one thread count.
@@ -84,7 +85,9 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
     ``context`` (:class:`ViewAngleNet`): a batch is whole samples (about ``batch_size`` views),
     each view read with the other views of its sample; a mirror image mirrors the whole sample.
     ``depth``: an RGB-D network (:class:`ViewAngleNet`), its depth made from the shards' NOCS
-    targets (exact), with noise and holes added in training as a depth camera has them."""
+    targets (exact), with noise and holes added in training as a depth camera has them.
+    ``init``: start from a trained network's folder (fine-tuning, e.g. on realism data); its
+    width, cell size, context and depth must be these."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -99,6 +102,14 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
     del train
     y_all = torch.from_numpy(labels / ANGLE_UNIT_DEG).float()
     net = ViewAngleNet(width, cell, context, depth)
+    if init is not None:
+        start = ViewAngleEstimator.from_folder(init)
+        theirs = (int(start.config["width"]), start.cell, start.context, bool(start.net.depth))
+        if theirs != (width, cell, context, depth):
+            raise ModelLoadError(f"--init {init}: width, cell, context, depth {theirs} do not match "
+                                 f"{(width, cell, context, depth)}")
+        net.load_state_dict(start.net.state_dict())
+        log(f"starting from {init}")
     estimator = ViewAngleEstimator(net, cell, {})
     draw = _sample_batches(view_groups(data), batch_size) if context else None
     val_groups = view_groups(val_data) if (context and val_data) else None
@@ -129,6 +140,7 @@ def train_view_angles(data: list[str | Path], out: str | Path, val_data: list[st
                                         validate if val is not None else None, val_every, log)
     estimator.config = {"width": width, "cell": cell, "context": context, "depth": depth,
                         "training": {"data": [str(d) for d in data], "views": len(images),
+                                     "init": str(init) if init is not None else None,
                                      "steps": step, "batch_size": batch_size, "lr": lr, "seed": seed,
                                      "minutes": minutes,
                                      "history": history}}
@@ -146,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", action="store_true",
                    help="an RGB-D network: read each view's depth too (made from the NOCS targets; "
                         "the pipeline uses it where the views have depth)")
+    p.add_argument("--init", help="start from this trained view-angle folder (fine-tune)")
     a = p.parse_args(argv)
     return run_training(p, a, lambda: train_view_angles(
         a.data, a.out, a.val_data, a.width, a.steps, a.batch_size, a.lr, a.max_minutes, a.seed,
-        val_every=a.val_every, threads=a.threads, context=a.context, depth=a.depth))
+        val_every=a.val_every, threads=a.threads, context=a.context, depth=a.depth, init=a.init))
 
 
 def _sample_batches(groups: np.ndarray, batch_size: int):

@@ -184,3 +184,30 @@ def test_a_depth_network_learns_the_elevation_from_the_surface_alone(tmp_path):
     relative = saved.predict(data.images[:1], data.masks[:1], depth=data.depth[:1].astype(np.float32),
                              depth_valid=data.depth_valid[:1])
     assert np.allclose(metric, relative, atol=0.05)
+
+
+def test_fine_tuning_starts_from_the_given_network(tmp_path):
+    """``--init``: a trained network's weights are the start (a run at a vanishing rate keeps its
+    accuracy, a fresh one at that rate stays at chance); a network of another shape is refused."""
+    from sparp_ros.model.config import ModelLoadError
+
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    _shard(train, 40, seed=2)
+    _shard(val, 10, seed=3)
+    data = load_view_samples([val])
+    first = train_view_angles([train], tmp_path / "first", None, width=8, steps=150, batch_size=32,
+                              lr=3e-3, seed=0, log=lambda _: None)
+    trained = np.median(angle_errors(first, *data[:3]), axis=0)[0]
+    lines = []
+    tuned = train_view_angles([train], tmp_path / "tuned", None, width=8, steps=2, batch_size=32,
+                              lr=1e-9, seed=1, init=tmp_path / "first", log=lines.append)
+    fresh = train_view_angles([train], tmp_path / "fresh", None, width=8, steps=2, batch_size=32,
+                              lr=1e-9, seed=1, log=lambda _: None)
+    assert np.median(angle_errors(tuned, *data[:3]), axis=0)[0] == pytest.approx(trained, abs=0.5)
+    assert np.median(angle_errors(fresh, *data[:3]), axis=0)[0] > 2 * trained
+    assert any("starting from" in line for line in lines)
+    assert ViewAngleEstimator.from_folder(tmp_path / "tuned").config["training"]["init"] == str(tmp_path / "first")
+    with pytest.raises(ModelLoadError, match="do not match"):
+        train_view_angles([train], tmp_path / "wide", None, width=16, steps=1, batch_size=32,
+                          init=tmp_path / "first", log=lambda _: None)
