@@ -84,6 +84,11 @@ class LearnedSegmentationParams:
         if not 0.0 <= self.split_min_part < 0.5:
             raise ValueError(f"split_min_part must be in [0, 0.5), got {self.split_min_part}")
 
+    @property
+    def logit_threshold(self) -> float:
+        """``threshold`` on the network's logits (what the resized logits are compared with)."""
+        return float(np.log(self.threshold / (1.0 - self.threshold)))
+
 
 class LearnedSegmenter:
     """The foreground network loaded once; thread-safe ``probability`` / ``instances``.
@@ -145,9 +150,8 @@ class LearnedSegmenter:
         """The objects in one image (HxW bool masks), nearest the image centre first."""
         p = params or LearnedSegmentationParams()
         h, w = rgb.shape[:2]
-        logit_t = float(np.log(p.threshold / (1.0 - p.threshold)))
         logits = cv2.resize(self.logits(rgb), (w, h), interpolation=cv2.INTER_LINEAR)
-        return split_instances(logits > logit_t, p, logits)
+        return split_instances(logits > p.logit_threshold, p, logits)
 
 
 def split_instances(fg: np.ndarray, p: LearnedSegmentationParams,
@@ -168,7 +172,7 @@ def split_instances(fg: np.ndarray, p: LearnedSegmentationParams,
         if p.split_neck > 0.0:
             box = None if logits is None or not p.split_probability else logits[y:y + bh, x:x + bw]
             for m in split_component(comp, p.split_neck, max(p.split_min_part * area, min_area),
-                                     box, float(np.log(p.threshold / (1.0 - p.threshold)))):
+                                     box, p.threshold):
                 parts.append((m, x, y))
         else:
             parts.append((comp, x, y))
@@ -192,7 +196,7 @@ def split_instances(fg: np.ndarray, p: LearnedSegmentationParams,
 
 
 def split_component(mask: np.ndarray, neck: float, min_part_px: float,
-                    logits: np.ndarray | None = None, logit_threshold: float = 0.0,
+                    logits: np.ndarray | None = None, threshold: float = 0.5,
                     levels: int = 40, work_px: int = 128) -> list[np.ndarray]:
     """One foreground component (bool, hole-free) cut where it narrows: two touching objects seen
     as one blob. The surface ``f`` is the distance to the background (times the foreground
@@ -215,7 +219,7 @@ def split_component(mask: np.ndarray, neck: float, min_part_px: float,
         cv2.resize(padded.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5)
     f = cv2.distanceTransform(small.astype(np.uint8), cv2.DIST_L2, 5)
     if logits is not None:
-        t = 1.0 / (1.0 + np.exp(-logit_threshold))
+        t = float(threshold)
         lg = np.pad(logits.astype(np.float32), 1, mode="edge")
         if scale != 1.0:
             lg = cv2.resize(lg, size, interpolation=cv2.INTER_AREA)
