@@ -147,16 +147,14 @@ def _run_backend(capture: Capture, backend: str, device: str,
     except Exception as exc:  # noqa: BLE001 -- a broken mesh must not hide the pose results
         mesh, mesh_message = None, f"mesh metrics failed: {type(exc).__name__}: {exc}"
         log.warning("%s on %s: %s", backend, capture.root, mesh_message)
-    if overview is not None:
-        rec_overview = _write_overview(recon, capture, overview, mask_source)
     messages = [v.message for v in recon.views if not v.ok and v.message]
     rec.update(failed=rec["registered"] < min(2, n),
                message="; ".join(filter(None, [*messages, mesh_message])),
                time_s=elapsed, timings={k: float(v) for k, v in recon.timings.items()},
                mesh=mesh, scale_source=recon.scale_source, confidence=float(recon.confidence),
                scale=scale_error(recon, capture) if metric else None)
-    if overview is not None and rec_overview:
-        rec["overview"] = rec_overview
+    if overview is not None and (name := _write_overview(recon, capture, overview, mask_source)):
+        rec["overview"] = name
     return rec
 
 
