@@ -24,7 +24,6 @@ import bisect
 import threading
 import time as _time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -127,8 +126,20 @@ class TransformLookups:
                  tolerance_s: float = 0.0) -> np.ndarray:
         """:meth:`lookup`, retried after each ``_pause`` for up to ``timeout_s``; raises the last
         error after that. An extrapolation into the past fails at once (waiting cannot help)."""
-        return retry_lookup(lambda: self.lookup(target, source, time, tolerance_s), timeout_s,
-                            self._pause)
+        deadline = _time.monotonic() + max(0.0, timeout_s)
+        while True:
+            try:
+                return self.lookup(target, source, time, tolerance_s)
+            except ExtrapolationError as exc:
+                if not exc.future:
+                    raise
+                error = exc
+            except TransformError as exc:
+                error = exc
+            left = deadline - _time.monotonic()
+            if left <= 0:
+                raise error
+            self._pause(left)
 
 
 class TransformBuffer(TransformLookups):
@@ -298,27 +309,5 @@ class TransformBuffer(TransformLookups):
         return T
 
 
-def retry_lookup(lookup: Callable[[], np.ndarray], timeout_s: float,
-                 pause: Callable[[float], None]) -> np.ndarray:
-    """``lookup()`` asked again after ``pause(seconds left)`` until it answers or ``timeout_s``
-    has passed, then its last error raised; an extrapolation into the past is raised at once
-    (waiting cannot help). One retry rule for every buffer the node may use (ours, tf2_ros's)."""
-    deadline = _time.monotonic() + max(0.0, timeout_s)
-    while True:
-        try:
-            return lookup()
-        except ExtrapolationError as exc:
-            if not exc.future:
-                raise
-            error = exc
-        except TransformError as exc:
-            error = exc
-        left = deadline - _time.monotonic()
-        if left <= 0:
-            raise error
-        pause(left)
-
-
 __all__ = ["ConnectivityError", "ExtrapolationError", "FrameNotFoundError", "TransformBuffer",
-           "TransformLookups", "retry_lookup",
-           "TransformError", "matrix_to_quaternion", "quaternion_to_matrix", "slerp"]
+           "TransformLookups", "TransformError", "matrix_to_quaternion", "quaternion_to_matrix", "slerp"]
