@@ -5,7 +5,9 @@ Per frame (``LearnedSegmenter.instances``):
 1. reduce the image (area average) to the network's size (long side 160 px, sides multiples of
    32) and predict per pixel the probability of a whole object in view (``model.foreground``;
    trained on realistic tabletop renders of the training meshes: ``training/segmenter.py``);
-2. bring the logits back to the image's size (bilinear) and threshold them;
+2. bring the logits back to the image's size (bilinear) and threshold them, the mask sharpened by
+   the image's own colours (GrabCut seeded by the probability: ``segment_refine``, on by
+   default; the network sees a 160 px copy and only renders);
 3. split the foreground into instances by connected components; fill their holes, optionally
    cut them at narrow necks (``split_neck``, off by default: ``LearnedSegmentationParams``), drop
    specks (``min_area_fraction`` of the image) and, when an instance stays clear of the border,
@@ -35,6 +37,7 @@ import numpy as np
 from .assignment import link_across_views
 from .capture import Frame
 from .segment_depth import ObjectMasks, centre_object
+from .segment_refine import ColourRefinement, refine_foreground
 from .segmentation import SegmentationError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "model" / "weights" / "segmenter"
@@ -73,6 +76,8 @@ class LearnedSegmentationParams:
     split_neck: float = 0.0                  # cut a component at necks this narrow (0: never)
     split_min_part: float = 0.1              # ... into parts of at least this (of the component)
     split_probability: bool = False          # ... necks measured on distance x probability
+    refine: ColourRefinement = ColourRefinement()   # the image's colours sharpen
+                                             # the mask (segment_refine.py)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -151,7 +156,11 @@ class LearnedSegmenter:
         p = params or LearnedSegmentationParams()
         h, w = rgb.shape[:2]
         logits = cv2.resize(self.logits(rgb), (w, h), interpolation=cv2.INTER_LINEAR)
-        return split_instances(logits > p.logit_threshold, p, logits)
+        if p.refine.iterations:
+            fg = refine_foreground(rgb, 1.0 / (1.0 + np.exp(-logits)), p.refine, p.threshold)
+        else:
+            fg = logits > p.logit_threshold
+        return split_instances(fg, p, logits)
 
 
 def split_instances(fg: np.ndarray, p: LearnedSegmentationParams,

@@ -3,7 +3,6 @@ real photograph are segmented above measured thresholds, instances are split and
 documented, and missing weights are a clear error."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,11 +38,8 @@ def test_shipped_weights_load_and_run(segmenter) -> None:
     p = segmenter.probability(img)
     assert p.shape == (480, 640) and p.dtype == np.float32
     assert 0.0 <= p.min() <= p.max() <= 1.0
-    segmenter.instances(img)
-    t0 = time.perf_counter()
-    for _ in range(3):
-        segmenter.instances(img)
-    assert (time.perf_counter() - t0) / 3 < 0.5       # 0.1 s measured on a quiet core; shared CI
+    for found in segmenter.instances(img):           # time: benchmarks/segmentation_learned.py
+        assert found.shape == (480, 640) and found.dtype == bool
     with pytest.raises(ValueError, match="uint8"):
         segmenter.probability(img.astype(np.float32))
 
