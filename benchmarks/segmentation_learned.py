@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine-long-side", type=int, help="ColourRefinement.long_side")
     ap.add_argument("--refine-sure", type=float, nargs=2, metavar=("BACKGROUND", "FOREGROUND"),
                     help="ColourRefinement.sure_background / sure_foreground")
+    ap.add_argument("--match-weights", type=float, nargs=2, metavar=("OVERLAP", "CENTRE"),
+                    help="LearnedSegmentationParams.overlap_weight / centre_weight (the "
+                         "cross-view match cost besides colour)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         refine = replace(refine, sure_background=args.refine_sure[0],
                          sure_foreground=args.refine_sure[1])
     params = replace(params, refine=refine)
+    if args.match_weights is not None:
+        params = replace(params, overlap_weight=args.match_weights[0],
+                         centre_weight=args.match_weights[1])
     out: dict = {"command": " ".join(sys.argv), "weights": str(seg.weights),
                  "params": {k: str(getattr(params, k)) if k == "refine" else getattr(params, k)
                             for k in params.__dataclass_fields__}}

@@ -22,8 +22,8 @@ from sparp_ros.segmentation import SegmentationError
 
 HYDRANT = SHARED / "data" / "real" / "co3d_hydrant"
 # Measured with the shipped weights (MODEL_CARD.md); the thresholds leave a margin below.
-RENDER_MIN_IOU = (0.5, 0.8)      # bull, mug on a realistic table, seed 7: 0.662, 0.901 measured
-HYDRANT_MIN_IOU = 0.3            # all 10 views: 0.402 measured (the issue's bar, 0.75, is not met)
+RENDER_MIN_IOU = (0.75, 0.85)    # bull, mug on a realistic table, seed 7: 0.894, 0.946 measured
+HYDRANT_MIN_IOU = 0.55           # all 10 views: 0.668 measured (the issue's bar, 0.75, is not met)
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,29 @@ def test_missing_weights_and_no_object(tmp_path: Path, segmenter) -> None:
     assert segment_learned([grey], segmenter=segmenter) == []
     with pytest.raises(LearnedSegmentationError, match="frame 0"):
         frames_masked_learned([grey], segmenter=segmenter)
+
+
+def test_match_cost_weights_decide_between_colour_and_position() -> None:
+    """An instance coloured like one track where another track's last mask lay: colour-first
+    weights match it by colour, position-heavy ones by overlap."""
+    from sparp_ros.segment_learned import _describe, _match_cost
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:, :80] = (200, 30, 30)                  # left half red, right half blue
+    img[:, 80:] = (30, 30, 200)
+    left = np.zeros((120, 160), bool)
+    left[40:80, 20:60] = True
+    right = np.zeros((120, 160), bool)
+    right[40:80, 100:140] = True
+    red_track = {0: _describe(img, left)}
+    blue_track = {0: _describe(img, right)}
+    # in the next view the red object shows where the blue one was: same place, red pixels
+    moved = img.copy()
+    moved[40:80, 100:140] = (200, 30, 30)
+    red_now = _describe(moved, right)
+    p = LearnedSegmentationParams(overlap_weight=0.3, centre_weight=0.5)
+    assert _match_cost(red_track, red_now, p) < _match_cost(blue_track, red_now, p)
+    # with position weighted heavily the overlap wins instead: the weights decide
+    heavy = replace(p, overlap_weight=5.0)
+    assert _match_cost(blue_track, red_now, heavy) < _match_cost(red_track, red_now, heavy)
+    with pytest.raises(ValueError, match="overlap_weight"):
+        LearnedSegmentationParams(overlap_weight=-1.0)
