@@ -73,7 +73,8 @@ def _model_options(args: argparse.Namespace) -> dict:
     """PipelineConfig fields of the model backend given on the command line (none: the shipped
     model with its own settings)."""
     options = {"weights": args.weights, "model_domain": args.model_domain,
-               "inference_steps": args.inference_steps}
+               "inference_steps": args.inference_steps,
+               "registration_colour_weight": args.registration_colour_weight}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -84,6 +85,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model backend: per-view (nocs_self, default) or tiled (nocs_ref) NOCS")
     parser.add_argument("--inference-steps", type=int, help="model backend: denoising steps "
                                                             "(default the model's)")
+    parser.add_argument("--registration-colour-weight", type=float,
+                        help="RGB-D without TF: weight of the colour difference in the "
+                             "registration's choice (0: shape alone; default 5)")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -93,6 +93,9 @@ class PipelineConfig:
                                       # surfaces (without TF) or from TF, and the mesh fused from
                                       # the depth, completed by the model where nothing was
                                       # measured (geometry.measured); False: the model's alone
+    registration_colour_weight: float = 5.0  # registration: a candidate placement loses this x
+                                      # the colour difference of the overlap (0: shape alone;
+                                      # README "Measured")
     register_with_tf: bool = False    # with TF and depth: refine TF's poses by the same
                                       # registration too (absorbs hand-eye error; the correction
                                       # is reported)
@@ -590,7 +593,8 @@ class SparpPipeline:
         searched_frames = any(p.frame == PER_VIEW_FRAME for p in preds)
         register = cfg.register_with_tf if use_tf else searched_frames
         return measure(frames, hypotheses, scale, ref, use_tf, register=register,
-                       predicted=predicted, predicted_pose=poses[ref])
+                       predicted=predicted, predicted_pose=poses[ref],
+                       colour_weight=cfg.registration_colour_weight)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

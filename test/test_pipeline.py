@@ -587,6 +587,12 @@ def test_without_tf_the_model_poses_are_refined_by_registering_the_measured_surf
     assert recon.extra["measured"]["poses"] == "registration"
     assert sum(recon.extra["measured"]["registration"]["registered"]) >= 3
     assert np.median(registered) < 5.0, registered      # 3.5° measured: ICP slides partial surfaces a little
+    # the colour term is on by default and recorded per pair; weight 0 leaves it out
+    pairs = recon.extra["measured"]["registration"]["pairs"]
+    assert any(p["colour_difference"] > 0 for p in pairs)
+    shape_only, _ = run(registration_colour_weight=0.0)
+    assert all(p["colour_difference"] == 0.0
+               for p in shape_only.extra["measured"]["registration"]["pairs"])
 
 
 def test_register_with_tf_reports_its_correction_and_is_off_by_default(captures):

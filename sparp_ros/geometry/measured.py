@@ -29,7 +29,7 @@ from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
-from .registration import RegistrationParams, RegistrationView, register_views
+from .registration import RegistrationParams, RegistrationView, chromaticity, register_views
 
 log = logging.getLogger("sparp_ros.measured")
 
@@ -102,18 +102,20 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         if not ok:
             out.append(None)
             continue
-        points, _ = measured_points(DepthView(f.image, depth, f.mask, f.camera, np.eye(4),
-                                              cleaned=True))
+        points, uv = measured_points(DepthView(f.image, depth, f.mask, f.camera, np.eye(4),
+                                               cleaned=True))
+        colours = chromaticity(f.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
-        out.append(RegistrationView(points, depth, f.mask, f.camera))
+        out.append(RegistrationView(points, depth, f.mask, f.camera, colours))
     return out
 
 
 def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | None]],
             size_estimate: float, reference: int, use_tf: bool, register: bool = True,
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-            predicted_pose: np.ndarray | None = None) -> MeasuredResult:
+            predicted_pose: np.ndarray | None = None,
+            colour_weight: float | None = None) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -123,6 +125,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     TF it absorbs hand-eye error); ``predicted``: the model's shape (vertices in metres, faces,
     colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
     first hypothesis' reference pose); it is moved into the registered object frame.
+    ``colour_weight``: ``RegistrationParams.colour_weight`` (None: its default).
     Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
@@ -135,7 +138,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         record["poses"] = "tf"
     registered = [True] * len(frames)
     if register:
-        params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate)
+        params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
+                                    **({} if colour_weight is None else {"colour_weight": colour_weight}))
         views = registration_views(frames, measured, usable)
         result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
         record["registration"] = result.to_dict()

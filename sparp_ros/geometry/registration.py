@@ -7,7 +7,9 @@ only have to bring ICP into its basin. Each view's pose starts from the model's,
 enough overlap is registered by point-to-plane ICP with a robust (Tukey) loss, coarse to fine,
 from a few starts turned about the object's up axis (the azimuth is what the model gets wrong
 most), and open3d's ``global_optimization`` makes the pairwise results one set of poses
-(Levenberg–Marquardt, edges that disagree pruned). A view that no trusted pair connects to the
+(Levenberg–Marquardt, edges that disagree pruned). A pair's candidates are judged by shape
+(overlap minus free-space violations) and by colour (the chromaticity of the overlap): shapes
+alone cannot tell a box from the box turned 180°, its print can. A view that no trusted pair connects to the
 reference keeps the model's pose and is reported unregistered, never forced.
 
 ROS-free; numpy + open3d. Poses are ``T_camera_object`` (object frame -> camera), metres.
@@ -54,6 +56,8 @@ class RegistrationParams:
     max_violation: float = 0.16           # a pair whose points violate the other view's free space
                                           # (or silhouette) more often than this is untrusted
     edge_prune_threshold: float = 0.25    # pose graph: line-process weight below which edges drop
+    colour_weight: float = 5.0            # a candidate's score loses this × the colour difference
+                                          # of the overlapping surfaces (mean L1 of chromaticity)
 
     def __post_init__(self) -> None:
         for name in ("voxel", "object_size", "coarse_distance", "fine_distance", "max_rmse"):
@@ -64,6 +68,8 @@ class RegistrationParams:
             raise ValueError(f"RegistrationParams.min_fitness must be in [0, 1], got {self.min_fitness}")
         if self.iterations < 1:
             raise ValueError(f"RegistrationParams.iterations must be >= 1, got {self.iterations}")
+        if not (np.isfinite(self.colour_weight) and self.colour_weight >= 0):
+            raise ValueError(f"RegistrationParams.colour_weight must be >= 0, got {self.colour_weight}")
 
 
 @dataclass
@@ -78,10 +84,12 @@ class PairResult:
     violation: float
     trusted: bool
     message: str = ""
+    colour: float = 0.0            # colour_difference at T_ci_cj (0 when not weighed)
 
     def to_dict(self) -> dict:
         return {"views": [self.i, self.j], "fitness": self.fitness, "rmse_m": self.rmse,
-                "violation": self.violation, "trusted": self.trusted, "message": self.message}
+                "violation": self.violation, "colour_difference": self.colour,
+                "trusted": self.trusted, "message": self.message}
 
 
 @dataclass
@@ -110,11 +118,32 @@ class RegistrationView:
     depth: np.ndarray              # HxW metres, 0 = unknown
     mask: np.ndarray               # HxW bool
     camera: PinholeCamera
+    chromaticity: np.ndarray | None = None   # Nx3, each point's r, g, b / (r + g + b)
 
 
-def _cloud(points: np.ndarray, voxel: float):
+DARK = 90.0
+"""Colours with r + g + b below this (of 765) have no reliable chromaticity (sensor noise is
+most of it): they are left out of the colour comparison."""
+
+
+def chromaticity(rgb: np.ndarray) -> np.ndarray:
+    """Nx3 colours (0–255) as r, g, b over their sum: the colour without its brightness, which
+    changes with the angle a view sees a surface at while its chromaticity does not. Dark
+    colours (``DARK``) are NaN."""
+    c = np.asarray(rgb, np.float64)
+    total = c.sum(axis=1, keepdims=True)
+    out = c / np.maximum(total, 1.0)
+    out[total[:, 0] < DARK] = np.nan
+    return out
+
+
+def _cloud(points: np.ndarray, voxel: float, colours: np.ndarray | None = None):
+    """The points downsampled to ``voxel`` with normals facing the camera; ``colours`` (Nx3, the
+    points' chromaticity) are averaged per voxel with them."""
     import open3d as o3d
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    if colours is not None:
+        pcd.colors = o3d.utility.Vector3dVector(np.asarray(colours, np.float64))
     pcd = pcd.voxel_down_sample(voxel)
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
     pcd.orient_normals_towards_camera_location(np.zeros(3))     # camera frame: the camera at 0
@@ -178,12 +207,49 @@ def _pair_violation(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
     return max(rates)
 
 
+MIN_COLOUR_PAIRS = 30
+"""Fewer overlapping points than this say nothing about colour (difference 0)."""
+
+
+def colour_difference(clouds, i: int, j: int, T_ci_cj: np.ndarray, distance: float,
+                      trees: dict | None = None) -> float:
+    """Mean L1 difference of chromaticity between view j's points (moved by ``T_ci_cj``) and
+    their nearest neighbours in view i within ``distance``, both ways, averaged: how badly the
+    overlapping surfaces disagree in colour. 0 without colours or overlap. Why: a partial surface
+    slides into a wrong overlap that fits as well in shape (a box turned 180°, a mug with its
+    handle hidden), but its print and paint then lie on the wrong places; at the true pose the
+    colours agree (on the 25 shared objects the true poses' difference was lower than the
+    registration's wrong ones on 10 of 12 failing captures, ``benchmarks/registration_pairs.py``)."""
+    from scipy.spatial import cKDTree
+    if not (clouds[i].has_colors() and clouds[j].has_colors()):
+        return 0.0
+    trees = {} if trees is None else trees             # the caller's cache: one tree per cloud
+    values, counts = [], []
+    for a, b, T in ((i, j, T_ci_cj), (j, i, invert_rigid(T_ci_cj))):
+        target, source = clouds[a], clouds[b]
+        if a not in trees:
+            trees[a] = cKDTree(np.asarray(target.points))
+        P = np.asarray(source.points) @ T[:3, :3].T + T[:3, 3]
+        d, idx = trees[a].query(P, distance_upper_bound=distance)
+        near = np.isfinite(d)
+        if near.sum() >= MIN_COLOUR_PAIRS:
+            diff = np.abs(np.asarray(target.colors)[idx[near]] - np.asarray(source.colors)[near])
+            diff = diff.sum(axis=1)
+            diff = diff[np.isfinite(diff)]                 # dark on either side: not compared
+            if diff.size >= MIN_COLOUR_PAIRS:
+                values.append(float(diff.mean()))
+                counts.append(int(diff.size))
+    return float(np.average(values, weights=counts)) if values else 0.0
+
+
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
-                  T_ci_o: np.ndarray, params: RegistrationParams) -> PairResult:
+                  T_ci_o: np.ndarray, params: RegistrationParams,
+                  trees: dict | None = None) -> PairResult:
     """ICP of view j's cloud onto view i's from each start ``T_ci_cj`` (the model's hypotheses,
     best first) and turns of it about the up axis (``azimuth_starts_deg``); the result that agrees
-    best (fitness minus free-space violations, a hair less for later hypotheses so that the
-    model's first choice wins a tie, e.g. on a symmetric object) wins."""
+    best (fitness minus free-space violations minus ``colour_weight`` × the colour difference of
+    the overlap, a hair less for later hypotheses so that the model's first choice wins a tie,
+    e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour)."""
     import open3d as o3d
     reg = o3d.pipelines.registration
     coarse = params.coarse_distance * params.object_size
@@ -198,11 +264,14 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # candidates: the start itself, fine ICP from it, coarse-then-fine ICP from it. ICP
             # slides partial surfaces towards more overlap; the free-space test says when that
             # slide went through space a camera saw empty, and the start (or the finer,
-            # shorter slide) is kept instead
+            # shorter slide) is kept instead. Shape alone picks among one start's candidates
+            # (colour is sharp: a few degrees off raise it as much as a wrong placement);
+            # colour joins when the starts' winners compete
             fine_only = _icp(clouds[j], clouds[i], init, fine, params.iterations)
             coarse_fine = _icp(clouds[j], clouds[i], _icp(clouds[j], clouds[i], init, coarse,
                                                           params.iterations).transformation,
                                fine, params.iterations)
+            local = None
             for moved, T in ((False, init), (True, fine_only.transformation),
                              (True, coarse_fine.transformation)):
                 T = np.array(T, dtype=np.float64)
@@ -214,9 +283,15 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                 violation = _pair_violation(views, i, j, T, tolerance)
                 key = (fitness - VIOLATION_WEIGHT * violation - HYPOTHESIS_TIE_BREAK * rank
                        - (MOVE_MARGIN if moved else 0.0))
-                if best is None or key > best[0]:
-                    best = (key, T, fitness, float(there.inlier_rmse), violation, start)
-    _, T, fitness, rmse, violation, start = best
+                if local is None or key > local[0]:
+                    local = (key, T, fitness, float(there.inlier_rmse), violation)
+            key, T, fitness, rmse, violation = local
+            colour = (colour_difference(clouds, i, j, T, fine, trees)
+                      if params.colour_weight > 0 else 0.0)
+            key -= params.colour_weight * colour
+            if best is None or key > best[0]:
+                best = (key, T, fitness, rmse, violation, colour, start)
+    _, T, fitness, rmse, violation, colour, start = best
     correction = np.degrees(np.arccos(np.clip((np.trace(T[:3, :3] @ start[:3, :3].T) - 1) / 2, -1, 1)))
     trusted, message = True, ""
     if fitness < params.min_fitness:
@@ -227,7 +302,7 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
         trusted, message = False, f"rmse {rmse * 1000:.1f} mm too large"
     elif correction > params.max_correction_deg:
         trusted, message = False, f"moved {correction:.0f}° from the model's pose"
-    return PairResult(i, j, T, fitness, rmse, violation, trusted, message)
+    return PairResult(i, j, T, fitness, rmse, violation, trusted, message, colour)
 
 
 def _distinct_starts(starts: Sequence[np.ndarray], min_angle_deg: float = 5.0) -> list[np.ndarray]:
@@ -265,13 +340,14 @@ def register_views(views: Sequence[RegistrationView | None],
                                           for T in first]
     if reference not in usable or len(usable) < 2:
         return Registration(out_poses, registered, message="fewer than two views with depth")
-    clouds = {k: _cloud(views[k].points, params.voxel) for k in usable}
-    pairs = []
+    clouds = {k: _cloud(views[k].points, params.voxel, views[k].chromaticity) for k in usable}
+    pairs, trees = [], {}
     for a, i in enumerate(usable):
         for j in usable[a + 1:]:
             starts = _distinct_starts([np.asarray(h[i], float) @ invert_rigid(np.asarray(h[j], float))
                                        for h in hypotheses if h[i] is not None and h[j] is not None])
-            pairs.append(register_pair(views, clouds, i, j, starts, np.asarray(first[i], float), params))
+            pairs.append(register_pair(views, clouds, i, j, starts, np.asarray(first[i], float),
+                                       params, trees))
     trusted = [p for p in pairs if p.trusted]
     chained = _chain(reference, np.asarray(first[reference], float), trusted)
     if len(chained) < 2:

@@ -121,3 +121,35 @@ def test_bad_parameters_are_refused():
         RegistrationParams(voxel=0.0, object_size=0.2)
     with pytest.raises(ValueError, match="min_fitness"):
         RegistrationParams(voxel=0.002, object_size=0.2, min_fitness=1.5)
+    with pytest.raises(ValueError, match="colour_weight"):
+        RegistrationParams(voxel=0.002, object_size=0.2, colour_weight=-1.0)
+
+
+def test_chromaticity_drops_brightness_and_dark_colours():
+    from sparp_ros.geometry.registration import chromaticity
+    c = chromaticity(np.array([[200, 100, 100], [100, 50, 50], [128, 128, 128], [10, 5, 5]]))
+    np.testing.assert_allclose(c[0], [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(c[1], c[0])                 # half as bright, the same colour
+    np.testing.assert_allclose(c[2], [1 / 3] * 3)
+    assert np.isnan(c[3]).all()                             # too dark to say
+
+
+def test_colour_difference_tells_a_turned_print_from_the_true_placement():
+    """A flat, half red, half blue patch seen by two views: turned 180° about its normal it fits
+    as well in shape, and its colours disagree."""
+    from sparp_ros.geometry.registration import _cloud, chromaticity, colour_difference
+    g = np.linspace(-0.05, 0.05, 60)
+    x, y = np.meshgrid(g, g)
+    points = np.column_stack([x.ravel(), y.ravel(), np.full(x.size, 0.5)])
+    rgb = np.where((x.ravel() < 0)[:, None], [[200, 40, 40]], [[40, 40, 200]])
+    cloud = _cloud(points, 0.004, chromaticity(rgb))
+    clouds = {0: cloud, 1: cloud}
+    turned = np.eye(4)
+    turned[:3, :3] = Rotation.from_euler("z", 180, degrees=True).as_matrix()
+    turned[:3, 3] = [0.0, 0.0, 0.0]                          # about the camera axis through the patch
+    same = colour_difference(clouds, 0, 1, np.eye(4), 0.004)
+    flipped = colour_difference(clouds, 0, 1, turned, 0.004)
+    assert same < 0.01
+    assert flipped > 0.5
+    no_colour = {0: _cloud(points, 0.004), 1: _cloud(points, 0.004)}
+    assert colour_difference(no_colour, 0, 1, turned, 0.004) == 0.0
