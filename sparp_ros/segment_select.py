@@ -68,18 +68,24 @@ def masks_if_needed(frames: Sequence[Frame], log: logging.Logger | None = None,
                     "pixels": [int(f.mask.sum()) for f in masked]}
 
 
-def segment_objects(frames: Sequence[Frame], method: str) -> list[ObjectMasks]:
+def segment_objects(frames: Sequence[Frame], method: str,
+                    colour_refinement: bool = True) -> list[ObjectMasks]:
     """Every object in the keyframes by ``method`` ('depth': on the support plane, from depth;
-    'learned': the foreground network), ids stable across the keyframes. Raises
+    'learned': the foreground network, its mask sharpened by the image's colours unless
+    ``colour_refinement`` is False), ids stable across the keyframes. Raises
     SegmentationError (no depth, no plane, ...) or ValueError for an unknown method."""
     if method == "depth":
         from .segment_depth import segment_depth
 
         return segment_depth(frames)
     if method == "learned":
-        from .segment_learned import segment_learned
+        from .segment_learned import LearnedSegmentationParams, segment_learned
+        from .segment_refine import ColourRefinement
 
-        return segment_learned(frames)
+        params = LearnedSegmentationParams()
+        if not colour_refinement:
+            params = LearnedSegmentationParams(refine=ColourRefinement(iterations=0))
+        return segment_learned(frames, params)
     raise ValueError(f"segmentation method must be 'depth' or 'learned', got {method!r}")
 
 

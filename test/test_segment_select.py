@@ -57,3 +57,20 @@ def test_given_masks_and_forced_depth(frames) -> None:
         masks_if_needed([replace(f, depth=None) for f in fs], method="depth")
     with pytest.raises(ValueError, match="method"):
         masks_if_needed(fs, method="grabcut")
+
+
+def test_segment_objects_learned_with_and_without_the_colour_cut(frames) -> None:
+    """The node's ``learned_colour_refinement``: both ways the mug is found; the cut changes the
+    mask (it follows the image's colours, not only the network's 160 px view)."""
+    from sparp_ros.segment_select import segment_objects
+    fs, truth = frames
+    rgb_only = [replace(f, depth=None) for f in fs]
+    refined = segment_objects(rgb_only, "learned")
+    plain = segment_objects(rgb_only, "learned", colour_refinement=False)
+    for found in (refined, plain):
+        assert found and max(_iou(o.masks[0], truth[0]) for o in found if o.masks[0] is not None) > 0.6
+    best = [max((o for o in found if o.masks[0] is not None), key=lambda o: _iou(o.masks[0], truth[0]))
+            for found in (refined, plain)]
+    assert not np.array_equal(best[0].masks[0], best[1].masks[0])
+    with pytest.raises(ValueError, match="segmentation method"):
+        segment_objects(rgb_only, "colour")

@@ -714,7 +714,8 @@ class SparpNodeCore:
                 chosen, skipped = self._prompted_objects(frames)
                 found = chosen
             else:
-                found = segment_objects(frames, method)
+                found = segment_objects(
+                    frames, method, colour_refinement=bool(self.params["learned_colour_refinement"]))
                 chosen, skipped = order_objects(found, int(self.params["max_objects"]))
         except SegmentationError as exc:
             return False, f"segmentation ({method}): {exc}"
