@@ -9,8 +9,8 @@ from a few starts turned about the object's up axis (the azimuth is what the mod
 most), and open3d's ``global_optimization`` makes the pairwise results one set of poses
 (Levenberg–Marquardt, edges that disagree pruned). A pair's candidates are judged by shape
 (overlap minus free-space violations) and by colour (the chromaticity of the overlap): shapes
-alone cannot tell a box from the box turned 180°, its print can. A view that no trusted pair connects to the
-reference keeps the model's pose and is reported unregistered, never forced.
+alone cannot tell a box from the box turned 180°, its print can. A view that no trusted pair
+connects to the reference keeps the model's pose and is reported unregistered, never forced.
 
 ROS-free; numpy + open3d. Poses are ``T_camera_object`` (object frame -> camera), metres.
 """
