@@ -62,7 +62,8 @@ class LearnedSegmentationParams:
     0.617 → 0.649 plain at 0.8 / 0.1 (0.6–0.9 within 0.01; 1.0, a cut at every pass, below no
     splitting); ``split_probability`` (the surface times the probability rescaled from the
     threshold: valleys between objects narrow the neck) 0.372 realistic but 0.635 plain, not
-    taken. **Off by default**: on the untuned figures (test meshes, seeds 1000–1029; real photos)
+    taken. **Off by default**: on the untuned figures (test meshes, seeds 1000–1029; real photos;
+    the second run's weights without the colour cut)
     0.8 / 0.1 helped the realistic scenes (median object IoU 0.374 → 0.387, per view 0.287 →
     0.360) but not the plain ones (0.665 → 0.658) and cost the real single-object captures
     (median 0.562 → 0.522: the hydrant and the espresso machine cut into parts). Model card.
