@@ -43,7 +43,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, overlap_weight=args.match_weights[0],
                          centre_weight=args.match_weights[1])
     out: dict = {"command": " ".join(sys.argv), "weights": str(seg.weights),
-                 "params": {k: str(getattr(params, k)) if k == "refine" else getattr(params, k)
-                            for k in params.__dataclass_fields__}}
+                 "params": asdict(params)}
     times: list[float] = []
 
     def run(frames):

@@ -25,6 +25,7 @@ from .geometry.mesh import (COLOR_DEPTH_TOLERANCE, ColorView, MeshError, color_v
                             fuse_points, poisson_mesh, surface_depth)
 from .geometry.pnp import PnPResult, correspondences, solve_pnp_nocs
 from .geometry.refine import RefineError, RefineParams, refine_poses
+from .geometry.registration import RegistrationParams
 from .geometry.scale import ScaleEstimate, scale_from_camera_motion, scale_from_depth
 from .geometry.surface_worker import SurfaceWorker
 from .geometry.view_angles import elevation_roll_deg, tilt_correction
@@ -93,7 +94,8 @@ class PipelineConfig:
                                       # surfaces (without TF) or from TF, and the mesh fused from
                                       # the depth, completed by the model where nothing was
                                       # measured (geometry.measured); False: the model's alone
-    registration_colour_weight: float = 5.0  # registration: a candidate placement loses this x
+    registration_colour_weight: float = RegistrationParams.colour_weight  # registration: a
+                                      # candidate placement loses this x
                                       # the colour difference of the overlap (0: shape alone;
                                       # README "Measured")
     register_with_tf: bool = False    # with TF and depth: refine TF's poses by the same

@@ -82,10 +82,8 @@ def segment_objects(frames: Sequence[Frame], method: str,
         from .segment_learned import LearnedSegmentationParams, segment_learned
         from .segment_refine import ColourRefinement
 
-        params = LearnedSegmentationParams()
-        if not colour_refinement:
-            params = LearnedSegmentationParams(refine=ColourRefinement(iterations=0))
-        return segment_learned(frames, params)
+        return segment_learned(frames, LearnedSegmentationParams() if colour_refinement else
+                               LearnedSegmentationParams(refine=ColourRefinement(iterations=0)))
     raise ValueError(f"segmentation method must be 'depth' or 'learned', got {method!r}")
 
 

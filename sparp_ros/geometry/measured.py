@@ -115,7 +115,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             size_estimate: float, reference: int, use_tf: bool, register: bool = True,
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
             predicted_pose: np.ndarray | None = None,
-            colour_weight: float | None = None) -> MeasuredResult:
+            colour_weight: float = RegistrationParams.colour_weight) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -125,7 +125,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     TF it absorbs hand-eye error); ``predicted``: the model's shape (vertices in metres, faces,
     colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
     first hypothesis' reference pose); it is moved into the registered object frame.
-    ``colour_weight``: ``RegistrationParams.colour_weight`` (None: its default).
+    ``colour_weight``: ``RegistrationParams.colour_weight``.
     Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
@@ -139,7 +139,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     registered = [True] * len(frames)
     if register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
-                                    **({} if colour_weight is None else {"colour_weight": colour_weight}))
+                                    colour_weight=colour_weight)
         views = registration_views(frames, measured, usable)
         result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
         record["registration"] = result.to_dict()
