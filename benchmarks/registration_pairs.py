@@ -12,6 +12,8 @@ Then the failed pairs (more than 15° off) by cause, with one line per capture t
 
 * ``unregistered``: a view of the pair overlapped no registered view enough and kept the model's
   pose;
+* ``placed``: a view of the pair was registered by no pair but placed against the registered
+  views together (``registration.place_unregistered``), none kept the model's pose;
 * ``search``: both views registered, and the true poses make the measured surfaces agree better
   than the registered ones (``geometry.registration.agreement``: overlap minus free-space
   violations, summed over all pairs, both scored with the same settings): a better search
@@ -39,8 +41,8 @@ def main(folder: str) -> int:
     from sparp_ros.geometry.registration import RegistrationParams, agreement
     from sparp_ros.pipeline import reconstruct_capture
 
-    both, other, seconds = [], [], []
-    causes = {"unregistered": 0, "search": 0, "score": 0}
+    both, placed_pairs, other, seconds = [], [], [], []
+    causes = {"unregistered": 0, "placed": 0, "search": 0, "score": 0}
     lines = []
     for d in expand_capture_dirs([Path(folder)]):
         capture = load_capture(d)
@@ -48,15 +50,19 @@ def main(folder: str) -> int:
         seconds.append(recon.timings.get("measured", float("nan")))
         estimate = [v.T_camera_object for v in recon.views]
         errors = relative_rotation_errors(estimate, capture.gt.T_camera_object)
-        registered = ((recon.extra.get("measured") or {}).get("registration") or {}).get(
-            "registered", [False] * len(recon.views))
+        record = (recon.extra.get("measured") or {}).get("registration") or {}
+        registered = record.get("registered", [False] * len(recon.views))
+        placed = {k for p in record.get("placed", []) if p["placed"] for k in p["views"]}
         n, k = len(recon.views), 0
-        failed = []
+        failed = []                      # per failed pair: "registered", "placed" or "unregistered"
         for i in range(n):
             for j in range(i + 1, n):
-                (both if registered[i] and registered[j] else other).append(errors[k])
+                kind = ("registered" if registered[i] and registered[j] else
+                        "placed" if all(registered[v] or v in placed for v in (i, j)) else
+                        "unregistered")
+                {"registered": both, "placed": placed_pairs, "unregistered": other}[kind].append(errors[k])
                 if errors[k] > FAILED_DEG:
-                    failed.append(registered[i] and registered[j])
+                    failed.append(kind)
                 k += 1
         if not failed:
             continue
@@ -68,18 +74,20 @@ def main(folder: str) -> int:
         at_result = agreement(views, estimate, params)
         at_truth = agreement(views, capture.gt.T_camera_object, params)
         cause = "search" if at_truth > at_result else "score"
-        counts = {"unregistered": sum(not f for f in failed), cause: sum(failed)}
+        counts = {"unregistered": failed.count("unregistered"), "placed": failed.count("placed"),
+                  cause: failed.count("registered")}
         for key, value in counts.items():
             causes[key] += value
         lines.append(f"  {d.name}: {len(failed)} failed ({', '.join(f'{v} {c}' for c, v in counts.items() if v)}); "
                      f"agreement registered {at_result:.2f}, true {at_truth:.2f}")
-    for name, e in (("registered pairs", both), ("pairs with an unregistered view", other),
-                    ("all pairs", both + other)):
+    for name, e in (("registered pairs", both), ("pairs with a placed view", placed_pairs),
+                    ("pairs with a view at the model's pose", other),
+                    ("all pairs", both + placed_pairs + other)):
         e = np.asarray(e)
         if e.size:
             print(f"{name}: {e.size}, median {np.median(e):.1f}°, Acc@15 {np.mean(e < 15):.2f}, "
                   f"Acc@5 {np.mean(e < 5):.2f}")
-    print(f"RGB-D stage (registration + fusion) median {np.nanmedian(seconds):.2f} s per capture")
+    print(f"RGB-D stage (registration + placement + fusion) median {np.nanmedian(seconds):.2f} s per capture")
     print(f"pairs more than {FAILED_DEG:.0f}° off: " + ", ".join(f"{v} {c}" for c, v in causes.items()))
     print("\n".join(lines))
     return 0

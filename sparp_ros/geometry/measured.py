@@ -5,7 +5,10 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
 
 * **RGB-D without TF**: the model's poses (one set per azimuth hypothesis) only start the
   registration of the measured surfaces (``registration.register_views``); the hypothesis whose
-  registered surfaces agree best wins (not simply the search's first).
+  registered surfaces agree best wins (not simply the search's first). A view that no single
+  registered view overlaps enough is then placed against all of them together
+  (``registration.place_unregistered``) and fused when its surface keeps out of the space they
+  saw empty; otherwise it keeps the model's pose and its depth is left out.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``register_with_tf`` refines them by the same
   registration (hand-eye calibration error) and reports the correction.
@@ -29,7 +32,8 @@ from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
-from .registration import RegistrationParams, RegistrationView, chromaticity, register_views
+from .registration import (RegistrationParams, RegistrationView, chromaticity, place_unregistered,
+                           register_views)
 
 log = logging.getLogger("sparp_ros.measured")
 
@@ -156,17 +160,24 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             if sum(result.registered) > 1:
                 poses = result.T_camera_object
         else:
-            poses = result.T_camera_object
-            registered = result.registered
-            record["poses"] = "registration" if sum(registered) > 1 else "model"
-        unregistered = [k for k, (m, r) in enumerate(zip(measured, result.registered)) if m and not r]
-        if unregistered and not use_tf:
-            log.info("registration: views %s overlap no registered view (%s); they keep the model's "
-                     "pose and their depth is not fused", unregistered, result.message)
+            record["poses"] = "registration" if sum(result.registered) > 1 else "model"
+            # views no trusted pair reached: placed against the registered views together
+            poses, placements = place_unregistered(views, result.T_camera_object,
+                                                   result.registered, params, result.pairs)
+            record["registration"]["placed"] = [p.to_dict() for p in placements]
+            placed = {k for p in placements if p.placed for k in p.views}
+            registered = [r or k in placed for k, r in enumerate(result.registered)]
+            if placements:
+                log.info("registration: views %s overlap no registered view enough (%s); placed "
+                         "against the registered surfaces: %s",
+                         sorted(k for p in placements for k in p.views),
+                         result.message, sorted(placed) or "none (their surfaces would cut "
+                         "through space the registered views saw empty; model's pose kept, "
+                         "depth not fused)")
     elif not use_tf:
         record["poses"] = "model"
     # a view whose pose the surfaces could not confirm would smear a misplaced copy of its
-    # surface into the fusion: only registered views (or TF's) are fused
+    # surface into the fusion: only registered or placed views (or TF's) are fused
     # fusion takes the depth smoothed (fusion.clean_depth): TSDF uses one pixel per voxel
     depth_views = [DepthView(f.image, smooth_depth(d), f.mask, f.camera, T, cleaned=True)
                    for f, d, T, m, r in zip(frames, usable, poses, measured, registered)

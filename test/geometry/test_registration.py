@@ -95,7 +95,8 @@ def test_the_rgbd_stage_finds_each_views_usable_depth_once(objects_dir, monkeypa
     assert len(calls) == 3
     registered = result.record["registration"]["registered"]
     assert result.record["poses"] == "registration" and sum(registered) >= 2
-    assert result.record["fusion"]["views"] == sum(registered)
+    placed = [k for p in result.record["registration"]["placed"] if p["placed"] for k in p["views"]]
+    assert result.record["fusion"]["views"] == sum(registered) + len(placed)
     assert result.record["size"]["definition"] == "resting_box"
     assert result.diagonal == pytest.approx(result.record["size"]["diagonal_m"])
 
@@ -153,3 +154,43 @@ def test_colour_difference_tells_a_turned_print_from_the_true_placement():
     assert flipped > 0.5
     no_colour = {0: _cloud(points, 0.004), 1: _cloud(points, 0.004)}
     assert colour_difference(no_colour, 0, 1, turned, 0.004) == 0.0
+
+
+def test_an_unregistered_view_is_placed_against_the_registered_ones(objects_dir):
+    """A view the pair registration left out (here: declared so) starts 10° off; placed against
+    the two registered views' union it comes back to within 2° and may be fused."""
+    from sparp_ros.geometry.registration import place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
+    start = [gt[0], gt[1], _perturbed(gt[2], 10.0, 0.01, 4)]
+    assert _relative_error_deg(start[0], start[2], gt[0], gt[2]) > 9.0
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    poses, placements = place_unregistered(views, start, [True, True, False], params)
+    assert [p.views for p in placements] == [[2]] and placements[0].placed
+    assert placements[0].violation <= params.max_violation and placements[0].fitness > 0.3
+    assert _relative_error_deg(poses[0], poses[2], gt[0], gt[2]) < 2.0
+    assert np.array_equal(poses[0], start[0]) and np.array_equal(poses[1], start[1])
+    assert placements[0].to_dict()["placed"] is True
+
+
+def test_a_view_that_would_cut_through_seen_free_space_is_not_placed(objects_dir):
+    """A view turned 90° about the up axis (beyond the placement's reach of 45°) puts its surface
+    where the registered view saw empty space: it keeps its pose, is not placed, and says why."""
+    from sparp_ros.geometry.registration import place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    start = [gt[0], gt[1] @ turn]
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    poses, placements = place_unregistered(views, start, [True, False], params)
+    assert len(placements) == 1 and not placements[0].placed
+    assert placements[0].violation > params.max_violation and "free space" in placements[0].message
+    assert np.array_equal(poses[1], start[1])
+
+
+def test_placement_has_nothing_to_do_when_every_view_is_registered_or_lacks_depth(objects_dir):
+    from sparp_ros.geometry.registration import place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    assert place_unregistered(views, gt, [True, True], params)[1] == []
+    assert place_unregistered([views[0], None], gt, [True, False], params)[1] == []
+    assert place_unregistered(views, [gt[0], None], [True, False], params)[1] == []
