@@ -447,9 +447,9 @@ def place_unregistered(views: Sequence[RegistrationView | None],
     and their free space tells a placement from one that cuts through what they saw. Its
     measured surface then joins the fused mesh instead of being left out (README "Measured"
     has the effect on the bar's captures). Returns the poses (placed views moved, the rest as
-    given) and one :class:`Placement` per group tried."""
-    import open3d as o3d
-    reg = o3d.pipelines.registration
+    given) and one :class:`Placement` per group tried. A group that cannot be placed as a whole
+    (its pairs, or its first view's model pose, may be wrong) is tried member by member, each
+    from its own model pose."""
     out = [None if T is None else np.asarray(T, float).copy() for T in poses]
     anchors = [k for k, v in enumerate(views) if registered[k] and v is not None
                and out[k] is not None and len(v.points) >= MIN_POINTS]
@@ -458,9 +458,6 @@ def place_unregistered(views: Sequence[RegistrationView | None],
     if not anchors or not todo:
         return out, []
     target = _union_cloud(views, {i: out[i] for i in anchors}, params.voxel)
-    fine = params.fine_distance * params.object_size
-    coarse = params.coarse_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
     within = [p for p in pairs if p.trusted and p.i in todo and p.j in todo]
     placements, done = [], set()
     for first in todo:
@@ -468,50 +465,69 @@ def place_unregistered(views: Sequence[RegistrationView | None],
             continue
         group = _chain(first, out[first], within)           # member -> pose, first's as the model's
         done.update(group)
-        source = _union_cloud(views, group, params.voxel)
-        trees: dict = {}                                   # the colour test's KD-trees, per group
-        best = None
-        # the model's own pose (turn 0) always: it is the fallback of a group with little overlap
-        for angle in (0.0, *(a for a in params.azimuth_starts_deg if a != 0.0)):
-            init = np.eye(4)
-            init[:3, :3] = rot_z(np.radians(angle))
-            fine_only = _icp(source, target, init, fine, params.iterations).transformation
-            coarse_fine = _icp(source, target, _icp(source, target, init, coarse,
-                                                    params.iterations).transformation,
-                               fine, params.iterations).transformation
-            for moved, T in ((angle != 0.0, init), (True, fine_only), (True, coarse_fine)):
-                T = np.array(T, dtype=np.float64)       # the group's object frame -> the registered
-                correction = rotation_angle_deg(T[:3, :3])
-                if correction > params.max_correction_deg:
-                    continue
-                fitness = float(reg.evaluate_registration(source, target, fine, T).fitness)
-                violation = max(_pair_violation(views, i, m, out[i] @ T @ invert_rigid(group[m]),
-                                                tolerance) for i in anchors for m in group)
-                colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
-                          if params.colour_weight > 0 else 0.0)
-                key = (fitness - VIOLATION_WEIGHT * violation - params.colour_weight * colour
-                       - (MOVE_MARGIN if moved else 0.0))
-                if best is None or key > best[0]:
-                    best = (key, T, fitness, violation, colour, correction)
-                if not moved:
-                    as_model = (key, T, fitness, violation, colour, correction)
-        _, T, fitness, violation, colour, correction = best
-        max_violation = params.max_violation
-        if fitness < params.min_fitness:
-            # too little overlap for ICP to hold on to: its slides are not trusted; the model's
-            # pose stands if it keeps well clear of the space the registered views saw empty
-            _, T, fitness, violation, colour, correction = as_model
-            max_violation = LOW_OVERLAP_VIOLATION * params.max_violation
-        message = ("" if violation <= max_violation else
-                   f"{violation:.0%} of its points in the registered views' free space"
-                   + (f" (overlap {fitness:.2f}: at most {max_violation:.0%} allowed)"
-                      if max_violation < params.max_violation else ""))
-        if not message:
-            for m, T_m in group.items():
-                out[m] = T_m @ invert_rigid(T)
-        placements.append(Placement(sorted(group), not message, fitness, violation, colour,
-                                    correction, message))
+        tried = [_place_group(views, group, out, anchors, target, params)]
+        if not tried[0][0].placed and len(group) > 1:
+            # the group does not fit as a whole (its pairs, or its first view's model pose, may be
+            # wrong): each member on its own, from its own model pose
+            tried = [_place_group(views, {m: out[m]}, out, anchors, target, params) for m in group]
+        for placement, members in tried:
+            if placement.placed:
+                for m, T_m in members.items():
+                    out[m] = T_m
+            placements.append(placement)
     return out, placements
+
+
+def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray | None],
+                 anchors: list[int], target, params: RegistrationParams
+                 ) -> tuple[Placement, dict[int, np.ndarray]]:
+    """One group of :func:`place_unregistered` (``group``: view -> its pose as the model and the
+    group's pairs give it): the placement, and the members' poses where it is placed."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    fine = params.fine_distance * params.object_size
+    coarse = params.coarse_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    source = _union_cloud(views, group, params.voxel)
+    trees: dict = {}                                       # the colour test's KD-trees
+    best = as_model = None
+    # the model's own pose (turn 0) always: it is the fallback of a group with little overlap
+    for angle in (0.0, *(a for a in params.azimuth_starts_deg if a != 0.0)):
+        init = np.eye(4)
+        init[:3, :3] = rot_z(np.radians(angle))
+        fine_only = _icp(source, target, init, fine, params.iterations).transformation
+        coarse_fine = _icp(source, target, _icp(source, target, init, coarse,
+                                                params.iterations).transformation,
+                           fine, params.iterations).transformation
+        for moved, T in ((angle != 0.0, init), (True, fine_only), (True, coarse_fine)):
+            T = np.array(T, dtype=np.float64)           # the group's object frame -> the registered
+            correction = rotation_angle_deg(T[:3, :3])
+            if correction > params.max_correction_deg:
+                continue
+            fitness = float(reg.evaluate_registration(source, target, fine, T).fitness)
+            violation = max(_pair_violation(views, i, m, poses[i] @ T @ invert_rigid(group[m]),
+                                            tolerance) for i in anchors for m in group)
+            colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
+                      if params.colour_weight > 0 else 0.0)
+            key = (fitness - VIOLATION_WEIGHT * violation - params.colour_weight * colour
+                   - (MOVE_MARGIN if moved else 0.0))
+            if best is None or key > best[0]:
+                best = (key, T, fitness, violation, colour, correction)
+            if not moved:
+                as_model = (key, T, fitness, violation, colour, correction)
+    _, T, fitness, violation, colour, correction = best
+    max_violation = params.max_violation
+    if fitness < params.min_fitness:
+        # too little overlap for ICP to hold on to: its slides are not trusted; the model's
+        # pose stands if it keeps well clear of the space the registered views saw empty
+        _, T, fitness, violation, colour, correction = as_model
+        max_violation = LOW_OVERLAP_VIOLATION * params.max_violation
+    message = ("" if violation <= max_violation else
+               f"{violation:.0%} of its points in the registered views' free space"
+               + (f" (overlap {fitness:.2f}: at most {max_violation:.0%} allowed)"
+                  if max_violation < params.max_violation else ""))
+    placement = Placement(sorted(group), not message, fitness, violation, colour, correction, message)
+    return placement, {m: T_m @ invert_rigid(T) for m, T_m in group.items()}
 
 
 def _union_cloud(views: Sequence[RegistrationView | None], poses: dict[int, np.ndarray], voxel: float):

@@ -194,3 +194,21 @@ def test_placement_has_nothing_to_do_when_every_view_is_registered_or_lacks_dept
     assert place_unregistered(views, gt, [True, True], params)[1] == []
     assert place_unregistered([views[0], None], gt, [True, False], params)[1] == []
     assert place_unregistered(views, [gt[0], None], [True, False], params)[1] == []
+
+
+def test_a_group_that_does_not_fit_as_a_whole_is_placed_view_by_view(objects_dir):
+    """Two unregistered views joined by a trusted but wrong pair (view 2 turned 60° from view 1)
+    move as one group; the group cuts through the registered view's free space, so each view is
+    tried on its own from its own pose, and both are placed where they belong."""
+    from sparp_ros.geometry.registration import PairResult, place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 60, degrees=True).as_matrix()
+    wrong = PairResult(1, 2, gt[1] @ invert_rigid(gt[2] @ turn), fitness=0.9, rmse=0.001,
+                       violation=0.0, trusted=True)
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    poses, placements = place_unregistered(views, gt, [True, False, False], params, [wrong])
+    assert [p.views for p in placements] == [[1], [2]]
+    assert all(p.placed for p in placements)
+    for k in (1, 2):
+        assert _relative_error_deg(poses[0], poses[k], gt[0], gt[k]) < 2.0
