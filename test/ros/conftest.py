@@ -58,17 +58,49 @@ def ros_context(ros_env):
         context.try_shutdown()
 
 
+class RoundExecutor(MultiThreadedExecutor):
+    """A MultiThreadedExecutor that spins in short rounds, each under a lock, and removes a node
+    only between rounds.
+
+    Why: a test removes and destroys its nodes while this executor spins in another thread, and
+    rclpy does not make destroying a node that a wait is using safe (ros2/rclpy#255, #663). Once,
+    in a clean-clone CI run, the spinning thread then held the GIL in
+    ``_wait_for_ready_callbacks`` for 14 minutes and the test never finished. Removed between
+    rounds, the node is in no wait set when the test destroys it."""
+
+    ROUND_S = 0.05
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._round = threading.Lock()
+        self._stop = threading.Event()
+
+    def spin_in_rounds(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            with self._round:
+                self.spin_once(timeout_sec=self.ROUND_S)
+
+    def remove_node(self, node) -> None:
+        with self._round:
+            super().remove_node(node)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 @pytest.fixture(scope="module")
 def executor(ros_context) -> Iterator[MultiThreadedExecutor]:
-    """A MultiThreadedExecutor spinning in a background thread; add nodes to it."""
-    ex = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    thread = threading.Thread(target=ex.spin, daemon=True)
+    """A MultiThreadedExecutor spinning in a background thread; add nodes to it
+    (``RoundExecutor``: removing a node waits for the current round)."""
+    ex = RoundExecutor(num_threads=4, context=ros_context)
+    thread = threading.Thread(target=ex.spin_in_rounds, daemon=True)
     thread.start()
     try:
         yield ex
     finally:
-        ex.shutdown(timeout_sec=5.0)
+        ex.stop()
         thread.join(timeout=5.0)
+        ex.shutdown(timeout_sec=5.0)
 
 
 @contextlib.contextmanager
