@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..camera import PinholeCamera
-from ..conventions import invert_rigid, rot_z, rotation_angle_deg
+from ..conventions import invert_rigid, rot_z, rotation_angle_deg, transform_points
 
 MIN_POINTS = 50
 """A view with fewer usable depth points is not registered."""
@@ -264,7 +264,6 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour)."""
     import open3d as o3d
     reg = o3d.pipelines.registration
-    coarse = params.coarse_distance * params.object_size
     fine = params.fine_distance * params.object_size
     tolerance = params.free_space_tolerance * params.object_size
     best = None
@@ -279,14 +278,8 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # shorter slide) is kept instead. Shape alone picks among one start's candidates
             # (colour is sharp: a few degrees off raise it as much as a wrong placement);
             # colour joins when the starts' winners compete
-            fine_only = _icp(clouds[j], clouds[i], init, fine, params.iterations)
-            coarse_fine = _icp(clouds[j], clouds[i], _icp(clouds[j], clouds[i], init, coarse,
-                                                          params.iterations).transformation,
-                               fine, params.iterations)
             local = None
-            for moved, T in ((False, init), (True, fine_only.transformation),
-                             (True, coarse_fine.transformation)):
-                T = np.array(T, dtype=np.float64)
+            for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
                 # overlap judged from both sides (fitness is the share of the source's points with
                 # a partner): the larger share, so a small view wholly inside a large one overlaps
                 there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
@@ -315,6 +308,20 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     elif correction > params.max_correction_deg:
         trusted, message = False, f"moved {correction:.0f}° from the model's pose"
     return PairResult(i, j, T, fitness, rmse, violation, trusted, message, colour)
+
+
+def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
+                    ) -> list[tuple[bool, np.ndarray]]:
+    """The placements of ``source`` on ``target`` one start gives: (moved, transform) for the
+    start itself, fine ICP from it, and coarse-then-fine ICP from it."""
+    fine = params.fine_distance * params.object_size
+    coarse = params.coarse_distance * params.object_size
+    fine_only = _icp(source, target, init, fine, params.iterations).transformation
+    coarse_fine = _icp(source, target, _icp(source, target, init, coarse,
+                                            params.iterations).transformation,
+                       fine, params.iterations).transformation
+    return [(False, np.array(init, dtype=np.float64)), (True, np.array(fine_only, dtype=np.float64)),
+            (True, np.array(coarse_fine, dtype=np.float64))]
 
 
 def _distinct_starts(starts: Sequence[np.ndarray], min_angle_deg: float = 5.0) -> list[np.ndarray]:
@@ -486,7 +493,6 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
     import open3d as o3d
     reg = o3d.pipelines.registration
     fine = params.fine_distance * params.object_size
-    coarse = params.coarse_distance * params.object_size
     tolerance = params.free_space_tolerance * params.object_size
     source = _union_cloud(views, group, params.voxel)
     trees: dict = {}                                       # the colour test's KD-trees
@@ -495,12 +501,8 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
     for angle in (0.0, *(a for a in params.azimuth_starts_deg if a != 0.0)):
         init = np.eye(4)
         init[:3, :3] = rot_z(np.radians(angle))
-        fine_only = _icp(source, target, init, fine, params.iterations).transformation
-        coarse_fine = _icp(source, target, _icp(source, target, init, coarse,
-                                                params.iterations).transformation,
-                           fine, params.iterations).transformation
-        for moved, T in ((angle != 0.0, init), (True, fine_only), (True, coarse_fine)):
-            T = np.array(T, dtype=np.float64)           # the group's object frame -> the registered
+        for moved, T in _icp_candidates(source, target, init, params):
+            moved = moved or angle != 0.0               # T: the group's object frame -> the registered
             correction = rotation_angle_deg(T[:3, :3])
             if correction > params.max_correction_deg:
                 continue
@@ -533,14 +535,10 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
 def _union_cloud(views: Sequence[RegistrationView | None], poses: dict[int, np.ndarray], voxel: float):
     """The given views' points in the object frame (``poses``: view -> ``T_camera_object``), one
     cloud, with their chromaticity where every view has it."""
-    points = np.concatenate([_object_points(views[k].points, T) for k, T in poses.items()])
+    points = np.concatenate([transform_points(invert_rigid(np.asarray(T, float)), views[k].points)
+                             for k, T in poses.items()])
     colours = [views[k].chromaticity for k in poses]
     return _cloud(points, voxel, None if any(c is None for c in colours) else np.concatenate(colours))
-
-
-def _object_points(points_camera: np.ndarray, T_camera_object: np.ndarray) -> np.ndarray:
-    T = invert_rigid(np.asarray(T_camera_object, float))
-    return points_camera @ T[:3, :3].T + T[:3, 3]
 
 
 def _colour_trees(clouds: dict) -> dict:
