@@ -32,8 +32,8 @@ from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
-from .registration import (RegistrationParams, RegistrationView, chromaticity, place_unregistered,
-                           register_views)
+from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
+                           place_unregistered, register_views)
 
 log = logging.getLogger("sparp_ros.measured")
 
@@ -111,7 +111,8 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         colours = chromaticity(f.image[uv[:, 1].astype(int), uv[:, 0].astype(int)])
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
-        out.append(RegistrationView(points, depth, f.mask, f.camera, colours))
+        out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
+                                    noise_m=depth_noise(depth, depth > 0)))
     return out
 
 
