@@ -41,6 +41,12 @@ PAIR_WORKERS = 2
 HYPOTHESIS_TIE_BREAK = 0.02
 """A pair's later hypotheses must agree better by this (fitness minus violations) to win."""
 
+NOISE_SIGMAS = 2.0
+"""A point is in another view's free space only when it lies in front of that view's surface by
+more than the free-space tolerance and more than this many standard deviations of the two views'
+depth noise together (``depth_noise``). 2: on the seed-0 captures (a first, median-based noise
+estimate) 3 gave Acc@15 0.71 and a 5.0° median, 2 gave 0.72 and 3.9° (README "Measured surfaces")."""
+
 
 @dataclass(frozen=True)
 class RegistrationParams:
@@ -242,7 +248,7 @@ def _pair_violation(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
     """Free-space violations both ways (j's points in i, i's in j), the larger. The tolerance
     grows to ``NOISE_SIGMAS`` standard deviations of the two views' depth noise together where
     that is larger (``depth_noise``)."""
-    noise = float(np.hypot(getattr(views[i], "noise_m", 0.0), getattr(views[j], "noise_m", 0.0)))
+    noise = float(np.hypot(views[i].noise_m, views[j].noise_m))
     tolerance = max(tolerance, NOISE_SIGMAS * noise)
     rates = []
     for a, b, T in ((i, j, T_ci_cj), (j, i, invert_rigid(T_ci_cj))):
@@ -252,12 +258,6 @@ def _pair_violation(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
         rates.append(violation_rate(P @ T[:3, :3].T + T[:3, 3], views[a], tolerance))
     return max(rates)
 
-
-NOISE_SIGMAS = 2.0
-"""A point is in another view's free space only when it lies in front of that view's surface by
-more than the free-space tolerance and more than this many standard deviations of the two views'
-depth noise together (``depth_noise``). 2: on the seed-0 captures (a first, median-based noise
-estimate) 3 gave Acc@15 0.71 and a 5.0° median, 2 gave 0.72 and 3.9° (README "Measured surfaces")."""
 
 MIN_COLOUR_PAIRS = 30
 """Fewer overlapping points than this say nothing about colour (difference 0)."""
