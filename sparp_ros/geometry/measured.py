@@ -169,10 +169,12 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             placed = {k for p in placements if p.placed for k in p.views}
             registered = [r or k in placed for k, r in enumerate(result.registered)]
             if placements:
-                log.info("registration: views %s overlap no registered view enough (%s); placed "
+                # the registration's own message repeats the views unless it says more
+                detail = "" if result.message.startswith("views ") else f" ({result.message})"
+                log.info("registration: views %s overlap no registered view enough%s; placed "
                          "against the registered surfaces: %s",
                          sorted(k for p in placements for k in p.views),
-                         result.message, sorted(placed) or "none (their surfaces would cut "
+                         detail, sorted(placed) or "none (their surfaces would cut "
                          "through space the registered views saw empty; model's pose kept, "
                          "depth not fused)")
     elif not use_tf:
