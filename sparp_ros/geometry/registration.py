@@ -541,8 +541,10 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
     for angle in (0.0, *(a for a in params.azimuth_starts_deg if a != 0.0)):
         init = np.eye(4)
         init[:3, :3] = rot_z(np.radians(angle))
+        # T maps the group's object frame into the registered views' object frame; a turned
+        # start counts as a move even where ICP leaves it where it started
         for moved, T in _icp_candidates(source, target, init, params):
-            moved = moved or angle != 0.0               # T: the group's object frame -> the registered
+            moved = moved or angle != 0.0
             correction = rotation_angle_deg(T[:3, :3])
             if correction > params.max_correction_deg:
                 continue
