@@ -72,7 +72,9 @@ class PipelineConfig:
     assume_upright: bool = True       # ...and then the object's z axis is the world frame's +z
                                       # (REP 103 z-up; the model's frames are gravity-aligned, it
                                       # was trained on upright objects): only the heading comes from
-                                      # the images. False: the tilt is averaged from the views' NOCS
+                                      # the images. False: the tilt is averaged from the views' NOCS.
+                                      # Without TF, on RGB-D: up is the normal of the support plane
+                                      # each view measures under the object (geometry/support.py)
     view_angles: bool = True          # per-view mode: move each view's frame to the camera
                                       # elevation and roll read by the view-angle network shipped
                                       # beside the weights (``view_angles/``), when there is one
@@ -596,7 +598,8 @@ class SparpPipeline:
         register = cfg.register_with_tf if use_tf else searched_frames
         return measure(frames, hypotheses, scale, ref, use_tf, register=register,
                        predicted=predicted, predicted_pose=poses[ref],
-                       colour_weight=cfg.registration_colour_weight)
+                       colour_weight=cfg.registration_colour_weight,
+                       level_on_support=cfg.assume_upright)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

@@ -3,6 +3,11 @@
 The pipeline's model stages give every view a pose (PnP on its NOCS, aligned by the azimuth
 search or by TF) and a predicted shape; this stage takes over wherever views have depth:
 
+* **Up, without TF** (``assume_upright``): every view that sees the table under its object
+  (``support.support_plane``) takes the object's up axis from the table's normal, in every
+  hypothesis; pairs of such views keep their tilt and height the tables' throughout the
+  registration (``registration.snap_to_support``), and so do placements. The model supplies
+  the heading only.
 * **RGB-D without TF**: the model's poses (one set per azimuth hypothesis) only start the
   registration of the measured surfaces (``registration.register_views``); the hypothesis whose
   registered surfaces agree best wins (not simply the search's first). A view that no single
@@ -16,7 +21,8 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   where nothing was measured (``fusion``); every vertex says which it is.
 * **Frame and size**: the object frame's origin moves to the centre of the surface's resting box
   (the smallest box about the up axis), and its diagonal is the object's size: metric by
-  construction, no scale estimate needed. Orientation (z up, heading) stays the model's / TF's.
+  construction, no scale estimate needed. Orientation: z up is TF's, the support plane's or
+  the model's (in that order); the heading the model's.
 
 ROS-free, numpy + open3d; the pipeline hands it full-resolution frames and metric poses.
 """
@@ -34,6 +40,7 @@ from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
                            place_unregistered, register_views)
+from .support import SupportPlane, level_pose, support_plane, tilt_deg
 
 log = logging.getLogger("sparp_ros.measured")
 
@@ -93,7 +100,8 @@ def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
 
 
 def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
-                       usable: Sequence[np.ndarray | None] | None = None
+                       usable: Sequence[np.ndarray | None] | None = None,
+                       planes: Sequence[SupportPlane | None] | None = None
                        ) -> list[RegistrationView | None]:
     """Each measured frame's usable depth points (camera frame) with that depth, its mask and
     camera (``usable``: the frames' :func:`usable_depths`, found here when not given). The
@@ -102,7 +110,8 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
     0.73 -> 0.81) without making it better."""
     usable = usable_depths(frames) if usable is None else usable
     out: list[RegistrationView | None] = []
-    for f, ok, depth in zip(frames, measured, usable):
+    planes = [None] * len(frames) if planes is None else planes
+    for f, ok, depth, plane in zip(frames, measured, usable, planes):
         if not ok:
             out.append(None)
             continue
@@ -112,7 +121,7 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
         out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
-                                    noise_m=depth_noise(depth, depth > 0)))
+                                    noise_m=depth_noise(depth, depth > 0), support=plane))
     return out
 
 
@@ -120,7 +129,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             size_estimate: float, reference: int, use_tf: bool, register: bool = True,
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
             predicted_pose: np.ndarray | None = None,
-            colour_weight: float = RegistrationParams.colour_weight) -> MeasuredResult:
+            colour_weight: float = RegistrationParams.colour_weight,
+            level_on_support: bool = True) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -130,7 +140,9 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     TF it absorbs hand-eye error); ``predicted``: the model's shape (vertices in metres, faces,
     colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
     first hypothesis' reference pose); it is moved into the registered object frame.
-    ``colour_weight``: ``RegistrationParams.colour_weight``.
+    ``colour_weight``: ``RegistrationParams.colour_weight``; ``level_on_support`` (without TF):
+    every view that sees the plane its object stands on takes its up axis from that plane
+    (``support``), for every hypothesis, before the registration starts from them.
     Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
@@ -141,11 +153,15 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     if use_tf:
         poses = poses_from_tf(poses, frames)
         record["poses"] = "tf"
+    planes: list[SupportPlane | None] = [None] * len(frames)
+    if level_on_support and not use_tf:
+        planes = support_planes(frames, usable)
+        hypotheses, poses = _level_on_support(planes, hypotheses, record)
     registered = [True] * len(frames)
     if register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
                                     colour_weight=colour_weight)
-        views = registration_views(frames, measured, usable)
+        views = registration_views(frames, measured, usable, planes)
         result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
         record["registration"] = result.to_dict()
         corrections = {}
@@ -203,6 +219,38 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     diagonal = float(np.linalg.norm(extent))
     record["size"] = size_record(extent)
     return MeasuredResult(poses, surface, diagonal, record)
+
+
+def support_planes(frames: Sequence[Frame], usable: Sequence[np.ndarray | None]
+                   ) -> list[SupportPlane | None]:
+    """Each view's support plane under its object (``support.support_plane``), or None."""
+    out: list[SupportPlane | None] = []
+    for f, d in zip(frames, usable):
+        if f.depth is None or f.mask is None or d is None or not (d > 0).any():
+            out.append(None)
+            continue
+        out.append(support_plane(f.depth, f.mask, f.camera, depth_noise(d, d > 0)))
+    return out
+
+
+def _level_on_support(planes: Sequence[SupportPlane | None], hypotheses, record: dict):
+    """The hypotheses with every view that sees its support plane levelled on it (and the first
+    hypothesis' poses): the tilt measured, the heading the model's. Records which views and by
+    how much the model's tilt was off."""
+    levelled = [k for k, p in enumerate(planes) if p is not None]
+    first = hypotheses[0]
+    record["support"] = {"views": levelled,
+                         "model_tilt_deg": {str(k): tilt_deg(first[k], planes[k].normal)
+                                            for k in levelled if first[k] is not None}}
+    if not levelled:
+        return hypotheses, [None if T is None else np.asarray(T, float) for T in first]
+    log.info("support plane under the object in views %s: their up axis is measured (the "
+             "model's was off by %s°)", levelled,
+             ", ".join(f"{v:.0f}" for v in record["support"]["model_tilt_deg"].values()))
+    out = [[None if T is None else (level_pose(T, planes[k].normal) if planes[k] is not None
+                                    else np.asarray(T, float)) for k, T in enumerate(h)]
+           for h in hypotheses]
+    return out, list(out[0])
 
 
 def size_record(extent: np.ndarray) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..camera import PinholeCamera
 from ..conventions import invert_rigid, rot_z, rotation_angle_deg, transform_points
+from .support import SupportPlane, align_rotation
 
 MIN_POINTS = 50
 """A view with fewer usable depth points is not registered."""
@@ -131,6 +132,7 @@ class RegistrationView:
     camera: PinholeCamera
     chromaticity: np.ndarray | None = None   # Nx3, each point's r, g, b / (r + g + b)
     noise_m: float = 0.0           # the depth's noise (one standard deviation, metres): depth_noise
+    support: SupportPlane | None = None      # the plane the object stands on (support.py), or None
     _silhouettes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def silhouette(self, margin_px: int) -> np.ndarray:
@@ -189,6 +191,26 @@ def _turn_about_up(T_ci_cj: np.ndarray, T_ci_o: np.ndarray, angle_deg: float) ->
     turn = np.eye(4)
     turn[:3, :3] = rot_z(np.radians(angle_deg))
     return T_ci_o @ turn @ invert_rigid(T_ci_o) @ T_ci_cj
+
+
+def snap_to_support(T_ci_cj: np.ndarray, view_i: RegistrationView, view_j: RegistrationView,
+                    centre_in_i: np.ndarray) -> np.ndarray:
+    """``T_ci_cj`` made to agree with both views' support planes when both have one: turned about
+    ``centre_in_i`` (the object's centre) by the smallest rotation that maps j's up onto i's, then
+    moved along i's up until j's plane lies on i's. What the tables measured (tilt and height,
+    three of the six degrees of freedom) is then exact; ICP and the model keep only the heading
+    and the position along the table. Unchanged without two planes."""
+    a, b = view_i.support, view_j.support
+    if a is None or b is None:
+        return T_ci_cj
+    T = np.asarray(T_ci_cj, float).copy()
+    Q = align_rotation(T[:3, :3] @ b.normal, a.normal)
+    c = np.asarray(centre_in_i, float)
+    T[:3, :3] = Q @ T[:3, :3]
+    T[:3, 3] = Q @ (T[:3, 3] - c) + c
+    on_j = -b.offset * b.normal                       # j's plane point nearest to j's camera
+    T[:3, 3] -= a.height(T[:3, :3] @ on_j + T[:3, 3]) * a.normal
+    return T
 
 
 def violation_rate(points_in_i: np.ndarray, view_i: RegistrationView, tolerance: float,
@@ -311,7 +333,10 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
         # the turns about up only around the model's first choice: later hypotheses are already
         # the search's other azimuths
         for angle in params.azimuth_starts_deg if rank == 0 else (0.0,):
-            init = _turn_about_up(start, T_ci_o, angle)
+            # where both views see the table under the object, its tilt and height are measured:
+            # every start and every ICP result keeps them (snap_to_support)
+            init = snap_to_support(_turn_about_up(start, T_ci_o, angle), views[i], views[j],
+                                   T_ci_o[:3, 3])
             # candidates: the start itself, fine ICP from it, coarse-then-fine ICP from it. ICP
             # slides partial surfaces towards more overlap; the free-space test says when that
             # slide went through space a camera saw empty, and the start (or the finer,
@@ -320,6 +345,7 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # colour joins when the starts' winners compete
             local = None
             for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
+                T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 # overlap judged from both sides (fitness is the share of the source's points with
                 # a partner): the larger share, so a small view wholly inside a large one overlaps
                 there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
@@ -544,6 +570,7 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
         # T maps the group's object frame into the registered views' object frame; a turned
         # start counts as a move even where ICP leaves it where it started
         for moved, T in _icp_candidates(source, target, init, params):
+            T = _level_placement(T, views, group, poses, anchors)
             moved = moved or angle != 0.0
             correction = rotation_angle_deg(T[:3, :3])
             if correction > params.max_correction_deg:
@@ -572,6 +599,28 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
                   if max_violation < params.max_violation else ""))
     placement = Placement(sorted(group), not message, fitness, violation, colour, correction, message)
     return placement, {m: T_m @ invert_rigid(T) for m, T_m in group.items()}
+
+
+def _table_height(view: RegistrationView, T_camera_object: np.ndarray) -> float:
+    """Where the view's support plane lies along the object frame's z (the frame levelled on
+    it, so that z is its normal)."""
+    T = np.asarray(T_camera_object, float)
+    return -float(view.support.normal @ T[:3, 3] + view.support.offset)
+
+
+def _level_placement(T: np.ndarray, views, group: dict[int, np.ndarray],
+                     poses: Sequence[np.ndarray | None], anchors: list[int]) -> np.ndarray:
+    """A placement ``T`` (the group's object frame -> the registered views' object frame) that
+    keeps the support plane: when every member and every anchor sees it (their poses levelled on
+    it, z up), ``T`` only turns about z, and it puts the group's table at the anchors' height.
+    Unchanged otherwise."""
+    if any(views[k].support is None for k in (*group, *anchors)):
+        return T
+    T = np.asarray(T, float).copy()
+    T[:3, :3] = align_rotation(T[:3, 2], np.array([0.0, 0.0, 1.0])) @ T[:3, :3]
+    height = np.mean([_table_height(views[k], poses[k]) for k in anchors])
+    T[2, 3] = height - np.mean([_table_height(views[m], group[m]) for m in group])
+    return T
 
 
 def _union_cloud(views: Sequence[RegistrationView | None], poses: dict[int, np.ndarray], voxel: float):

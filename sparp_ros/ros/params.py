@@ -49,7 +49,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                "the predicted shapes; false = the predicted shapes"),
     "assume_upright": (True, "with camera poses from TF: the object's z axis is world_frame's +z "
                              "(REP 103; objects resting upright, as the model was trained), so "
-                             "only its heading comes from the images; false = tilt from the images"),
+                             "only its heading comes from the images; without TF, on RGB-D: "
+                             "the normal of the support plane each view measures under the "
+                             "object; false = tilt from the images"),
     "view_angles": (True, "per-view model: take each view's camera elevation and roll from the "
                           "view-angle network shipped beside the weights (view_angles/), which "
                           "judges them better than the NOCS model's own frame; false = PnP's"),
