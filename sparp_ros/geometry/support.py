@@ -8,7 +8,7 @@ measured in every view, the model only has to supply the heading about it (DESIG
 where you can, infer where you must).
 
 Per view (``support_plane``): the depth outside the object's (dilated) mask and near the object,
-a RANSAC plane (open3d ``segment_plane``) refitted to its inliers by least squares, oriented
+a RANSAC plane (seeded, numpy) refitted to its inliers by least squares, oriented
 towards the camera. It counts as the object's support only when enough of it is seen, and the
 object's measured points stand on it: almost none below it, the lowest ones on it. A floating
 object (depth only on the object), a wall behind it or a tilted tray it is not resting on give
@@ -17,7 +17,7 @@ None, and the model's up is kept.
 ``level_pose`` turns a pose about the object's centre by the smallest rotation that puts the
 object's z axis on the plane's normal: the heading the model chose is kept.
 
-ROS-free; numpy, OpenCV and open3d. Planes are in the camera frame: n·p + d = 0, n unit and
+ROS-free; numpy and OpenCV. Planes are in the camera frame: n·p + d = 0, n unit and
 pointing to the camera's side (up), metres.
 """
 from __future__ import annotations
@@ -84,7 +84,6 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     """The plane the object in ``mask`` stands on, measured from ``depth`` (metres, 0 unknown)
     around it, or None when the view shows none (module docstring). ``noise_m``: the depth's
     noise (one standard deviation), which widens the inlier distance."""
-    import open3d as o3d
     depth = np.asarray(depth)
     mask = np.asarray(mask, bool)
     if depth.shape != mask.shape:
@@ -103,14 +102,11 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     if len(pts) < MIN_PLANE_POINTS:
         return None
     distance = max(MIN_PLANE_DISTANCE_M, PLANE_SIGMAS * noise_m)
-    o3d.utility.random.seed(seed)
-    sample = pts[:: max(1, len(pts) // SAMPLE_POINTS)]
-    model, _ = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample)).segment_plane(
-        distance, 3, RANSAC_ITERATIONS)
-    n = np.asarray(model[:3], float)
-    if not np.linalg.norm(n) > 0:
+    found = _ransac_plane(pts[:: max(1, len(pts) // SAMPLE_POINTS)], distance,
+                          np.random.default_rng(seed))
+    if found is None:
         return None
-    n, d = n / np.linalg.norm(n), float(model[3]) / np.linalg.norm(n)
+    n, d = found
     inliers = np.abs(pts @ n + d) < distance
     if inliers.sum() < 3:
         return None
@@ -147,6 +143,31 @@ def align_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     angle = float(np.arctan2(s, c)) if s > 1e-12 and c > -1.0 + 1e-12 else np.pi
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def _ransac_plane(points: np.ndarray, distance: float, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, float] | None:
+    """The plane through three of ``points`` that most of them lie within ``distance`` of
+    (``RANSAC_ITERATIONS`` tries), as (unit normal, offset). Our own few lines rather than
+    open3d's ``segment_plane``: that one draws from open3d's process-wide random state, which
+    seeding here would reset for every later open3d call."""
+    if len(points) < 3:
+        return None
+    picks = rng.integers(0, len(points), size=(RANSAC_ITERATIONS, 3))
+    a, b, c = points[picks[:, 0]], points[picks[:, 1]], points[picks[:, 2]]
+    normals = np.cross(b - a, c - a)
+    length = np.linalg.norm(normals, axis=1)
+    ok = length > 1e-12
+    if not ok.any():
+        return None
+    normals = normals[ok] / length[ok, None]
+    offsets = -np.einsum("ij,ij->i", normals, a[ok])
+    best, best_count = None, -1
+    for n, d in zip(normals, offsets):
+        count = int((np.abs(points @ n + d) < distance).sum())
+        if count > best_count:
+            best, best_count = (n, float(d)), count
+    return best
 
 
 def level_pose(T_camera_object: np.ndarray, up_in_camera: np.ndarray) -> np.ndarray:
