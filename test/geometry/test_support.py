@@ -81,6 +81,10 @@ def test_no_support_plane_without_a_table_or_under_a_floating_object():
     assert support_plane(depth, mask, CAMERA) is None                 # it does not stand on it
     with pytest.raises(ValueError, match="differ in size"):
         support_plane(depth, mask[:-1], CAMERA)
+    # no usable depth at all (NaN, ±inf, zeros) or no object in the mask: no plane, no error
+    assert support_plane(np.full(depth.shape, np.nan, np.float32), mask, CAMERA) is None
+    assert support_plane(np.where(mask, np.inf, 0).astype(np.float32), mask, CAMERA) is None
+    assert support_plane(depth, np.zeros_like(mask), CAMERA) is None
 
 
 def test_level_pose_sets_the_tilt_and_keeps_the_heading():
