@@ -90,13 +90,14 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
         raise ValueError(f"depth {depth.shape} and mask {mask.shape} differ in size")
     known = np.isfinite(depth) & (depth > 0)
     on_object = known & mask
-    if on_object.sum() < 50:
+    kernel = np.ones((2 * MASK_MARGIN_PX + 1,) * 2, np.uint8)
+    around = known & ~(cv2.dilate(mask.astype(np.uint8), kernel) > 0)
+    # depth on the object only (a masked depth image, a render without a scene): nothing to fit
+    if on_object.sum() < 50 or around.sum() < MIN_PLANE_POINTS:
         return None
     obj = _back_project(depth, camera, on_object)
     centre = np.median(obj, axis=0)
     size = float(np.linalg.norm(np.percentile(obj, 95, axis=0) - np.percentile(obj, 5, axis=0)))
-    kernel = np.ones((2 * MASK_MARGIN_PX + 1,) * 2, np.uint8)
-    around = known & ~(cv2.dilate(mask.astype(np.uint8), kernel) > 0)
     pts = _back_project(depth, camera, around)
     pts = pts[np.linalg.norm(pts - centre, axis=1) < NEAR_OBJECT * max(size, 0.02)]
     if len(pts) < MIN_PLANE_POINTS:
