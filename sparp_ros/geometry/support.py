@@ -1,11 +1,12 @@
 """The support plane under the object, measured in each RGB-D view: the object's up axis, measured.
 
 Why: without TF nothing else says where up is; the model infers it from the image (the view-angle
-network's elevation and roll), and on photograph-like renders its per-view tilt is often off by
-tens of degrees. A robot's object stands on a table, and the table is in the depth image around
-the object: its normal is the object's up axis, measured to a fraction of a degree. With up
-measured in every view, the model only has to supply the heading about it (DESIGN §2: measure
-where you can, infer where you must).
+network's elevation and roll), and on photograph-like renders its per-view tilt is off by 8°
+(median; more than 10° in 23 of 62 views, up to 50°: the log lines of `sparp-ros eval
+benchmarks/out/eval25rn/captures --backend model`, README). A robot's object stands on a table,
+and the table is in the depth image around the object: its normal is the object's up axis,
+measured to a fraction of a degree. With up measured in every view, the model only has to
+supply the heading about it (DESIGN §2: measure where you can, infer where you must).
 
 Per view (``support_plane``): the depth outside the object's (dilated) mask and near the object,
 a RANSAC plane (seeded, numpy) refitted to its inliers by least squares, oriented
