@@ -1,5 +1,7 @@
 """How well each view's support plane (``geometry/support.py``) measures the object's up axis.
 
+    python benchmarks/eval_shared.py --objects 25 --views 4 --seed 0 --depth-noise stereo \
+        --realism --out benchmarks/out/eval25rn --no-eval        # photograph-like captures
     python benchmarks/support_planes.py benchmarks/out/eval25rn/captures
 
 For every view of every capture: whether a support plane under the object is found, and the angle
