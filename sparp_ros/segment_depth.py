@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 
 from .assignment import link_across_views
 from .capture import Frame
+from .geometry.support import fit_plane
 from .segmentation import SegmentationError
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])
@@ -262,7 +263,7 @@ def _find_plane(pts: np.ndarray, eye: np.ndarray, in_world: bool, p: DepthSegmen
             break
         n, d = n / scale, d / scale
         inliers = np.abs(pts @ n + d) < p.plane_distance_m
-        n, d = _refit(pts[inliers], n)
+        n, d = fit_plane(pts[inliers], n)
         inliers = np.abs(pts @ n + d) < p.plane_distance_m
         if n @ eye + d < 0:                       # the camera is on the positive side
             n, d = -n, -d
@@ -302,14 +303,6 @@ def _height_threshold(h: np.ndarray, z: np.ndarray, p: DepthSegmentationParams) 
     if not centres:
         return floor
     return np.maximum(floor, p.height_sigmas * np.interp(z, centres, sigmas))
-
-
-def _refit(points: np.ndarray, n0: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane through ``points``, its normal on the side of ``n0``."""
-    c = points.mean(axis=0)
-    _, _, vt = np.linalg.svd(points - c, full_matrices=False)
-    n = vt[2] if vt[2] @ n0 >= 0 else -vt[2]
-    return n, float(-n @ c)
 
 
 def _plane_basis(n: np.ndarray) -> np.ndarray:

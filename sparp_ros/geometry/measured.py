@@ -101,7 +101,8 @@ def poses_from_tf(T_camera_object: Sequence[np.ndarray | None],
 
 def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
                        usable: Sequence[np.ndarray | None] | None = None,
-                       planes: Sequence[SupportPlane | None] | None = None
+                       planes: Sequence[SupportPlane | None] | None = None,
+                       noises: Sequence[float] | None = None
                        ) -> list[RegistrationView | None]:
     """Each measured frame's usable depth points (camera frame) with that depth, its mask and
     camera (``usable``: the frames' :func:`usable_depths`, found here when not given). The
@@ -111,7 +112,8 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
     usable = usable_depths(frames) if usable is None else usable
     out: list[RegistrationView | None] = []
     planes = [None] * len(frames) if planes is None else planes
-    for f, ok, depth, plane in zip(frames, measured, usable, planes):
+    noises = depth_noises(usable) if noises is None else noises
+    for f, ok, depth, plane, noise in zip(frames, measured, usable, planes, noises):
         if not ok:
             out.append(None)
             continue
@@ -121,7 +123,7 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
         out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
-                                    noise_m=depth_noise(depth, depth > 0), support=plane))
+                                    noise_m=noise, support=plane))
     return out
 
 
@@ -153,15 +155,17 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     if use_tf:
         poses = poses_from_tf(poses, frames)
         record["poses"] = "tf"
+    noises = depth_noises(usable)
     planes: list[SupportPlane | None] = [None] * len(frames)
     if level_on_support and not use_tf:
-        planes = support_planes(frames, usable)
-        hypotheses, poses = _level_on_support(planes, hypotheses, record)
+        planes = support_planes(frames, usable, noises)
+        hypotheses = _level_on_support(planes, hypotheses, record)
+        poses = list(hypotheses[0])
     registered = [True] * len(frames)
     if register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
                                     colour_weight=colour_weight)
-        views = registration_views(frames, measured, usable, planes)
+        views = registration_views(frames, measured, usable, planes, noises)
         result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
         record["registration"] = result.to_dict()
         corrections = {}
@@ -221,36 +225,42 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     return MeasuredResult(poses, surface, diagonal, record)
 
 
-def support_planes(frames: Sequence[Frame], usable: Sequence[np.ndarray | None]
-                   ) -> list[SupportPlane | None]:
-    """Each view's support plane under its object (``support.support_plane``), or None."""
+def depth_noises(usable: Sequence[np.ndarray | None]) -> list[float]:
+    """Each view's depth noise on its object (``registration.depth_noise``; 0 without depth),
+    measured once for the support plane and the registration."""
+    return [0.0 if d is None else depth_noise(d, d > 0) for d in usable]
+
+
+def support_planes(frames: Sequence[Frame], usable: Sequence[np.ndarray | None],
+                   noises: Sequence[float]) -> list[SupportPlane | None]:
+    """Each view's support plane under its object (``support.support_plane``; ``noises``: the
+    views' :func:`depth_noises`), or None."""
     out: list[SupportPlane | None] = []
-    for f, d in zip(frames, usable):
+    for f, d, noise in zip(frames, usable, noises):
         if f.depth is None or f.mask is None or d is None or not (d > 0).any():
             out.append(None)
             continue
-        out.append(support_plane(f.depth, f.mask, f.camera, depth_noise(d, d > 0)))
+        out.append(support_plane(f.depth, f.mask, f.camera, noise))
     return out
 
 
 def _level_on_support(planes: Sequence[SupportPlane | None], hypotheses, record: dict):
-    """The hypotheses with every view that sees its support plane levelled on it (and the first
-    hypothesis' poses): the tilt measured, the heading the model's. Records which views and by
-    how much the model's tilt was off."""
+    """The hypotheses with every view that sees its support plane levelled on it: the tilt
+    measured, the heading the model's. Records which views and by how much the model's tilt was
+    off."""
     levelled = [k for k, p in enumerate(planes) if p is not None]
     first = hypotheses[0]
     record["support"] = {"views": levelled,
                          "model_tilt_deg": {str(k): tilt_deg(first[k], planes[k].normal)
                                             for k in levelled if first[k] is not None}}
     if not levelled:
-        return hypotheses, [None if T is None else np.asarray(T, float) for T in first]
+        return [[None if T is None else np.asarray(T, float) for T in h] for h in hypotheses]
     log.info("support plane under the object in views %s: their up axis is measured (the "
              "model's was off by %s°)", levelled,
              ", ".join(f"{v:.0f}" for v in record["support"]["model_tilt_deg"].values()))
-    out = [[None if T is None else (level_pose(T, planes[k].normal) if planes[k] is not None
-                                    else np.asarray(T, float)) for k, T in enumerate(h)]
-           for h in hypotheses]
-    return out, list(out[0])
+    return [[None if T is None else (level_pose(T, planes[k].normal) if planes[k] is not None
+                                     else np.asarray(T, float)) for k, T in enumerate(h)]
+            for h in hypotheses]
 
 
 def size_record(extent: np.ndarray) -> dict:
@@ -262,5 +272,5 @@ def size_record(extent: np.ndarray) -> dict:
             "diagonal_m": float(np.linalg.norm(extent))}
 
 
-__all__ = ["MeasuredResult", "measure", "measured_views", "usable_depths",
-           "poses_from_tf", "registration_views", "size_record"]
+__all__ = ["MeasuredResult", "measure", "measured_views", "usable_depths", "depth_noises",
+           "support_planes", "poses_from_tf", "registration_views", "size_record"]

@@ -59,25 +59,30 @@ SAMPLE_POINTS = 20000
 @dataclass(frozen=True)
 class SupportPlane:
     """A plane in one camera's frame: ``normal``·p + ``offset`` = 0, ``normal`` up (towards the
-    camera's side); ``points``: its inliers near the object."""
+    camera's side)."""
 
     normal: np.ndarray
     offset: float
-    points: int
 
     def height(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points, float) @ self.normal + self.offset
 
-    def to_dict(self) -> dict:
-        return {"normal": [float(v) for v in self.normal], "offset_m": float(self.offset),
-                "points": int(self.points)}
-
 
 def _back_project(depth: np.ndarray, camera: PinholeCamera, select: np.ndarray) -> np.ndarray:
+    """The selected pixels' depth as camera-frame points (the camera's own rays: distortion
+    removed)."""
     rows, cols = np.nonzero(select)
-    z = depth[rows, cols].astype(np.float64)
-    K = camera.K
-    return np.column_stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z])
+    rays = camera.normalized_rays(np.column_stack([cols, rows]).astype(np.float64))
+    return rays * depth[rows, cols, None].astype(np.float64)
+
+
+def fit_plane(points: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, float]:
+    """The least-squares plane through ``points`` as (unit normal, offset), the normal on the
+    side of ``side``."""
+    c = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - c, full_matrices=False)
+    n = vt[2] if vt[2] @ side >= 0 else -vt[2]
+    return n, float(-n @ c)
 
 
 def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
@@ -113,10 +118,7 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     if inliers.sum() < 3:
         return None
     # least squares on every inlier: RANSAC's three points set the normal to a few degrees only
-    c = pts[inliers].mean(axis=0)
-    _, _, vt = np.linalg.svd(pts[inliers] - c, full_matrices=False)
-    n = vt[2] if vt[2] @ n >= 0 else -vt[2]
-    d = float(-n @ c)
+    n, d = fit_plane(pts[inliers], n)
     if d < 0:                                  # the camera (the origin) on the positive side
         n, d = -n, -d
     inliers = np.abs(pts @ n + d) < distance
@@ -125,7 +127,7 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     heights = obj @ n + d
     if (heights < -distance).mean() > BELOW_SHARE or np.percentile(heights, 5) > TOUCH * size:
         return None
-    return SupportPlane(n, d, int(inliers.sum()))
+    return SupportPlane(n, d)
 
 
 def align_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -135,14 +137,13 @@ def align_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, float) / np.linalg.norm(b)
     axis = np.cross(a, b)
     s, c = float(np.linalg.norm(axis)), float(np.clip(a @ b, -1.0, 1.0))
-    if s < 1e-12:
+    angle = float(np.arctan2(s, c))
+    if s < 1e-12:                              # parallel: no turn, or half a turn
         if c > 0:
             return np.eye(3)
         helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-        axis = np.cross(a, helper)
-        s = float(np.linalg.norm(axis))
-    axis = axis / s
-    angle = float(np.arctan2(s, c)) if s > 1e-12 and c > -1.0 + 1e-12 else np.pi
+        axis, angle = np.cross(a, helper), np.pi
+    axis = axis / np.linalg.norm(axis)
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
 
@@ -188,4 +189,5 @@ def tilt_deg(T_camera_object: np.ndarray, up_in_camera: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(z @ up / np.linalg.norm(up), -1.0, 1.0))))
 
 
-__all__ = ["SupportPlane", "support_plane", "align_rotation", "level_pose", "tilt_deg"]
+__all__ = ["SupportPlane", "support_plane", "fit_plane", "align_rotation", "level_pose",
+           "tilt_deg"]
