@@ -78,9 +78,10 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
 
 def _ros_environment() -> str:
     """Keep the demo on this machine and off other runs' topics: localhost discovery and, unless
-    the caller chose one, a random domain id."""
+    the caller chose one, a random domain id (at most 101: above, DDS's UDP ports fall in Linux's
+    ephemeral port range)."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
     return os.environ["ROS_DOMAIN_ID"]
 
 

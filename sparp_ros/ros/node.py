@@ -49,6 +49,7 @@ the node (the pose is still published).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
@@ -164,6 +165,12 @@ class SparpNodeCore:
         self.prompts = PromptInbox()        # points and boxes for segmentation: prompt
 
         self._health = HealthMonitor(float(self.params["diagnostics_frame_timeout_s"]))
+        self._diagnostics_name = f"{self.get_fully_qualified_name()}: object reconstruction"
+        # Held while a status is published, and by destroy_node: an executor thread may be in
+        # the timer's callback when the node is destroyed (rclpy does not wait for it), and a
+        # callback that then touches the node's handles raises InvalidHandle into the executor.
+        self._diagnostics_lock = threading.Lock()
+        self._destroyed = False
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._diagnostics_timer = self._create_diagnostics_timer()
@@ -307,10 +314,14 @@ class SparpNodeCore:
         self.node_state = "unconfigured"
 
     def destroy_node(self) -> None:
-        """Stop the mesh child process, then destroy the node (ROS entities)."""
+        """Stop the mesh child process, then destroy the node (ROS entities), after a status
+        being published is out (see ``_diagnostics_lock``)."""
         if getattr(self, "pipeline", None) is not None:      # None if _init_core failed
             self.pipeline.close()
-        super().destroy_node()
+        lock = getattr(self, "_diagnostics_lock", None)
+        with lock if lock is not None else contextlib.nullcontext():
+            self._destroyed = True
+            super().destroy_node()
 
     # -- set-up helpers ------------------------------------------------------------------------
     def _warm_up_surface_worker(self) -> None:
@@ -922,10 +933,13 @@ class SparpNodeCore:
             last_result=self._last_result, timing=self.input_timing.summary())
 
     def _publish_diagnostics(self) -> None:
-        health = self._health.assess(self.health_snapshot())
-        self._diagnostics_pub.publish(messages.health_to_diagnostics(
-            health, f"{self.get_fully_qualified_name()}: object reconstruction",
-            hardware_id=self.params["device"], stamp=self.get_clock().now().to_msg()))
+        with self._diagnostics_lock:
+            if self._destroyed:         # a call already under way when the node was destroyed
+                return
+            health = self._health.assess(self.health_snapshot())
+            self._diagnostics_pub.publish(messages.health_to_diagnostics(
+                health, self._diagnostics_name, hardware_id=self.params["device"],
+                stamp=self.get_clock().now().to_msg()))
 
 
 def _descriptor(name: str) -> ParameterDescriptor:

@@ -1,6 +1,6 @@
 """Fixtures for tests over real DDS (rclpy + Fast DDS from the ROS 2 wheels).
 
-Every test module gets its own rclpy context on its own ``ROS_DOMAIN_ID`` (random in 1..200,
+Every test module gets its own rclpy context on its own ``ROS_DOMAIN_ID`` (random in 1..101,
 distinct per module in this pytest run) with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so test
 runs side by side on one machine never see each other's topics. Nothing here needs
 ``AMENT_PREFIX_PATH``: messages import and publish without it (it only serves ament_index
@@ -24,9 +24,12 @@ _DOMAINS_USED: set[int] = set()
 
 
 def pick_domain_id() -> int:
+    """A domain not used yet in this run. At most 101: DDS derives its UDP ports from the domain,
+    and above 101 they fall in Linux's ephemeral port range, where any outgoing connection may
+    hold one (ROS 2's "The ROS_DOMAIN_ID" concept page)."""
     rng = random.SystemRandom()
     while True:
-        domain = rng.randint(1, 200)
+        domain = rng.randint(1, 101)
         if domain not in _DOMAINS_USED:
             _DOMAINS_USED.add(domain)
             return domain
@@ -74,11 +77,19 @@ class RoundExecutor(MultiThreadedExecutor):
         super().__init__(*args, **kwargs)
         self._round = threading.Lock()
         self._stop = threading.Event()
+        self.errors: list[BaseException] = []
 
     def spin_in_rounds(self) -> None:
+        """Spin until stopped. An exception a callback raised (rclpy re-raises it from a later
+        ``spin_once``) is kept in ``errors`` and spinning goes on: the thread must not die, or
+        every later test of the module would wait for answers nobody takes, far from the cause.
+        The ``executor`` fixture fails the module's teardown with what was kept."""
         while not self._stop.is_set() and self.context.ok():
             with self._round:
-                self.spin_once(timeout_sec=self.ROUND_S)
+                try:
+                    self.spin_once(timeout_sec=self.ROUND_S)
+                except Exception as exc:  # noqa: BLE001 - kept and reported by the fixture
+                    self.errors.append(exc)
 
     def remove_node(self, node) -> None:
         with self._round:
@@ -101,6 +112,7 @@ def executor(ros_context) -> Iterator[MultiThreadedExecutor]:
         ex.stop()
         thread.join(timeout=5.0)
         ex.shutdown(timeout_sec=5.0)
+    assert not ex.errors, f"callbacks raised while spinning: {ex.errors!r}"
 
 
 @contextlib.contextmanager

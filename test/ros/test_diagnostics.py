@@ -140,3 +140,37 @@ def test_no_images_warn_until_frames_come(watched, wait_for, publish_frame):
     assert float(_values(ok)["seconds_since_last_image"]) < 0.5
     warn = listener.next_status(lambda s, v: s.level == DiagnosticStatus.WARN, wait_for, "a WARN again")
     assert warn.message.startswith("no image for "), warn.message
+
+
+def test_destroying_the_node_while_a_status_is_published_raises_nothing(ros_context, executor,
+                                                                         wait_for):
+    """rclpy does not wait for a timer callback under way when a node is destroyed; the status
+    being published then must finish first, and a later one must not touch the destroyed node
+    (that raised InvalidHandle into the executor, whose spinning thread died)."""
+    from sparp_ros.ros.node import SparpNode
+
+    node = SparpNode(context=ros_context, namespace="/destroyed_while_publishing",
+                     parameter_overrides=[Parameter(k, value=v) for k, v in (
+                         ("backend", "oracle"), ("use_depth", False), ("use_mask", False),
+                         ("diagnostics_period_s", 0.05))])
+    inside, release, finished = threading.Event(), threading.Event(), []
+    snapshot = node.health_snapshot
+
+    def slow_snapshot():
+        inside.set()
+        release.wait(10.0)
+        finished.append(True)
+        return snapshot()
+    node.health_snapshot = slow_snapshot
+    executor.add_node(node)
+    wait_for(inside.is_set, 10.0, "a status being published")
+    executor.remove_node(node)
+    destroyer = threading.Thread(target=node.destroy_node)
+    destroyer.start()
+    destroyer.join(0.3)
+    assert destroyer.is_alive(), "destroy_node waits for the status under way"
+    release.set()
+    destroyer.join(10.0)
+    assert not destroyer.is_alive() and finished
+    node._publish_diagnostics()          # a call that was already queued: returns, raises nothing
+    assert executor.errors == []
