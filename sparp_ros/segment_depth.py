@@ -3,7 +3,8 @@
 Per frame (``segment_frame``):
 
 1. back-project the valid depth (camera frame; world frame when the frame has ``T_world_camera``);
-2. find the support plane by RANSAC (``open3d`` ``segment_plane``) and refit it to its inliers;
+2. find the support plane by RANSAC (``geometry.support.ransac_plane``, seeded) and refit it to
+   its inliers;
    with a world frame the plane must face world up (a wall is skipped, the next plane tried);
 3. keep the points above the plane (higher than ``height_sigmas`` times the plane's own measured
    noise at their depth) inside the workspace box; group them into Euclidean clusters
@@ -35,7 +36,7 @@ from scipy.spatial import cKDTree
 
 from .assignment import link_across_views
 from .capture import Frame
-from .geometry.support import fit_plane
+from .geometry.support import fit_plane, ransac_plane
 from .segmentation import SegmentationError
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])
@@ -246,22 +247,16 @@ def _find_plane(pts: np.ndarray, eye: np.ndarray, in_world: bool, p: DepthSegmen
     """The dominant plane (RANSAC on a subsample, least-squares refit on all its inliers),
     oriented towards the camera; in the world, the first of up to ``max_plane_tries`` planes
     within ``max_plane_tilt_deg`` of horizontal."""
-    import open3d as o3d
-    o3d.utility.random.seed(p.seed)
+    rng = np.random.default_rng(p.seed)
     stride = max(1, int(np.ceil(len(pts) / p.plane_sample_points)))
     sample = pts[::stride]
     remaining = np.ones(len(sample), bool)
     reasons = []
     for _ in range(max(1, p.max_plane_tries)):
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample[remaining]))
-        if len(cloud.points) < 3:
+        found = ransac_plane(sample[remaining], p.plane_distance_m, rng, p.plane_iterations)
+        if found is None:
             break
-        model, _ = cloud.segment_plane(p.plane_distance_m, 3, p.plane_iterations)
-        n, d = np.asarray(model[:3], float), float(model[3])
-        scale = np.linalg.norm(n)
-        if scale == 0:
-            break
-        n, d = n / scale, d / scale
+        n, d = found
         inliers = np.abs(pts @ n + d) < p.plane_distance_m
         n, d = fit_plane(pts[inliers], n)
         inliers = np.abs(pts @ n + d) < p.plane_distance_m

@@ -109,7 +109,7 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     if len(pts) < MIN_PLANE_POINTS:
         return None
     distance = max(MIN_PLANE_DISTANCE_M, PLANE_SIGMAS * noise_m)
-    found = _ransac_plane(pts[:: max(1, len(pts) // SAMPLE_POINTS)], distance,
+    found = ransac_plane(pts[:: max(1, len(pts) // SAMPLE_POINTS)], distance,
                           np.random.default_rng(seed))
     if found is None:
         return None
@@ -148,15 +148,16 @@ def align_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
 
 
-def _ransac_plane(points: np.ndarray, distance: float, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, float] | None:
+def ransac_plane(points: np.ndarray, distance: float, rng: np.random.Generator,
+                 iterations: int = RANSAC_ITERATIONS) -> tuple[np.ndarray, float] | None:
     """The plane through three of ``points`` that most of them lie within ``distance`` of
-    (``RANSAC_ITERATIONS`` tries), as (unit normal, offset). Our own few lines rather than
-    open3d's ``segment_plane``: that one draws from open3d's process-wide random state, which
-    seeding here would reset for every later open3d call."""
+    (``iterations`` tries), as (unit normal, offset); None for fewer than three points or only
+    degenerate triples. Our own few lines rather than open3d's ``segment_plane``: that one draws
+    from open3d's process-wide random state, which seeding here would reset for every later
+    open3d call (registration's too)."""
     if len(points) < 3:
         return None
-    picks = rng.integers(0, len(points), size=(RANSAC_ITERATIONS, 3))
+    picks = rng.integers(0, len(points), size=(iterations, 3))
     a, b, c = points[picks[:, 0]], points[picks[:, 1]], points[picks[:, 2]]
     normals = np.cross(b - a, c - a)
     length = np.linalg.norm(normals, axis=1)
@@ -165,12 +166,11 @@ def _ransac_plane(points: np.ndarray, distance: float, rng: np.random.Generator
         return None
     normals = normals[ok] / length[ok, None]
     offsets = -np.einsum("ij,ij->i", normals, a[ok])
-    best, best_count = None, -1
-    for n, d in zip(normals, offsets):
-        count = int((np.abs(points @ n + d) < distance).sum())
-        if count > best_count:
-            best, best_count = (n, float(d)), count
-    return best
+    counts = np.concatenate([                     # in blocks: at most ~2 M distances at once
+        (np.abs(points @ normals[k:k + block].T + offsets[k:k + block]) < distance).sum(axis=0)
+        for block in [max(1, 2_000_000 // len(points))] for k in range(0, len(normals), block)])
+    best = int(np.argmax(counts))                 # the first of the most supported, as before
+    return normals[best], float(offsets[best])
 
 
 def level_pose(T_camera_object: np.ndarray, up_in_camera: np.ndarray) -> np.ndarray:
