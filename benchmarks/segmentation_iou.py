@@ -16,8 +16,8 @@ used to tune the parameters, seeds 0–11 and 100–129 were):
 
 | command | objects | median / mean object IoU | identity consistent | extra |
 |---|---|---|---|---|
-| ``--scenes 30 --seed 1000`` | 100 | 0.991 / 0.967 | 0.980 | 0 |
-| ``--scenes 30 --seed 1000 --no-poses`` | 100 | 0.986 / 0.956 | 0.960 | 12 |
+| ``--scenes 30 --seed 1000`` | 100 | 0.991 / 0.968 | 0.980 | 0 |
+| ``--scenes 30 --seed 1000 --no-poses`` | 100 | 0.987 / 0.957 | 0.960 | 12 |
 | ``--scenes 12`` (seeds 0–11) | 33 | 0.994 / 0.952 | 0.939 | 0 |
 
 0.5–0.7 s per 480–800 px frame. The misses: thin or flat objects far from the camera (a plate,
