@@ -100,9 +100,9 @@ class PipelineConfig:
                                       # candidate placement loses this x
                                       # the colour difference of the overlap (0: shape alone;
                                       # README "Measured")
-    register_with_tf: bool = False    # with TF and depth: refine TF's poses by the same
-                                      # registration too (absorbs hand-eye error; the correction
-                                      # is reported)
+    correct_hand_eye: bool = False    # with TF and depth: correct TF's camera poses by one
+                                      # hand-eye transform shared by all views, from the measured
+                                      # surfaces (geometry.hand_eye; reported in extra.measured)
     complete_surface: bool = False    # add the model's shape where no camera measured the object
                                       # (flagged inferred). Off: on the 25 noisy bar captures with
                                       # TF the inferred part is 24 % precise at 5 mm and lowers the
@@ -595,7 +595,7 @@ class SparpPipeline:
         # (the oracle's are exact, the tiled model's joint) are not moved: from exact poses ICP
         # still slides partial surfaces by a few degrees (measured on renders)
         searched_frames = any(p.frame == PER_VIEW_FRAME for p in preds)
-        register = cfg.register_with_tf if use_tf else searched_frames
+        register = cfg.correct_hand_eye if use_tf else searched_frames
         return measure(frames, hypotheses, scale, ref, use_tf, register=register,
                        predicted=predicted, predicted_pose=poses[ref],
                        colour_weight=cfg.registration_colour_weight,

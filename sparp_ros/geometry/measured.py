@@ -15,8 +15,9 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   (``registration.place_unregistered``) and fused when its surface keeps out of the space they
   saw empty; otherwise it keeps the model's pose and its depth is left out.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
-  the world, the mean of the views' estimates. ``register_with_tf`` refines them by the same
-  registration (hand-eye calibration error) and reports the correction.
+  the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
+  poses by one hand-eye transform shared by every view, found from the measured surfaces
+  (``hand_eye``), and reports it.
 * **Surface**: TSDF fusion of the measured depth at those poses, completed by the model's shape
   where nothing was measured (``fusion``); every vertex says which it is.
 * **Frame and size**: the object frame's origin moves to the centre of the surface's resting box
@@ -29,7 +30,7 @@ ROS-free, numpy + open3d; the pipeline hands it full-resolution frames and metri
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +39,7 @@ from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
+from .hand_eye import estimate_hand_eye
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
                            place_unregistered, register_views)
 from .support import SupportPlane, level_pose, support_plane, tilt_deg
@@ -139,7 +141,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     ``size_estimate``: the object's diagonal as the model and the depth scale see it (sets the
     registration gates and the fusion voxel); ``use_tf``: relative poses from the frames'
     ``T_world_camera``; ``register``: refine by registration (without TF always worth it; with
-    TF it absorbs hand-eye error); ``predicted``: the model's shape (vertices in metres, faces,
+    TF: one hand-eye correction shared by all views, ``hand_eye``); ``predicted``: the model's shape (vertices in metres, faces,
     colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
     first hypothesis' reference pose); it is moved into the registered object frame.
     ``colour_weight``: ``RegistrationParams.colour_weight``; ``level_on_support`` (without TF):
@@ -162,7 +164,10 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         hypotheses = _level_on_support(planes, hypotheses, record)
         poses = list(hypotheses[0])
     registered = [True] * len(frames)
-    if register:
+    if register and use_tf:
+        poses = _correct_hand_eye(frames, measured, usable, noises, poses, hypotheses[0],
+                                  size_estimate, voxel, record)
+    elif register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
                                     colour_weight=colour_weight)
         views = registration_views(frames, measured, usable, planes, noises)
@@ -176,27 +181,22 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                 corrections[str(k)] = {"rotation_deg": rotation_angle_deg(rel1[:3, :3] @ rel0[:3, :3].T),
                                        "translation_m": float(np.linalg.norm(rel1[:3, 3] - rel0[:3, 3]))}
         record["registration"]["corrections"] = corrections
-        if use_tf:
-            record["poses"] = "tf+registration"
-            if sum(result.registered) > 1:
-                poses = result.T_camera_object
-        else:
-            record["poses"] = "registration" if sum(result.registered) > 1 else "model"
-            # views no trusted pair reached: placed against the registered views together
-            poses, placements = place_unregistered(views, result.T_camera_object,
-                                                   result.registered, params, result.pairs)
-            record["registration"]["placed"] = [p.to_dict() for p in placements]
-            placed = {k for p in placements if p.placed for k in p.views}
-            registered = [r or k in placed for k, r in enumerate(result.registered)]
-            if placements:
-                # the registration's own message repeats the views unless it says more
-                detail = "" if result.message.startswith("views ") else f" ({result.message})"
-                log.info("registration: views %s overlap no registered view enough%s; placed "
-                         "against the registered surfaces: %s",
-                         sorted(k for p in placements for k in p.views),
-                         detail, sorted(placed) or "none (their surfaces would cut "
-                         "through space the registered views saw empty; model's pose kept, "
-                         "depth not fused)")
+        record["poses"] = "registration" if sum(result.registered) > 1 else "model"
+        # views no trusted pair reached: placed against the registered views together
+        poses, placements = place_unregistered(views, result.T_camera_object,
+                                               result.registered, params, result.pairs)
+        record["registration"]["placed"] = [p.to_dict() for p in placements]
+        placed = {k for p in placements if p.placed for k in p.views}
+        registered = [r or k in placed for k, r in enumerate(result.registered)]
+        if placements:
+            # the registration's own message repeats the views unless it says more
+            detail = "" if result.message.startswith("views ") else f" ({result.message})"
+            log.info("registration: views %s overlap no registered view enough%s; placed "
+                     "against the registered surfaces: %s",
+                     sorted(k for p in placements for k in p.views),
+                     detail, sorted(placed) or "none (their surfaces would cut "
+                     "through space the registered views saw empty; model's pose kept, "
+                     "depth not fused)")
     elif not use_tf:
         record["poses"] = "model"
     # a view whose pose the surfaces could not confirm would smear a misplaced copy of its
@@ -223,6 +223,31 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     diagonal = float(np.linalg.norm(extent))
     record["size"] = size_record(extent)
     return MeasuredResult(poses, surface, diagonal, record)
+
+
+def _correct_hand_eye(frames: Sequence[Frame], measured: Sequence[bool],
+                      usable: Sequence[np.ndarray | None], noises: Sequence[float],
+                      poses: list[np.ndarray | None], first: Sequence[np.ndarray | None],
+                      size_estimate: float, voxel: float, record: dict) -> list[np.ndarray | None]:
+    """TF's poses after one hand-eye correction shared by every view (``hand_eye``), when the
+    measured surfaces support one; TF's own otherwise. Records it (``hand_eye``) and logs it."""
+    views = registration_views(frames, measured, usable, None, noises)
+    cameras = [f.T_world_camera if v is not None else None for f, v in zip(frames, views)]
+    correction = estimate_hand_eye(views, cameras, size_estimate, REGISTRATION_VOXELS * voxel)
+    record["hand_eye"] = correction.to_dict()
+    if not correction.accepted:
+        record["poses"] = "tf"
+        log.info("hand-eye correction not applied: %s; TF's camera poses kept", correction.message)
+        return poses
+    record["poses"] = "tf+hand_eye"
+    log.info("hand-eye correction from the measured surfaces of views %s: %.2f° / %.1f mm "
+             "(their distance %.2f -> %.2f mm RMS)", correction.views, correction.rotation_deg,
+             1000 * correction.translation_m, 1000 * correction.rms_before_m,
+             1000 * correction.rms_after_m)
+    corrected = [f if f.T_world_camera is None else
+                 replace(f, T_world_camera=np.asarray(f.T_world_camera, float) @ correction.T)
+                 for f in frames]
+    return poses_from_tf(first, corrected)
 
 
 def depth_noises(usable: Sequence[np.ndarray | None]) -> list[float]:

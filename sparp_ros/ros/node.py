@@ -344,6 +344,7 @@ class SparpNodeCore:
             model_domain=p["model_domain"], num_hypotheses=int(p["num_hypotheses"]),
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
             refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
+            correct_hand_eye=bool(p["correct_hand_eye"]),
             align_with_depth=bool(p["align_with_depth"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
             depth_networks=bool(p["depth_networks"]),

@@ -44,6 +44,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "align_with_camera_motion": (True, "per-view model: align the views by their camera poses "
                                        "(TF, world_frame) when every view has one, instead of the "
                                        "visibility search"),
+    "correct_hand_eye": (False, "with camera poses from TF and depth: correct them by one "
+                                "hand-eye transform shared by every view, found from the views' "
+                                "measured surfaces (kept only when it brings them closer; "
+                                "reported in the result); for a camera whose hand-eye "
+                                "calibration is a few degrees off"),
     "align_with_depth": (True, "per-view model: when every view has depth (use_depth), the search "
                                "that aligns the views tests their measured surfaces instead of "
                                "the predicted shapes; false = the predicted shapes"),
