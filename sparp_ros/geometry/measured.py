@@ -233,7 +233,14 @@ def _correct_hand_eye(frames: Sequence[Frame], measured: Sequence[bool],
     measured surfaces support one; TF's own otherwise. Records it (``hand_eye``) and logs it."""
     views = registration_views(frames, measured, usable, None, noises)
     cameras = [f.T_world_camera if v is not None else None for f, v in zip(frames, views)]
-    correction = estimate_hand_eye(views, cameras, size_estimate, REGISTRATION_VOXELS * voxel)
+    try:
+        correction = estimate_hand_eye(views, cameras, size_estimate, REGISTRATION_VOXELS * voxel)
+    except Exception as exc:  # noqa: BLE001 - an optional repair must not cost the reconstruction
+        log.warning("hand-eye correction failed (%s: %s); TF's camera poses kept",
+                    type(exc).__name__, exc)
+        record["hand_eye"] = {"accepted": False, "message": f"failed: {type(exc).__name__}: {exc}"}
+        record["poses"] = "tf"
+        return poses
     record["hand_eye"] = correction.to_dict()
     if not correction.accepted:
         record["poses"] = "tf"

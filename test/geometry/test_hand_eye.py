@@ -48,3 +48,29 @@ def test_views_that_already_agree_get_no_correction():
                           params=HandEyeParams(min_correspondences=10))
     assert not c.accepted and "no closer" in c.message
     assert c.views == [0, 1]
+
+
+def test_a_failing_correction_keeps_tf_and_says_why(monkeypatch):
+    """An unexpected error inside the (optional) correction costs the correction, not the
+    reconstruction: TF's poses are kept and the record says what failed."""
+    from sparp_ros.geometry import measured
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("singular")
+    monkeypatch.setattr(measured, "estimate_hand_eye", broken)
+    frames = [_frame(x) for x in (0.0, 0.01)]
+    record: dict = {}
+    poses = [np.eye(4), np.eye(4)]
+    out = measured._correct_hand_eye(frames, [True, True], measured.usable_depths(frames),
+                                     [0.0, 0.0], poses, poses, 0.2, 0.002, record)
+    assert out is poses and record["poses"] == "tf"
+    assert record["hand_eye"] == {"accepted": False, "message": "failed: FloatingPointError: singular"}
+
+
+def _frame(offset_x: float):
+    from sparp_ros.capture import Frame
+    T = np.eye(4)
+    T[0, 3] = offset_x
+    return Frame(image=np.full((60, 80, 3), 128, np.uint8), camera=CAMERA,
+                 depth=np.full((60, 80), 0.5, np.float32), mask=np.ones((60, 80), bool),
+                 T_world_camera=T)
