@@ -171,8 +171,7 @@ def test_ctrl_c_during_a_reconstruction_answers_the_caller(ros_env, ros_context,
         wait_for(reconstruct.service_is_ready, 60.0, "the node process's service")
         # played twice: this test is about Ctrl-C, and a view lost on a loaded machine (one CI
         # run's node had not logged its third keyframe 30 s after the player ended) must not
-        # decide it; the second pass adds
-        # no keyframe (the same images)
+        # decide it; the second pass adds no keyframe (the same images)
         player = subprocess.run([sys.executable, "-m", "sparp_ros.ros.player", str(capture.root),
                                  "--repeat", "2"],
                                 env=env, cwd=REPO, stdout=subprocess.PIPE,
