@@ -171,7 +171,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
                                     colour_weight=colour_weight)
         views = registration_views(frames, measured, usable, planes, noises)
-        result = register_views(views, [poses] if use_tf else hypotheses, params, reference)
+        result = register_views(views, hypotheses, params, reference)
         record["registration"] = result.to_dict()
         corrections = {}
         for k, (T0, T1) in enumerate(zip(poses, result.T_camera_object)):
@@ -232,9 +232,9 @@ def _correct_hand_eye(frames: Sequence[Frame], measured: Sequence[bool],
     """TF's poses after one hand-eye correction shared by every view (``hand_eye``), when the
     measured surfaces support one; TF's own otherwise. Records it (``hand_eye``) and logs it."""
     views = registration_views(frames, measured, usable, None, noises)
-    cameras = [f.T_world_camera if v is not None else None for f, v in zip(frames, views)]
     try:
-        correction = estimate_hand_eye(views, cameras, size_estimate, REGISTRATION_VOXELS * voxel)
+        correction = estimate_hand_eye(views, [f.T_world_camera for f in frames], size_estimate,
+                                       REGISTRATION_VOXELS * voxel)
     except Exception as exc:  # noqa: BLE001 - an optional repair must not cost the reconstruction
         log.warning("hand-eye correction failed (%s: %s); TF's camera poses kept",
                     type(exc).__name__, exc)
