@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 
 from ..camera import PinholeCamera
-from ..conventions import invert_rigid, rot_z, rotation_angle_deg, transform_points
-from .support import SupportPlane, align_rotation
+from ..conventions import invert_rigid, rot_z, rotation_angle_deg, rotation_between, transform_points
+from .support import SupportPlane
 
 MIN_POINTS = 50
 """A view with fewer usable depth points is not registered."""
@@ -204,7 +204,7 @@ def snap_to_support(T_ci_cj: np.ndarray, view_i: RegistrationView, view_j: Regis
     if a is None or b is None:
         return T_ci_cj
     T = np.asarray(T_ci_cj, float).copy()
-    Q = align_rotation(T[:3, :3] @ b.normal, a.normal)
+    Q = rotation_between(T[:3, :3] @ b.normal, a.normal)
     c = np.asarray(centre_in_i, float)
     T[:3, :3] = Q @ T[:3, :3]
     T[:3, 3] = Q @ (T[:3, 3] - c) + c
@@ -617,7 +617,7 @@ def _level_placement(T: np.ndarray, views, group: dict[int, np.ndarray],
     if any(views[k].support is None for k in (*group, *anchors)):
         return T
     T = np.asarray(T, float).copy()
-    T[:3, :3] = align_rotation(T[:3, 2], np.array([0.0, 0.0, 1.0])) @ T[:3, :3]
+    T[:3, :3] = rotation_between(T[:3, 2], np.array([0.0, 0.0, 1.0])) @ T[:3, :3]
     height = np.mean([_table_height(views[k], poses[k]) for k in anchors])
     T[2, 3] = height - np.mean([_table_height(views[m], group[m]) for m in group])
     return T

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..camera import PinholeCamera
+from ..conventions import rotation_between
 
 MASK_MARGIN_PX = 5
 """Pixels this near the object's mask are left out of the plane (its rim's mixed depths)."""
@@ -130,24 +131,6 @@ def support_plane(depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
     return SupportPlane(n, d)
 
 
-def align_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation that turns direction ``a`` onto direction ``b`` (3x3); opposite
-    directions: half a turn about an axis normal to both."""
-    a = np.asarray(a, float) / np.linalg.norm(a)
-    b = np.asarray(b, float) / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    s, c = float(np.linalg.norm(axis)), float(np.clip(a @ b, -1.0, 1.0))
-    angle = float(np.arctan2(s, c))
-    if s < 1e-12:                              # parallel: no turn, or half a turn
-        if c > 0:
-            return np.eye(3)
-        helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-        axis, angle = np.cross(a, helper), np.pi
-    axis = axis / np.linalg.norm(axis)
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
 def ransac_plane(points: np.ndarray, distance: float, rng: np.random.Generator,
                  iterations: int = RANSAC_ITERATIONS) -> tuple[np.ndarray, float] | None:
     """The plane through three of ``points`` that most of them lie within ``distance`` of
@@ -178,7 +161,7 @@ def level_pose(T_camera_object: np.ndarray, up_in_camera: np.ndarray) -> np.ndar
     its z axis on ``up_in_camera``: the tilt becomes the measured one, the heading about up stays
     the pose's own."""
     T = np.asarray(T_camera_object, float).copy()
-    T[:3, :3] = align_rotation(T[:3, 2], up_in_camera) @ T[:3, :3]
+    T[:3, :3] = rotation_between(T[:3, 2], up_in_camera) @ T[:3, :3]
     return T
 
 
@@ -189,5 +172,5 @@ def tilt_deg(T_camera_object: np.ndarray, up_in_camera: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(z @ up / np.linalg.norm(up), -1.0, 1.0))))
 
 
-__all__ = ["SupportPlane", "support_plane", "fit_plane", "align_rotation", "level_pose",
+__all__ = ["SupportPlane", "support_plane", "fit_plane", "level_pose",
            "tilt_deg"]

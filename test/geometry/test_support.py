@@ -7,9 +7,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from sparp_ros.camera import PinholeCamera
-from sparp_ros.conventions import invert_rigid, rotation_angle_deg
+from sparp_ros.conventions import invert_rigid, rotation_angle_deg, rotation_between
 from sparp_ros.geometry.registration import RegistrationView, snap_to_support
-from sparp_ros.geometry.support import (align_rotation, level_pose, support_plane, tilt_deg)
+from sparp_ros.geometry.support import level_pose, support_plane, tilt_deg
 
 CAMERA = PinholeCamera(320, 240, np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]]))
 HALF = np.array([0.04, 0.03, 0.05])          # a 8 x 6 x 10 cm box
@@ -101,7 +101,7 @@ def test_level_pose_sets_the_tilt_and_keeps_the_heading():
         np.testing.assert_allclose(L[:3, 3], T[:3, 3])
         # the smallest turn: the pose moved by exactly its tilt, not by more (no heading change)
         assert rotation_angle_deg(L[:3, :3] @ T[:3, :3].T) == pytest.approx(tilted, abs=1e-6)
-    R = align_rotation(up, -up)                                         # opposite: half a turn
+    R = rotation_between(up, -up)                                         # opposite: half a turn
     np.testing.assert_allclose(R @ up, -up, atol=1e-9)
 
 
