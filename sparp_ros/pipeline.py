@@ -203,6 +203,8 @@ class SparpPipeline:
         #    fused from the depth, the model's shape only where nothing was measured.
         measured = cfg.measured_surface and scale.source == "depth"
         mesh, mesh_message, mesh_measured, measured_record = None, "", None, None
+        by_tf = bool(azimuths) and azimuths[0].get("source") == "camera_motion"
+        sources = ["tf" if by_tf else "model"] * len(frames)
 
         def model_mesh():
             """The model's shape (NOCS points → Poisson); None with the reason logged."""
@@ -228,6 +230,7 @@ class SparpPipeline:
                 measured = False
             else:
                 poses, measured_record = result.T_camera_object, result.record
+                sources = result.pose_sources or sources
                 scale = replace(scale, scale=result.diagonal)
                 if cfg.mesh:
                     mesh, mesh_measured = result.mesh.to_trimesh(), result.mesh.measured
@@ -236,8 +239,9 @@ class SparpPipeline:
             mesh = model_mesh()
         view_poses = [ViewPose(T_camera_object=T, ok=r.ok, inlier_ratio=r.inlier_ratio,
                                num_correspondences=r.num_correspondences,
-                               reprojection_error_px=r.reprojection_error_px, message=r.message)
-                      for r, T in zip(pnp, poses)]
+                               reprojection_error_px=r.reprojection_error_px, message=r.message,
+                               pose_source=source)
+                      for r, T, source in zip(pnp, poses, sources)]
         timings["total"] = float(sum(timings.values()))
         return Reconstruction(
             views=view_poses, scale=scale.scale, scale_source=scale.source, confidence=confidence,

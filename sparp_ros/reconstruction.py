@@ -11,11 +11,25 @@ from typing import Any
 import numpy as np
 
 
+POSE_SOURCES = ("model", "tf", "registered", "placed")
+"""Where a view's pose came from: ``model`` (the network's estimate, nothing measured confirmed
+it), ``tf`` (the camera poses from TF), ``registered`` (the reference view of an RGB-D capture,
+or a view whose measured surface was registered to it by trusted pairs), ``placed`` (a view
+placed against the registered views' surfaces together)."""
+CONFIRMED_SOURCES = ("tf", "registered", "placed")
+"""Sources whose poses a measurement confirmed: with depth, exactly the views whose surfaces were
+fused into the published mesh (or posed by TF)."""
+
+
 @dataclass
 class ViewPose:
     """The pose of one input view. ``T_camera_object`` maps object-frame points (metres, see
     ``conventions``) into this view's camera frame; ``ok`` is False when PnP failed, and then
-    ``T_camera_object`` is None and ``message`` says why."""
+    ``T_camera_object`` is None and ``message`` says why. ``pose_source``: one of
+    :data:`POSE_SOURCES`. Why it is kept per view: without TF, a view whose surface the
+    registration could not place keeps the model's pose, which can be far off (on the bar's
+    captures, 30-175°); its depth is left out of the mesh, and a consumer must not place the
+    mesh with it."""
 
     T_camera_object: np.ndarray | None
     ok: bool
@@ -23,6 +37,12 @@ class ViewPose:
     num_correspondences: int = 0
     reprojection_error_px: float = float("nan")
     message: str = ""
+    pose_source: str = "model"
+
+    @property
+    def confirmed(self) -> bool:
+        """A pose that a measurement (TF, or the registered depth) confirmed."""
+        return self.ok and self.pose_source in CONFIRMED_SOURCES
 
 
 @dataclass
@@ -50,16 +70,33 @@ class Reconstruction:
                 return i
         return -1
 
+    @property
+    def published_view(self) -> int:
+        """Index of the view whose pose places the result for a robot (-1 when none has a pose):
+        the most recent view whose pose a measurement confirmed (``ViewPose.confirmed``: TF, or
+        its depth registered and fused), else, when none is, the most recent view with a pose
+        (its camera is nearest to where the robot is now). Why not simply the most recent:
+        without TF, a view whose surface could not be registered keeps the model's pose, which
+        can be far off, and its depth is not in the mesh; placed with it, the mesh would stand
+        where the object is not."""
+        for wanted in (lambda v: v.confirmed, lambda v: v.ok):
+            for i in range(len(self.views) - 1, -1, -1):
+                if wanted(self.views[i]):
+                    return i
+        return -1
+
     def to_json(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
             "scale": self.scale,
             "scale_source": self.scale_source,
             "confidence": self.confidence,
+            "published_view": self.published_view,
             "views": [{"T_camera_object": None if v.T_camera_object is None else v.T_camera_object.tolist(),
                        "ok": v.ok, "inlier_ratio": v.inlier_ratio,
                        "num_correspondences": v.num_correspondences,
-                       "reprojection_error_px": v.reprojection_error_px, "message": v.message}
+                       "reprojection_error_px": v.reprojection_error_px, "message": v.message,
+                       "pose_source": v.pose_source}
                       for v in self.views],
             "timings_s": self.timings,
             "mesh": None if self.mesh is None else {

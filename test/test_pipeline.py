@@ -545,6 +545,7 @@ def test_with_depth_and_tf_the_mesh_is_the_measured_surface_and_says_so(captures
     recon = SparpPipeline(PipelineConfig(backend="oracle"))(capture.frames)
     record = recon.extra["measured"]
     assert record["poses"] == "tf" and record["measured_views"] == [0, 1, 2, 3]
+    assert [v.pose_source for v in recon.views] == ["tf"] * 4 and recon.published_view == 3
     assert max(relative_rotation_errors([v.T_camera_object for v in recon.views],
                                         capture.gt.T_camera_object)) < 0.1
     assert recon.mesh_measured is not None and len(recon.mesh_measured) == len(recon.mesh.vertices)
@@ -591,6 +592,16 @@ def test_without_tf_the_model_poses_are_refined_by_registering_the_measured_surf
     recon, registered = run()
     assert recon.extra["measured"]["poses"] == "registration"
     assert sum(recon.extra["measured"]["registration"]["registered"]) >= 3
+    # each view says where its pose came from: the registered ones (the reference among them)
+    # were confirmed by the measured surfaces; the result is placed by the latest of them
+    record = recon.extra["measured"]["registration"]
+    placed = {k for p in record["placed"] if p["placed"] for k in p["views"]}
+    assert [v.pose_source for v in recon.views] == [
+        "registered" if r else "placed" if k in placed else "model"
+        for k, r in enumerate(record["registered"])]
+    assert recon.views[0].pose_source == "registered"
+    assert recon.published_view == max(k for k, v in enumerate(recon.views) if v.confirmed)
+    assert recon.to_json()["views"][0]["pose_source"] == "registered"
     assert np.median(registered) < 5.0, registered      # 3.5° measured: ICP slides partial surfaces a little
     # the colour term is on by default and recorded per pair; weight 0 leaves it out
     pairs = recon.extra["measured"]["registration"]["pairs"]

@@ -301,6 +301,10 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     (``mesh_measured`` absent or None) these five keys are present with the value ``None`` ("no
     data", like a class without samples), so every record has the same keys.
 
+    ``fscore_published``: the 5 % F-score of the mesh placed by the pose of the view a robot is
+    given (``Reconstruction.published_view``, named in ``published_view``), in that view's camera:
+    equal to ``fscore`` when that view is the reference, lower when its pose is off.
+
     Returns ``None`` when it cannot apply: non-metric ground truth, no estimated mesh, no true mesh,
     or no posed view. Raises ``ValueError`` when ``mesh_measured`` does not have one entry per
     vertex of ``recon.mesh``.
@@ -315,8 +319,8 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
     if ref < 0 or recon.views[ref].T_camera_object is None:
         return None
     true_mesh = load_true_mesh(str(mesh_path))
-    pts_gt = transform_points(np.asarray(gt.T_camera_object[ref], float),
-                              sample_points(true_mesh, count, seed))
+    true_samples = sample_points(true_mesh, count, seed)
+    pts_gt = transform_points(np.asarray(gt.T_camera_object[ref], float), true_samples)
     samples, source, on_faces = _sample_with_sources(recon.mesh, count, seed + 1)
     pts_est = transform_points(np.asarray(recon.views[ref].T_camera_object, float), samples)
     vertex_measured = getattr(recon, "mesh_measured", None)
@@ -348,8 +352,16 @@ def mesh_metrics(recon: Any, capture: Any, count: int = MESH_SAMPLE_POINTS,
                                       if mask is not None and mask.any() else None)
     result["measured_fraction"] = (None if sample_measured is None
                                    else float(np.mean(sample_measured)))
+    # what a robot gets: the mesh placed by the published view's pose, in that view's camera
+    published = getattr(recon, "published_view", ref)
+    result["fscore_published"] = fscore
+    if published not in (ref, -1):
+        d_ab, d_ba = _nearest_distances(
+            transform_points(np.asarray(recon.views[published].T_camera_object, float), samples),
+            transform_points(np.asarray(gt.T_camera_object[published], float), true_samples))
+        result["fscore_published"] = _fscore(d_ab, d_ba, FSCORE_THRESHOLD_FRACTION * diagonal)[0]
     result.update(precision=precision, recall=recall, chamfer_m=chamfer, diagonal_m=diagonal,
-                  reference_view=ref)
+                  reference_view=ref, published_view=published)
     return result
 
 
@@ -376,14 +388,15 @@ def measured_split_keys() -> list[str]:
 
 def mesh_summary_keys() -> list[str]:
     """Every per-capture mesh metric that a summary averages over captures (``run._summarize``):
-    the scores, not the bookkeeping (``chamfer_m``, ``diagonal_m``, ``reference_view``) nor the
+    the scores, not the bookkeeping (``chamfer_m``, ``diagonal_m``, ``reference_view``,
+    ``published_view``) nor the
     5 % ``precision`` / ``recall``, which the summary has never carried."""
     keys = ["chamfer", "fscore", *map(fscore_key, FINE_FSCORE_FRACTIONS)]
     keys += [fscore_key(f, kind) for f in FINE_PRECISION_RECALL_FRACTIONS
              for kind in ("precision", "recall")]
     keys += [absolute_fscore_key(t, kind) for t in ABSOLUTE_FSCORE_THRESHOLDS_M
              for kind in ("fscore", "precision", "recall")]
-    return keys + measured_split_keys()
+    return keys + measured_split_keys() + ["fscore_published"]
 
 
 def scale_error(recon: Any, capture: Any) -> dict[str, Any] | None:

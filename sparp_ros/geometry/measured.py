@@ -67,6 +67,7 @@ class MeasuredResult:
     mesh: SurfaceMesh | None
     diagonal: float
     record: dict = field(default_factory=dict)
+    pose_sources: list[str] = field(default_factory=list)   # per view, reconstruction.POSE_SOURCES
 
 
 def usable_depths(frames: Sequence[Frame]) -> list[np.ndarray | None]:
@@ -164,6 +165,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         hypotheses = _level_on_support(planes, hypotheses, record)
         poses = list(hypotheses[0])
     registered = [True] * len(frames)
+    sources = ["tf" if use_tf else "model"] * len(frames)
     if register and use_tf:
         poses = _correct_hand_eye(frames, measured, usable, noises, poses, hypotheses[0],
                                   size_estimate, voxel, record)
@@ -188,6 +190,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         record["registration"]["placed"] = [p.to_dict() for p in placements]
         placed = {k for p in placements if p.placed for k in p.views}
         registered = [r or k in placed for k, r in enumerate(result.registered)]
+        sources = ["registered" if r else "placed" if k in placed else "model"
+                   for k, r in enumerate(result.registered)]
         if placements:
             # the registration's own message repeats the views unless it says more
             detail = "" if result.message.startswith("views ") else f" ({result.message})"
@@ -222,7 +226,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     poses = [None if T is None else T @ shift for T in poses]
     diagonal = float(np.linalg.norm(extent))
     record["size"] = size_record(extent)
-    return MeasuredResult(poses, surface, diagonal, record)
+    record["pose_sources"] = sources
+    return MeasuredResult(poses, surface, diagonal, record, sources)
 
 
 def _correct_hand_eye(frames: Sequence[Frame], measured: Sequence[bool],

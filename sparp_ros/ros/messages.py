@@ -231,12 +231,12 @@ def add_transform_stamped(buffer: Any, msg: TransformStamped, static: bool = Fal
 
 
 def published_view(recon: Reconstruction) -> int:
-    """The view whose pose is published: the most recent keyframe with a pose (its camera is
-    where the robot is now). Raises ValueError when no view has a pose."""
-    for i in range(len(recon.views) - 1, -1, -1):
-        if recon.views[i].ok:
-            return i
-    raise ValueError("the reconstruction has no view with a pose")
+    """The view whose pose is published (``Reconstruction.published_view``). Raises ValueError
+    when no view has a pose."""
+    i = recon.published_view
+    if i < 0:
+        raise ValueError("the reconstruction has no view with a pose")
+    return i
 
 
 def reconstruction_to_pose_stamped(recon: Reconstruction, frame_id: str,
@@ -351,8 +351,8 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
                           view_stamps: list[Time | float | None] | None = None) -> Any:
     """Our ``sparp_ros_msgs/ObjectReconstruction``: the published pose (as in
     :func:`reconstruction_to_pose_stamped`), scale and its source, confidence, mesh with vertex
-    colours and which vertices were measured, every view's pose and ok flag, the backend and the
-    stage timings."""
+    colours and which vertices were measured, every view's pose, ok flag and pose source, the
+    backend and the stage timings."""
     from sparp_ros_msgs.msg import ObjectReconstruction
 
     n = len(recon.views)
@@ -378,6 +378,7 @@ def reconstruction_to_msg(recon: Reconstruction, frame_id: str, stamp: Time | fl
     msg.view_poses = [matrix_to_pose(v.T_camera_object) if v.ok and v.T_camera_object is not None
                       else Pose() for v in recon.views]
     msg.view_ok = [bool(v.ok) for v in recon.views]
+    msg.view_pose_sources = [str(v.pose_source) if v.ok else "" for v in recon.views]
     msg.timing_stages = [str(k) for k in recon.timings]
     msg.timing_seconds = [float(v) for v in recon.timings.values()]
     return msg

@@ -790,7 +790,8 @@ class SparpNodeCore:
 
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, recon, items: list[tuple[Frame, Any]]) -> int:
-        """Publish every output for the most recent keyframe with a pose; returns its index."""
+        """Publish every output for the published keyframe (``Reconstruction.published_view``: the
+        most recent one whose pose a measurement confirmed); returns its index."""
         view = messages.published_view(recon)
         frame, stamp = items[view]
         frame_id, T_fixed_camera = self._output_frame(frame)
@@ -815,8 +816,12 @@ class SparpNodeCore:
                 recon, frame_id, stamp, self.object_frame, view=view,
                 view_frame_ids=[f.camera.frame_id for f, _ in items],
                 view_stamps=[s for _, s in items]))
+        latest = max(i for i, v in enumerate(recon.views) if v.ok)
+        skipped = ("" if view == latest else
+                   f" (in keyframe {view}'s frame: the pose of the latest keyframe, {latest}, is "
+                   f"the model's, confirmed by no measurement)")
         self.get_logger().info(f"published pose, TF {frame_id} -> {self.object_frame}, marker, "
-                               "mesh, reconstruction")
+                               f"mesh, reconstruction{skipped}")
         return view
 
     def _output_frame(self, frame: Frame) -> tuple[str, Any]:

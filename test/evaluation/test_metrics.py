@@ -158,6 +158,29 @@ def test_mesh_metrics_of_the_true_mesh_in_another_object_frame(tmp_path):
     assert 0.03 < m2["chamfer"] < 0.07 and m2["fscore"] < m["fscore"]
 
 
+def test_the_published_fscore_places_the_mesh_with_the_published_views_pose(tmp_path):
+    cap, box, T_c0_mesh = _capture_with_mesh(tmp_path)
+    # a second camera, turned 60° about the box's z and moved: its true pose of the box
+    T_c1_mesh = T_c0_mesh.copy()
+    T_c1_mesh[:3, :3] = T_c0_mesh[:3, :3] @ _rot([0, 0, 1], 60.0)
+    T_c1_mesh[:3, 3] += [0.1, 0.0, 0.2]
+    cap.frames.append(cap.frames[0])
+    cap.gt.T_camera_object.append(T_c1_mesh)
+    T_wrong = T_c1_mesh.copy()                          # the model's pose of view 1: 90° off
+    T_wrong[:3, :3] = T_c1_mesh[:3, :3] @ _rot([0, 0, 1], 90.0)
+    recon = Reconstruction([ViewPose(T_c0_mesh, True, pose_source="registered"),
+                            ViewPose(T_wrong, True, pose_source="model")],
+                           scale=0.37, scale_source="depth", confidence=1.0, backend="test", mesh=box)
+    m = mesh_metrics(recon, cap)
+    # view 1's pose is the model's: the result is published in view 0, which places the mesh right
+    assert m["published_view"] == 0 and m["fscore_published"] == m["fscore"] > 0.99
+    recon.views[1].pose_source = "placed"               # claimed confirmed: published with it
+    m = mesh_metrics(recon, cap)
+    assert m["published_view"] == 1 and m["fscore"] > 0.99 and m["fscore_published"] < 0.5
+    recon.views[1] = ViewPose(T_c1_mesh, True, pose_source="placed")
+    assert mesh_metrics(recon, cap)["fscore_published"] > 0.99
+
+
 def test_mesh_metrics_skip_when_not_applicable(tmp_path):
     cap, box, T_c_mesh = _capture_with_mesh(tmp_path, metric=False)
     recon = Reconstruction([ViewPose(T_c_mesh, True)], 1.0, "prior", 1.0, "test", mesh=box)

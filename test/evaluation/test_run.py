@@ -22,7 +22,7 @@ METRIC_KEYS = {"median_rotation_error_deg", "acc15", "acc30", "translation_error
                "fscore@5mm", "precision@5mm", "recall@5mm",
                "fscore@10mm", "precision@10mm", "recall@10mm",
                "precision@5mm_measured", "precision@5mm_inferred", "precision@0.01_measured",
-               "precision@0.01_inferred", "measured_fraction"}
+               "precision@0.01_inferred", "measured_fraction", "fscore_published"}
 
 
 def _look_from(azimuth_deg: float, distance: float = 0.6) -> np.ndarray:

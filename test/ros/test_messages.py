@@ -320,6 +320,25 @@ def test_pose_and_transform_are_the_most_recent_posed_view():
                                              confidence=0, backend="oracle"))
 
 
+def test_the_published_view_is_the_most_recent_confirmed_one():
+    # without TF, a keyframe whose depth could not be registered keeps the model's pose: the
+    # result is published in the most recent keyframe whose pose a measurement confirmed
+    recon = _recon()
+    for v, source in zip(recon.views, ("registered", "model", "model", "model")):
+        v.pose_source = source
+    assert messages.published_view(recon) == 0
+    np.testing.assert_allclose(messages.pose_to_matrix(
+        messages.reconstruction_to_pose_stamped(recon, "cam0").pose), _pose(1), atol=1e-12)
+    recon.views[2].pose_source = "placed"
+    assert messages.published_view(recon) == 2
+    recon.views[1].pose_source = "tf"            # confirmed, but it has no pose
+    recon.views[2].pose_source = "model"
+    assert messages.published_view(recon) == 0
+    for v in recon.views:                        # nothing confirmed: the most recent with a pose
+        v.pose_source = "model"
+    assert messages.published_view(recon) == 2
+
+
 def test_quaternion_round_trip_near_180_degrees():
     for angle in (0.0, 1e-9, np.pi / 2, np.pi - 1e-6, np.pi):
         T = np.eye(4)
@@ -353,6 +372,7 @@ def test_reconstruction_message_round_trips():
     assert (back.header.frame_id, back.object_id, back.backend, back.scale_source) == ("cam3", "mug", "oracle", "depth")
     assert back.scale == 0.37 and back.confidence == 0.7
     assert list(back.view_ok) == [True, False, True, False]
+    assert list(back.view_pose_sources) == ["model", "", "model", ""]
     assert list(back.view_frame_ids) == ["c0", "c1", "c2", "c3"]
     assert [messages.stamp_to_seconds(s) for s in back.view_stamps] == [1.0, 2.0, 3.0, 4.0]
     np.testing.assert_allclose(messages.pose_to_matrix(back.pose), _pose(3), atol=1e-12)
