@@ -1,0 +1,134 @@
+"""Is it the search or the score? Every pair's ICP candidates from a search all round the up
+axis, against the truth.
+
+    python benchmarks/pair_candidates.py benchmarks/out/eval25n/captures [--turn-penalty 0 0.3 1]
+
+For each capture, the pipeline runs as ``sparp-ros eval --backend model`` (RGB-D, no TF) up to
+the registration; then every pair of views gets ICP candidates (the start, fine ICP, coarse then
+fine ICP, as ``registration.register_pair`` makes them) from the model's hypotheses, their ±20°
+turns about up (the shipped search) and turns of the first hypothesis every 30° (a search all
+round). Each candidate is scored as the shipped pair score does (overlap − 3 × free-space
+violations − colour weight × colour difference − the move margin), less each ``--turn-penalty``
+per radian it turned from the model's first hypothesis (one result line per penalty). Prints, over all pairs, the share whose
+candidates hold one within 15° of the truth, and the share whose best-scored candidate is within
+15°, among the shipped search's candidates and among all. Where candidates hold the truth but the
+best is wrong, the score (not the search) is what fails.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROUND_TURNS_DEG = (30, 60, 90, 120, 150, 180, -150, -120, -90, -60, -30)
+FAILED_DEG = 15.0
+
+
+def _arguments_of_the_registration(capture):
+    """The pipeline's own registration inputs for ``capture``: views, hypotheses, params and
+    the reference view (caught where ``measured.measure`` calls ``register_views``)."""
+    import sparp_ros.geometry.measured as measured
+    from sparp_ros.pipeline import reconstruct_capture
+    caught = {}
+    original = measured.register_views
+
+    def catch(views, hypotheses, params, reference=0):
+        caught["args"] = (views, hypotheses, params, reference)
+        return original(views, hypotheses, params, reference)
+    measured.register_views = catch
+    try:
+        reconstruct_capture(capture, backend="model", align_with_camera_motion=False)
+    finally:
+        measured.register_views = original
+    return caught.get("args")
+
+
+def pair_candidates(views, hypotheses, params, i: int, j: int) -> list[dict]:
+    """Every ICP candidate of pair (i, j) with its score terms, its turn from the model's first
+    hypothesis and whether the shipped search makes it."""
+    import open3d as o3d
+
+    import sparp_ros.geometry.registration as reg_module
+    from sparp_ros.conventions import invert_rigid, rotation_angle_deg
+    reg = o3d.pipelines.registration
+    clouds = {k: reg_module._cloud(views[k].points, params.voxel, views[k].chromaticity) for k in (i, j)}
+    trees = reg_module._colour_trees(clouds)
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    starts = reg_module._distinct_starts([np.asarray(h[i]) @ invert_rigid(np.asarray(h[j]))
+                                          for h in hypotheses if h[i] is not None and h[j] is not None])
+    T_ci_o = np.asarray(hypotheses[0][i], float)
+    inits = [(True, s) for s in starts]
+    inits += [(True, reg_module._turn_about_up(starts[0], T_ci_o, a)) for a in (-20.0, 20.0)]
+    inits += [(False, reg_module._turn_about_up(starts[0], T_ci_o, a)) for a in ROUND_TURNS_DEG]
+    out = []
+    for shipped, start in inits:
+        start = reg_module.snap_to_support(start, views[i], views[j], T_ci_o[:3, 3])
+        for moved, T in reg_module._icp_candidates(clouds[j], clouds[i], start, params):
+            T = reg_module.snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
+            there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
+            back = reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T))
+            out.append(dict(T=T, shipped=shipped, moved=moved,
+                            fitness=max(there.fitness, back.fitness),
+                            violation=reg_module._pair_violation(views, i, j, T, tolerance),
+                            colour=reg_module.colour_difference(clouds, i, j, T, fine, trees),
+                            turn_rad=np.radians(rotation_angle_deg(T[:3, :3] @ starts[0][:3, :3].T))))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparp_ros.capture import load_capture
+    from sparp_ros.conventions import invert_rigid, rotation_angle_deg
+    from sparp_ros.evaluation.run import expand_capture_dirs
+    from sparp_ros.geometry.registration import MIN_POINTS, MOVE_MARGIN, VIOLATION_WEIGHT
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("captures", nargs="?", default="benchmarks/out/eval25n/captures")
+    parser.add_argument("--turn-penalty", type=float, nargs="+", default=[0.0],
+                        help="score lost per radian turned from the model's first hypothesis")
+    args = parser.parse_args(argv)
+    holds: list[bool] = []
+    best_shipped: dict[float, list[bool]] = {}
+    best_all: dict[float, list[bool]] = {}
+    for d in expand_capture_dirs([Path(args.captures)]):
+        capture = load_capture(d)
+        caught = _arguments_of_the_registration(capture)
+        if caught is None:
+            print(f"  {d.name}: not registered (no depth, or TF)")
+            continue
+        views, hypotheses, params, _ = caught
+        gt = capture.gt.T_camera_object
+        usable = [k for k, v in enumerate(views) if v is not None and hypotheses[0][k] is not None
+                  and len(v.points) >= MIN_POINTS]
+        for a, i in enumerate(usable):
+            for j in usable[a + 1:]:
+                truth = gt[i] @ invert_rigid(gt[j])
+                candidates = pair_candidates(views, hypotheses, params, i, j)
+                for c in candidates:
+                    c["error"] = rotation_angle_deg(c["T"][:3, :3] @ truth[:3, :3].T)
+                    c["score"] = (c["fitness"] - VIOLATION_WEIGHT * c["violation"]
+                                  - params.colour_weight * c["colour"]
+                                  - (MOVE_MARGIN if c["moved"] else 0.0))
+                holds.append(min(c["error"] for c in candidates) < FAILED_DEG)
+                for penalty in args.turn_penalty:
+                    def score(c, penalty=penalty):
+                        return c["score"] - penalty * c["turn_rad"]
+                    best_all.setdefault(penalty, []).append(
+                        max(candidates, key=score)["error"] < FAILED_DEG)
+                    best_shipped.setdefault(penalty, []).append(
+                        max((c for c in candidates if c["shipped"]), key=score)["error"] < FAILED_DEG)
+        print(f"  {d.name}: {len(holds)} pairs so far", flush=True)
+    if not holds:
+        print("no pair registered")
+        return 1
+    print(f"{len(holds)} pairs: a candidate within {FAILED_DEG:.0f}° of the truth {np.mean(holds):.3f}")
+    for penalty in args.turn_penalty:
+        print(f"  turn penalty {penalty:g}/rad: the best-scored candidate within it: shipped search "
+              f"{np.mean(best_shipped[penalty]):.3f}, search all round {np.mean(best_all[penalty]):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
