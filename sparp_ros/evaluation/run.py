@@ -142,6 +142,12 @@ def _run_backend(capture: Capture, backend: str, device: str,
                    scale={"scale_error": None, "method": "failed"} if metric else None)
         return rec
     rec = _pose_record(T_est, capture, metric)
+    # which pairs' poses a measurement confirmed (both views TF, registered or placed): how far
+    # a consumer can trust a pose the result vouches for
+    confirmed = [v.confirmed for v in recon.views]
+    rec["pose_sources"] = [v.pose_source if v.ok else None for v in recon.views]
+    rec["confirmed_pairs"] = [bool(confirmed[i] and confirmed[j])
+                              for i in range(n) for j in range(i + 1, n)]
     try:
         mesh = mesh_metrics(recon, capture)
         mesh_message = ""
@@ -214,7 +220,10 @@ def _run_baseline(capture: Capture, baseline: str, workdir: Path | None) -> dict
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``metrics.json`` entry of one method from its per-capture records (pairs pooled).
 
-    Rotation: median, ``acc15``, ``acc30`` over all pairs; ``translation_error_m``: median over
+    Rotation: median, ``acc15``, ``acc30`` over all pairs; ``confirmed_pair_fraction``: the share
+    of pairs whose both poses a measurement confirmed (``ViewPose.confirmed``), ``acc15_confirmed``
+    the Acc@15 over those alone (``None`` without any; both over the records that carry pose
+    sources: a baseline's do not); ``translation_error_m``: median over
     pairs; ``chamfer``, ``fscore`` (5 %), ``fscore@0.01``, ``fscore@0.02``, ``precision@0.01``,
     ``recall@0.01``, ``fscore@5mm`` / ``precision@5mm`` / ``recall@5mm`` (and ``@10mm``), the
     measured / inferred precisions and ``measured_fraction`` (``metrics.mesh_summary_keys``): each
@@ -225,6 +234,13 @@ def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     depth or camera poses."""
     rot = [e for r in records for e in r["rotation_errors_deg"]]
     summary: dict[str, Any] = dict(summarize_rotation(rot))
+    # the pairs whose both poses a measurement confirmed, over the records that say (a baseline's
+    # or a failed run's do not: None when none does)
+    said = [r for r in records if r.get("confirmed_pairs") is not None]
+    flags = [c for r in said for c in r["confirmed_pairs"]]
+    confirmed = [e for r in said for e, c in zip(r["rotation_errors_deg"], r["confirmed_pairs"]) if c]
+    summary["confirmed_pair_fraction"] = float(np.mean(flags)) if flags else None
+    summary["acc15_confirmed"] = summarize_rotation(confirmed)["acc15"]
     trans = [math.inf if e is None else e for r in records
              if r.get("translation_errors_m") is not None for e in r["translation_errors_m"]]
     summary["translation_error_m"] = _finite_or_none(float(np.median(trans))) if trans else None

@@ -22,7 +22,8 @@ METRIC_KEYS = {"median_rotation_error_deg", "acc15", "acc30", "translation_error
                "fscore@5mm", "precision@5mm", "recall@5mm",
                "fscore@10mm", "precision@10mm", "recall@10mm",
                "precision@5mm_measured", "precision@5mm_inferred", "precision@0.01_measured",
-               "precision@0.01_inferred", "measured_fraction", "fscore_published"}
+               "precision@0.01_inferred", "measured_fraction", "fscore_published",
+               "confirmed_pair_fraction", "acc15_confirmed"}
 
 
 def _look_from(azimuth_deg: float, distance: float = 0.6) -> np.ndarray:
@@ -71,7 +72,7 @@ def fake_pipeline(monkeypatch):
                 R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
                 T_c_o = T_c_o.copy()
                 T_c_o[:3, :3] = R @ T_c_o[:3, :3]
-            views.append(ViewPose(T_c_o, True))
+            views.append(ViewPose(T_c_o, True, pose_source="model" if i == 1 else "registered"))
         mesh = box.copy()
         mesh.apply_transform(np.linalg.inv(T_mesh_object))
         return Reconstruction(views, 0.17, "depth", 1.0, backend, mesh=mesh,
@@ -84,6 +85,12 @@ def fake_pipeline(monkeypatch):
     import sparp_ros
     monkeypatch.setattr(sparp_ros, "pipeline", module, raising=False)
     return module
+
+
+def broken_or_baseline_say_nothing(metrics) -> bool:
+    """A failed method and the SfM baseline carry no pose sources: no confirmed-pair figures."""
+    return all(metrics[m]["confirmed_pair_fraction"] is None and metrics[m]["acc15_confirmed"] is None
+               for m in ("broken", "pycolmap"))
 
 
 def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipeline, capsys):
@@ -107,6 +114,9 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     assert exact["captures"] == 2 and exact["failures"] == 0
     assert exact["median_rotation_error_deg"] == pytest.approx(0.5, abs=1e-4)
     assert exact["acc15"] == 1.0 and exact["fscore"] > 0.99 and exact["chamfer"] < 0.01
+    # view 1's pose is the model's: of the 3 + 6 pairs, 1 + 3 are confirmed on both sides
+    assert exact["confirmed_pair_fraction"] == pytest.approx(4 / 9) and exact["acc15_confirmed"] == 1.0
+    assert broken_or_baseline_say_nothing(metrics)
     assert exact["translation_error_m"] is not None and exact["translation_error_m"] < 0.01
     assert exact["fscore@0.01"] > 0.99 and exact["fscore@0.02"] > 0.99
     assert exact["fscore@5mm"] > 0.99 and exact["fscore@10mm"] == 1.0
