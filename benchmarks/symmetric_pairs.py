@@ -39,7 +39,8 @@ def symmetry_turns(mesh_path: str) -> tuple[int, ...]:
     from sparp_ros.evaluation.metrics import load_true_mesh
     mesh = load_true_mesh(mesh_path)
     V = np.asarray(mesh.vertices, np.float64)
-    C = np.asarray(mesh.visual.to_color().vertex_colors, np.float64)[:, :3] / 255.0
+    visual = mesh.visual.to_color() if hasattr(mesh.visual, "to_color") else mesh.visual
+    C = np.asarray(visual.vertex_colors, np.float64)[:, :3] / 255.0
     lo, hi = V.min(axis=0), V.max(axis=0)
     diagonal = float(np.linalg.norm(hi - lo))
     centre = 0.5 * (lo + hi)
