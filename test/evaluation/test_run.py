@@ -144,6 +144,10 @@ def test_run_eval_writes_every_output_and_counts_failures(tmp_path, fake_pipelin
     assert "| F@5mm (P/R) | F@10mm |" in report
     exact_row = next(line for line in report.splitlines() if line.startswith("| exact |"))
     assert f"| {100 * exact['scale_error']:.2f}% |" in exact_row
+    # the confirmed-pose table: the methods with pose sources only (not the SfM baseline)
+    trusted = report.split("## Confirmed poses and the published mesh", 1)[1].split("\n## ", 1)[0]
+    assert f"| exact | 44% | 1.00 | {exact['fscore_published']:.3f} |" in trusted
+    assert "| pycolmap |" not in trusted and "| broken |" not in trusted
     assert (out / "rotation_errors.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "[1/3] cap0" in printed and "[3/3] not_a_capture" in printed
