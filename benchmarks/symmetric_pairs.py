@@ -36,6 +36,7 @@ def symmetry_turns(mesh_path: str) -> tuple[int, ...]:
     through its box's centre that map its vertices onto itself in place and colour."""
     from scipy.spatial import cKDTree
 
+    from sparp_ros.conventions import rot_z
     from sparp_ros.evaluation.metrics import load_true_mesh
     mesh = load_true_mesh(mesh_path)
     V = np.asarray(mesh.vertices, np.float64)
@@ -52,8 +53,7 @@ def symmetry_turns(mesh_path: str) -> tuple[int, ...]:
     tree = cKDTree(samples)
     turns = []
     for angle in range(STEP_DEG, 360, STEP_DEG):
-        a = np.radians(angle)
-        R = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        R = rot_z(np.radians(angle))
         distance, index = tree.query((V - centre) @ R.T + centre)
         if (distance.mean() < MAX_DISTANCE * diagonal
                 and np.abs(sample_colours[index] - C).mean() < MAX_COLOUR):
@@ -64,11 +64,8 @@ def symmetry_turns(mesh_path: str) -> tuple[int, ...]:
 def symmetric_errors(T_est, T_gt, turns) -> tuple[list[float], list[float]]:
     """(plain, symmetric) relative rotation errors of every pair i < j (180° where a pose is
     missing)."""
-    from sparp_ros.conventions import rotation_angle_deg
-    S = [np.eye(3)]
-    for angle in turns:
-        a = np.radians(angle)
-        S.append(np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]]))
+    from sparp_ros.conventions import rot_z, rotation_angle_deg
+    S = [np.eye(3)] + [rot_z(np.radians(angle)) for angle in turns]
     plain, symmetric = [], []
     n = len(T_gt)
     for i in range(n):

@@ -230,7 +230,7 @@ class SparpPipeline:
                 measured = False
             else:
                 poses, measured_record = result.T_camera_object, result.record
-                sources = result.pose_sources or sources
+                sources = result.pose_sources
                 scale = replace(scale, scale=result.diagonal)
                 if cfg.mesh:
                     mesh, mesh_measured = result.mesh.to_trimesh(), result.mesh.measured

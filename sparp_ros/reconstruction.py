@@ -79,11 +79,13 @@ class Reconstruction:
         without TF, a view whose surface could not be registered keeps the model's pose, which
         can be far off, and its depth is not in the mesh; placed with it, the mesh would stand
         where the object is not."""
-        for wanted in (lambda v: v.confirmed, lambda v: v.ok):
-            for i in range(len(self.views) - 1, -1, -1):
-                if wanted(self.views[i]):
-                    return i
-        return -1
+        confirmed = [i for i, v in enumerate(self.views) if v.confirmed]
+        return confirmed[-1] if confirmed else self.latest_posed_view
+
+    @property
+    def latest_posed_view(self) -> int:
+        """Index of the most recent view with a pose (-1 when none has one)."""
+        return max((i for i, v in enumerate(self.views) if v.ok), default=-1)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -226,7 +226,6 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     poses = [None if T is None else T @ shift for T in poses]
     diagonal = float(np.linalg.norm(extent))
     record["size"] = size_record(extent)
-    record["pose_sources"] = sources
     return MeasuredResult(poses, surface, diagonal, record, sources)
 
 

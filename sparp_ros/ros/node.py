@@ -816,7 +816,7 @@ class SparpNodeCore:
                 recon, frame_id, stamp, self.object_frame, view=view,
                 view_frame_ids=[f.camera.frame_id for f, _ in items],
                 view_stamps=[s for _, s in items]))
-        latest = max(i for i, v in enumerate(recon.views) if v.ok)
+        latest = recon.latest_posed_view
         skipped = ("" if view == latest else
                    f" (in keyframe {view}'s frame: the pose of the latest keyframe, {latest}, is "
                    f"the model's, confirmed by no measurement)")
