@@ -46,17 +46,16 @@ def _arguments_of_the_registration(capture):
 
 
 def pair_candidates(views, hypotheses, params, i: int, j: int) -> list[dict]:
-    """Every ICP candidate of pair (i, j) with its score terms, its turn from the model's first
-    hypothesis and whether the shipped search makes it."""
-    import open3d as o3d
-
+    """Every ICP candidate of pair (i, j) with its score terms (``registration.pair_fit`` and the
+    colour difference), its turn from the model's first hypothesis and whether the shipped search
+    makes it. Unlike ``register_pair``, which weighs colour only for each start's shape winner,
+    every candidate's colour is measured here: the diagnostic asks what the score would pick among
+    all of them."""
     import sparp_ros.geometry.registration as reg_module
     from sparp_ros.conventions import invert_rigid, rotation_angle_deg
-    reg = o3d.pipelines.registration
     clouds = {k: reg_module._cloud(views[k].points, params.voxel, views[k].chromaticity) for k in (i, j)}
     trees = reg_module._colour_trees(clouds)
     fine = params.fine_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
     starts = reg_module._distinct_starts([np.asarray(h[i]) @ invert_rigid(np.asarray(h[j]))
                                           for h in hypotheses if h[i] is not None and h[j] is not None])
     T_ci_o = np.asarray(hypotheses[0][i], float)
@@ -68,11 +67,9 @@ def pair_candidates(views, hypotheses, params, i: int, j: int) -> list[dict]:
         start = reg_module.snap_to_support(start, views[i], views[j], T_ci_o[:3, 3])
         for moved, T in reg_module._icp_candidates(clouds[j], clouds[i], start, params):
             T = reg_module.snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
-            there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
-            back = reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T))
-            out.append(dict(T=T, shipped=shipped, moved=moved,
-                            fitness=max(there.fitness, back.fitness),
-                            violation=reg_module._pair_violation(views, i, j, T, tolerance),
+            fit = reg_module.pair_fit(views, clouds, i, j, T, params)
+            out.append(dict(T=T, shipped=shipped, moved=moved, fitness=fit.fitness,
+                            violation=fit.violation,
                             colour=reg_module.colour_difference(clouds, i, j, T, fine, trees),
                             turn_rad=np.radians(rotation_angle_deg(T[:3, :3] @ starts[0][:3, :3].T))))
     return out
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from sparp_ros.capture import load_capture
     from sparp_ros.conventions import invert_rigid, rotation_angle_deg
     from sparp_ros.evaluation.run import expand_capture_dirs
-    from sparp_ros.geometry.registration import MIN_POINTS, MOVE_MARGIN, VIOLATION_WEIGHT
+    from sparp_ros.geometry.registration import MIN_POINTS, candidate_score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captures", nargs="?", default="benchmarks/out/eval25n/captures")
@@ -108,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                 candidates = pair_candidates(views, hypotheses, params, i, j)
                 for c in candidates:
                     c["error"] = rotation_angle_deg(c["T"][:3, :3] @ truth[:3, :3].T)
-                    c["score"] = (c["fitness"] - VIOLATION_WEIGHT * c["violation"]
-                                  - params.colour_weight * c["colour"]
-                                  - (MOVE_MARGIN if c["moved"] else 0.0))
+                    c["score"] = candidate_score(c["fitness"], c["violation"], moved=c["moved"],
+                                                 colour=c["colour"],
+                                                 colour_weight=params.colour_weight)
                 holds.append(min(c["error"] for c in candidates) < FAILED_DEG)
                 for penalty in args.turn_penalty:
                     def score(c, penalty=penalty):

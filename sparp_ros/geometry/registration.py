@@ -316,6 +316,56 @@ def colour_difference(clouds, i: int, j: int, T_ci_cj: np.ndarray, distance: flo
     return float(np.average(values, weights=counts)) if values else 0.0
 
 
+@dataclass(frozen=True)
+class PairFit:
+    """How well view j's surface, moved by ``T_ci_cj``, agrees with view i's: ``fitness`` the
+    larger share of either view's points with a partner within the fine gate (so that a small
+    view wholly inside a large one overlaps), ``rmse`` the inlier RMSE of j's points on i
+    (metres), ``violation`` the free-space violations both ways, the larger (``_pair_violation``)."""
+
+    fitness: float
+    rmse: float
+    violation: float
+
+
+def pair_fit(views, clouds, i: int, j: int, T_ci_cj: np.ndarray, params: RegistrationParams) -> PairFit:
+    """The measured surfaces' agreement of one placement of the pair (i, j): what every candidate
+    of :func:`register_pair` is judged by, and what a diagnostic measures at the true poses."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    fine = params.fine_distance * params.object_size
+    there = reg.evaluate_registration(clouds[j], clouds[i], fine, T_ci_cj)
+    back = reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T_ci_cj))
+    return PairFit(float(max(there.fitness, back.fitness)), float(there.inlier_rmse),
+                   _pair_violation(views, i, j, T_ci_cj, params.free_space_tolerance * params.object_size))
+
+
+def candidate_score(fitness: float, violation: float, *, moved: bool = False, rank: int = 0,
+                    colour: float = 0.0, colour_weight: float = 0.0) -> float:
+    """One candidate placement's score (higher is better): its overlap, minus
+    ``VIOLATION_WEIGHT`` × its free-space violations, a hair (``HYPOTHESIS_TIE_BREAK``) per
+    hypothesis rank after the model's first, ``MOVE_MARGIN`` when ICP moved it from its start,
+    and ``colour_weight`` × the colour difference of the overlap. The one formula of the pair
+    search, the placement and the diagnostics that replay them."""
+    return (fitness - VIOLATION_WEIGHT * violation - HYPOTHESIS_TIE_BREAK * rank
+            - (MOVE_MARGIN if moved else 0.0) - colour_weight * colour)
+
+
+def untrusted_because(fit: PairFit, correction_deg: float, params: RegistrationParams) -> str:
+    """Why a pair's winning placement cannot be trusted ("" when it can): too little overlap, too
+    much of it in the other view's free space, too large an RMSE, or moved too far from the
+    model's pose."""
+    if fit.fitness < params.min_fitness:
+        return f"overlap {fit.fitness:.2f} < {params.min_fitness:.2f}"
+    if fit.violation > params.max_violation:
+        return f"{fit.violation:.0%} of the points in the other view's free space"
+    if fit.rmse > params.max_rmse * params.object_size:
+        return f"rmse {fit.rmse * 1000:.1f} mm too large"
+    if correction_deg > params.max_correction_deg:
+        return f"moved {correction_deg:.0f}° from the model's pose"
+    return ""
+
+
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                   T_ci_o: np.ndarray, params: RegistrationParams,
                   trees: dict | None = None) -> PairResult:
@@ -324,10 +374,7 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     best (fitness minus free-space violations minus ``colour_weight`` × the colour difference of
     the overlap, a hair less for later hypotheses so that the model's first choice wins a tie,
     e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour)."""
-    import open3d as o3d
-    reg = o3d.pipelines.registration
     fine = params.fine_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
     best = None
     for rank, start in enumerate(starts):
         # the turns about up only around the model's first choice: later hypotheses are already
@@ -346,34 +393,21 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             local = None
             for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
-                # overlap judged from both sides (fitness is the share of the source's points with
-                # a partner): the larger share, so a small view wholly inside a large one overlaps
-                there = reg.evaluate_registration(clouds[j], clouds[i], fine, T)
-                back = reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T))
-                fitness = float(max(there.fitness, back.fitness))
-                violation = _pair_violation(views, i, j, T, tolerance)
-                key = (fitness - VIOLATION_WEIGHT * violation - HYPOTHESIS_TIE_BREAK * rank
-                       - (MOVE_MARGIN if moved else 0.0))
+                fit = pair_fit(views, clouds, i, j, T, params)
+                key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank)
                 if local is None or key > local[0]:
-                    local = (key, T, fitness, float(there.inlier_rmse), violation)
-            key, T, fitness, rmse, violation = local
+                    local = (key, T, fit, moved)
+            _, T, fit, moved = local
             colour = (colour_difference(clouds, i, j, T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
-            key -= params.colour_weight * colour
+            key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank,
+                                  colour=colour, colour_weight=params.colour_weight)
             if best is None or key > best[0]:
-                best = (key, T, fitness, rmse, violation, colour, start)
-    _, T, fitness, rmse, violation, colour, start = best
+                best = (key, T, fit, colour, start)
+    _, T, fit, colour, start = best
     correction = rotation_angle_deg(T[:3, :3] @ start[:3, :3].T)
-    trusted, message = True, ""
-    if fitness < params.min_fitness:
-        trusted, message = False, f"overlap {fitness:.2f} < {params.min_fitness:.2f}"
-    elif violation > params.max_violation:
-        trusted, message = False, f"{violation:.0%} of the points in the other view's free space"
-    elif rmse > params.max_rmse * params.object_size:
-        trusted, message = False, f"rmse {rmse * 1000:.1f} mm too large"
-    elif correction > params.max_correction_deg:
-        trusted, message = False, f"moved {correction:.0f}° from the model's pose"
-    return PairResult(i, j, T, fitness, rmse, violation, trusted, message, colour)
+    message = untrusted_because(fit, correction, params)
+    return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message, colour)
 
 
 def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
@@ -580,8 +614,8 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
                                             tolerance) for i in anchors for m in group)
             colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
-            key = (fitness - VIOLATION_WEIGHT * violation - params.colour_weight * colour
-                   - (MOVE_MARGIN if moved else 0.0))
+            key = candidate_score(fitness, violation, moved=moved, colour=colour,
+                                  colour_weight=params.colour_weight)
             if best is None or key > best[0]:
                 best = (key, T, fitness, violation, colour, correction)
             if not moved:
@@ -684,22 +718,18 @@ def agreement(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarr
     registration: where the true poses agree better than the registered ones, the search missed
     them; where they do not, the score cannot tell (symmetric shapes).
     ``benchmarks/registration_pairs.py`` reports it per capture."""
-    import open3d as o3d
-    reg = o3d.pipelines.registration
     keys = [k for k, (v, T) in enumerate(zip(views, poses))
             if v is not None and T is not None and len(v.points) >= MIN_POINTS]
     clouds = {k: _cloud(views[k].points, params.voxel) for k in keys}
-    fine = params.fine_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
     total = 0.0
     for a, i in enumerate(keys):
         for j in keys[a + 1:]:
             T = np.asarray(poses[i], float) @ invert_rigid(np.asarray(poses[j], float))
-            overlap = max(reg.evaluate_registration(clouds[j], clouds[i], fine, T).fitness,
-                          reg.evaluate_registration(clouds[i], clouds[j], fine, invert_rigid(T)).fitness)
-            total += overlap - VIOLATION_WEIGHT * _pair_violation(views, i, j, T, tolerance)
+            fit = pair_fit(views, clouds, i, j, T, params)
+            total += candidate_score(fit.fitness, fit.violation)
     return float(total)
 
 
-__all__ = ["PairResult", "Placement", "Registration", "RegistrationParams", "RegistrationView",
-           "agreement", "place_unregistered", "register_pair", "register_views", "violation_rate"]
+__all__ = ["PairFit", "PairResult", "Placement", "Registration", "RegistrationParams",
+           "RegistrationView", "agreement", "candidate_score", "pair_fit", "place_unregistered",
+           "register_pair", "register_views", "untrusted_because", "violation_rate"]

@@ -8,9 +8,11 @@ from scipy.spatial.transform import Rotation
 
 from sparp_ros.conventions import invert_rigid, rotation_angle_deg
 from sparp_ros.geometry.measured import measured_views, registration_views
-from sparp_ros.geometry.registration import (NOISE_SIGMAS, RegistrationParams, _pair_violation,
-                                             agreement, depth_noise, register_views,
-                                             violation_rate)
+from sparp_ros.geometry.registration import (HYPOTHESIS_TIE_BREAK, MOVE_MARGIN, NOISE_SIGMAS,
+                                             VIOLATION_WEIGHT, PairFit, RegistrationParams,
+                                             _cloud, _pair_violation, agreement,
+                                             candidate_score, depth_noise, pair_fit,
+                                             register_views, untrusted_because, violation_rate)
 
 
 def _views_and_truth(objects_dir, azimuths, elevations, seed=2, noise=None):
@@ -153,6 +155,36 @@ def test_the_true_poses_agree_better_than_wrong_ones(objects_dir):
     assert agreement(views, [gt[0], gt[1], None], params) == pytest.approx(
         agreement(views[:2], gt[:2], params))
     assert agreement([views[0], None, None], gt, params) == 0.0
+
+
+def test_one_score_formula_for_every_candidate():
+    """``candidate_score``: overlap minus weighted violations, a move margin, a tie break per
+    hypothesis rank and the weighted colour difference, each term on its own."""
+    assert candidate_score(0.8, 0.0) == pytest.approx(0.8)
+    assert candidate_score(0.8, 0.1) == pytest.approx(0.8 - VIOLATION_WEIGHT * 0.1)
+    assert candidate_score(0.8, 0.0, moved=True) == pytest.approx(0.8 - MOVE_MARGIN)
+    assert candidate_score(0.8, 0.0, rank=2) == pytest.approx(0.8 - 2 * HYPOTHESIS_TIE_BREAK)
+    assert candidate_score(0.8, 0.0, colour=0.1, colour_weight=5.0) == pytest.approx(0.3)
+    assert candidate_score(0.8, 0.0, colour=0.1) == pytest.approx(0.8)    # colour unweighed
+
+
+def test_pair_fit_at_the_truth_and_why_a_pair_is_untrusted(objects_dir):
+    """At the true relative pose two overlapping views agree (overlap, small RMSE, few
+    violations) and are trusted; 20° off the overlap falls and the violations rise;
+    ``untrusted_because`` names the first failed test."""
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    clouds = {k: _cloud(v.points, params.voxel) for k, v in enumerate(views)}
+    truth = pair_fit(views, clouds, 0, 1, gt[0] @ invert_rigid(gt[1]), params)
+    assert truth.fitness > 0.5 and truth.violation < 0.05
+    assert truth.rmse < params.max_rmse * diagonal
+    assert untrusted_because(truth, 0.0, params) == ""
+    turned = pair_fit(views, clouds, 0, 1, gt[0] @ invert_rigid(_perturbed(gt[1], 20.0, 0.0, 1)), params)
+    assert turned.fitness < truth.fitness and turned.violation > truth.violation
+    assert "overlap" in untrusted_because(PairFit(0.1, 0.0, 0.0), 0.0, params)
+    assert "free space" in untrusted_because(PairFit(0.9, 0.0, 0.5), 0.0, params)
+    assert "rmse" in untrusted_because(PairFit(0.9, 1.0, 0.0), 0.0, params)
+    assert "moved" in untrusted_because(PairFit(0.9, 0.0, 0.0), 90.0, params)
 
 
 def test_bad_parameters_are_refused():
