@@ -19,7 +19,9 @@ views into groups (connected components). Every pair is then one of:
   violates too much, for a pair to be trusted, so only the placement's weaker evidence (a small
   overlap with the union, free space) or the model's heading can relate them.
 
-Prints the groups of each capture with a split, then per class the number of pairs and the
+Prints the groups of each capture with a split, and the ``measured`` pairs the shipped result
+gets more than 15° wrong (with where each view's pose came from: ``registered``, ``placed`` or
+``model``), then per class the number of pairs and the
 shipped result's Acc@15 on them, and the Acc@15 the result would have if every ``measured`` pair
 were right and the others stayed as they are: how far a better use of the surfaces alone can go.
 """
@@ -115,14 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         mesh_path = capture.mesh_path()
         symmetric = mesh_path is not None and turn_symmetric(symmetry_turns(str(mesh_path)))
         errors = relative_rotation_errors([v.T_camera_object for v in recon.views], gt)
-        k = 0
+        sources = [v.pose_source for v in recon.views]
+        k, missed = 0, []
         for i in range(n):
             for j in range(i + 1, n):
-                right[pair_class(i, j, groups, symmetric)].append(errors[k] < FAILED_DEG)
+                kind = pair_class(i, j, groups, symmetric)
+                right[kind].append(errors[k] < FAILED_DEG)
+                if kind == "measured" and errors[k] >= FAILED_DEG:
+                    missed.append(f"{i}{j} {errors[k]:.0f}° ({sources[i]}, {sources[j]})")
                 k += 1
-        if len(groups) > 1 or symmetric:
+        if len(groups) > 1 or symmetric or missed:
             print(f"  {d.name}: groups {[sorted(g) for g in groups]}"
-                  + (" (turn-symmetric object)" if symmetric else ""), flush=True)
+                  + (" (turn-symmetric object)" if symmetric else "")
+                  + (f"; measured pairs missed: {', '.join(missed)}" if missed else ""), flush=True)
     total = sum(len(v) for v in right.values())
     if not total:
         print("no capture registered")
