@@ -10,9 +10,9 @@ turns about up (the shipped search) and turns of the first hypothesis every 30°
 round). Each candidate is scored as the shipped pair score does (overlap − 3 × free-space
 violations − colour weight × colour difference − the move margin), less each ``--turn-penalty``
 per radian it turned from the model's first hypothesis, plus each ``--image-weight`` × the
-candidate's image agreement (``image_agreement``: the normalised cross-correlation of the two
-views' blurred grey values where each view's measured surface, moved into the other camera, is
-visible there; one result line per penalty and weight). Prints, over all pairs, the share whose
+candidate's image agreement (``registration.image_agreement``: the normalised cross-correlation
+of the two views' blurred grey values where each view's measured surface, moved into the other
+camera, is visible there; 0 where too few points are; one result line per penalty and weight). Prints, over all pairs, the share whose
 candidates hold one within 15° of the truth, and the share whose best-scored candidate is within
 15°, among the shipped search's candidates and among all. Where candidates hold the truth but the
 best is wrong, the score (not the search) is what fails.
@@ -27,62 +27,6 @@ import numpy as np
 
 ROUND_TURNS_DEG = (30, 60, 90, 120, 150, 180, -150, -120, -90, -60, -30)
 FAILED_DEG = 15.0
-GREY_BLUR_PX = 2.0
-MIN_IMAGE_PAIRS = 30
-
-
-def grey_image(image: np.ndarray, mask: np.ndarray, sigma_px: float = GREY_BLUR_PX) -> np.ndarray:
-    """The view's grey values blurred within its mask (normalised convolution: the background
-    does not bleed into the object's rim)."""
-    import cv2
-    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    weight = mask.astype(np.float32)
-    num = cv2.GaussianBlur(grey * weight, (0, 0), sigma_px)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma_px)
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
-
-
-def _bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    H, W = image.shape
-    x, y = np.clip(uv[:, 0], 0, W - 1.001), np.clip(uv[:, 1], 0, H - 1.001)
-    x0, y0 = x.astype(int), y.astype(int)
-    fx, fy = x - x0, y - y0
-    return ((1 - fx) * (1 - fy) * image[y0, x0] + fx * (1 - fy) * image[y0, x0 + 1]
-            + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
-
-
-def image_agreement(views, greys, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float) -> float:
-    """Normalised cross-correlation of the grey values of each view's measured points and the
-    other view's grey image where those points, moved by ``T_ci_cj`` (or its inverse), land
-    inside its mask on its measured surface (within ``tolerance``): both ways, weighted by the
-    points compared. 0 with fewer than ``MIN_IMAGE_PAIRS`` such points. Lambertian shading under
-    a light fixed in the world is the same from every camera, so even a one-coloured surface of
-    revolution correlates only at its true turn."""
-    from sparp_ros.conventions import invert_rigid
-    values, counts = [], []
-    for a, b, T in ((i, j, T_ci_cj), (j, i, invert_rigid(T_ci_cj))):
-        P = views[b].points[::2]
-        own = _bilinear(greys[b], views[b].camera.project(P))
-        Q = P @ T[:3, :3].T + T[:3, 3]
-        ok = Q[:, 2] > 1e-6
-        uv = np.zeros((len(Q), 2))
-        uv[ok] = views[a].camera.project(Q[ok])
-        H, W = views[a].depth.shape
-        u, v = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
-        ok &= (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        u, v = np.where(ok, u, 0), np.where(ok, v, 0)
-        depth = views[a].depth[v, u]
-        ok &= views[a].mask[v, u] & (depth > 0) & (np.abs(depth - Q[:, 2]) < tolerance)
-        if ok.sum() < MIN_IMAGE_PAIRS:
-            continue
-        x, y = _bilinear(greys[a], uv[ok]), own[ok]
-        x, y = x - x.mean(), y - y.mean()
-        norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
-        values.append(float((x * y).sum()) / norm if norm > 1e-6 else 0.0)
-        counts.append(int(ok.sum()))
-    return float(np.average(values, weights=counts)) if values else 0.0
-
-
 def _arguments_of_the_registration(capture):
     """The pipeline's own registration inputs for ``capture``: views, hypotheses, params and
     the reference view (caught where ``measured.measure`` calls ``register_views``)."""
@@ -136,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from sparp_ros.capture import load_capture
     from sparp_ros.conventions import invert_rigid, rotation_angle_deg
     from sparp_ros.evaluation.run import expand_capture_dirs
-    from sparp_ros.geometry.registration import MIN_POINTS, candidate_score
+    from sparp_ros.geometry.registration import MIN_POINTS, candidate_score, image_agreement
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captures", nargs="?", default="benchmarks/out/eval25n/captures")
@@ -159,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         gt = capture.gt.T_camera_object
         usable = [k for k, v in enumerate(views) if v is not None and hypotheses[0][k] is not None
                   and len(v.points) >= MIN_POINTS]
-        greys = {k: grey_image(capture.frames[k].image, views[k].mask) for k in usable}
         image_tolerance = params.free_space_tolerance * params.object_size
         for a, i in enumerate(usable):
             for j in usable[a + 1:]:
@@ -170,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     c["score"] = candidate_score(c["fitness"], c["violation"], moved=c["moved"],
                                                  colour=c["colour"],
                                                  colour_weight=params.colour_weight)
-                    c["image"] = (image_agreement(views, greys, i, j, c["T"], image_tolerance)
+                    c["image"] = ((image_agreement(views, i, j, c["T"], image_tolerance) or 0.0)
                                   if any(args.image_weight) else 0.0)
                 holds.append(min(c["error"] for c in candidates) < FAILED_DEG)
                 for variant in variants:

@@ -74,7 +74,8 @@ def _model_options(args: argparse.Namespace) -> dict:
     model with its own settings)."""
     options = {"weights": args.weights, "model_domain": args.model_domain,
                "inference_steps": args.inference_steps,
-               "registration_colour_weight": args.registration_colour_weight}
+               "registration_colour_weight": args.registration_colour_weight,
+               "registration_min_image_agreement": args.registration_min_image_agreement}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -88,6 +89,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration-colour-weight", type=float,
                         help="RGB-D without TF: weight of the colour difference in the "
                              "registration's choice (0: shape alone; default 5)")
+    parser.add_argument("--registration-min-image-agreement", type=float,
+                        help="RGB-D without TF: a registered pair whose images agree less than "
+                             "this where its surfaces meet is not trusted (0: off; default 0.5)")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -100,6 +100,9 @@ class PipelineConfig:
                                       # candidate placement loses this x
                                       # the colour difference of the overlap (0: shape alone;
                                       # README "Measured")
+    registration_min_image_agreement: float = RegistrationParams.min_image_agreement
+                                      # registration: a pair whose images agree less than this
+                                      # where its surfaces meet is not trusted (0: off)
     correct_hand_eye: bool = False    # with TF and depth: correct TF's camera poses by one
                                       # hand-eye transform shared by all views, from the measured
                                       # surfaces (geometry.hand_eye; reported in extra.measured)
@@ -603,7 +606,8 @@ class SparpPipeline:
         return measure(frames, hypotheses, scale, ref, use_tf, register=register,
                        predicted=predicted, predicted_pose=poses[ref],
                        colour_weight=cfg.registration_colour_weight,
-                       level_on_support=cfg.assume_upright)
+                       level_on_support=cfg.assume_upright,
+                       min_image_agreement=cfg.registration_min_image_agreement)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

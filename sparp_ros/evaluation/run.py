@@ -106,7 +106,8 @@ def _run_backend(capture: Capture, backend: str, device: str,
                  mask_source: str | None = None) -> dict[str, Any]:
     """One backend of ``sparp_ros.pipeline`` on one capture; exceptions become a failed record.
     ``backend`` may end in ``+tf`` or ``+images`` (:func:`method_options`); ``model`` (PipelineConfig
-    fields: ``weights``, ``model_domain``, ``inference_steps``, ``registration_colour_weight``)
+    fields: ``weights``, ``model_domain``, ``inference_steps``, ``registration_colour_weight``,
+    ``registration_min_image_agreement``)
     applies to the model backend.
     ``overview``: where to write the reconstruction's overview picture (``outputs.overview_image``:
     the frames with masks, posed outline and axes, the NOCS maps), the record names it."""

@@ -41,7 +41,7 @@ from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
 from .hand_eye import estimate_hand_eye
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
-                           place_unregistered, register_views)
+                           grey_image, place_unregistered, register_views)
 from .support import SupportPlane, level_pose, support_plane, tilt_deg
 
 log = logging.getLogger("sparp_ros.measured")
@@ -126,7 +126,7 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
         out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
-                                    noise_m=noise, support=plane))
+                                    noise_m=noise, support=plane, grey=grey_image(f.image, f.mask)))
     return out
 
 
@@ -135,7 +135,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
             predicted_pose: np.ndarray | None = None,
             colour_weight: float = RegistrationParams.colour_weight,
-            level_on_support: bool = True) -> MeasuredResult:
+            level_on_support: bool = True,
+            min_image_agreement: float = RegistrationParams.min_image_agreement) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -145,7 +146,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     TF: one hand-eye correction shared by all views, ``hand_eye``); ``predicted``: the model's shape (vertices in metres, faces,
     colours) in a frame the reference camera sees at ``predicted_pose`` (default: the
     first hypothesis' reference pose); it is moved into the registered object frame.
-    ``colour_weight``: ``RegistrationParams.colour_weight``; ``level_on_support`` (without TF):
+    ``colour_weight``, ``min_image_agreement``: ``RegistrationParams``'s; ``level_on_support`` (without TF):
     every view that sees the plane its object stands on takes its up axis from that plane
     (``support``), for every hypothesis, before the registration starts from them.
     Raises :class:`FusionError` when nothing could be fused."""
@@ -171,7 +172,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                                   size_estimate, voxel, record)
     elif register:
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
-                                    colour_weight=colour_weight)
+                                    colour_weight=colour_weight,
+                                    min_image_agreement=min_image_agreement)
         views = registration_views(frames, measured, usable, planes, noises)
         result = register_views(views, hypotheses, params, reference)
         record["registration"] = result.to_dict()

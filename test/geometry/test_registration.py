@@ -11,8 +11,9 @@ from sparp_ros.geometry.measured import measured_views, registration_views
 from sparp_ros.geometry.registration import (HYPOTHESIS_TIE_BREAK, MOVE_MARGIN, NOISE_SIGMAS,
                                              VIOLATION_WEIGHT, PairFit, RegistrationParams,
                                              _cloud, _pair_violation, agreement,
-                                             candidate_score, depth_noise, pair_fit,
-                                             register_views, untrusted_because, violation_rate)
+                                             candidate_score, depth_noise, image_agreement,
+                                             pair_fit, register_views, untrusted_because,
+                                             violation_rate)
 
 
 def _views_and_truth(objects_dir, azimuths, elevations, seed=2, noise=None):
@@ -185,6 +186,47 @@ def test_pair_fit_at_the_truth_and_why_a_pair_is_untrusted(objects_dir):
     assert "free space" in untrusted_because(PairFit(0.9, 0.0, 0.5), 0.0, params)
     assert "rmse" in untrusted_because(PairFit(0.9, 1.0, 0.0), 0.0, params)
     assert "moved" in untrusted_because(PairFit(0.9, 0.0, 0.0), 90.0, params)
+    assert "images agree" in untrusted_because(PairFit(0.9, 0.0, 0.0), 0.0, params, image=0.2)
+    assert untrusted_because(PairFit(0.9, 0.0, 0.0), 0.0, params, image=None) == ""
+
+
+def test_image_agreement_is_high_at_the_true_pose_and_falls_when_turned(objects_dir):
+    """The grey values of one view's surface against the other view's image: near 1 at the true
+    relative pose, lower a quarter turn about up away, 0 where nothing lands on the other view's
+    surface, None where a view has no grey image."""
+    from sparp_ros.conventions import rot_z
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 40.0], [20.0, 30.0])
+    tolerance = 0.02 * diagonal
+    truth = gt[0] @ invert_rigid(gt[1])
+    at_truth = image_agreement(views, 0, 1, truth, tolerance)
+    assert at_truth > 0.9
+    turn = np.eye(4)
+    turn[:3, :3] = rot_z(np.radians(90.0))
+    assert image_agreement(views, 0, 1, gt[0] @ turn @ invert_rigid(gt[1]), tolerance) < at_truth - 0.1
+    far = truth.copy()
+    far[:3, 3] += [5.0, 0.0, 0.0]
+    assert image_agreement(views, 0, 1, far, tolerance) == 0.0
+    views[1].grey = None
+    assert image_agreement(views, 0, 1, truth, tolerance) is None
+
+
+def test_a_pair_whose_images_disagree_is_not_trusted(objects_dir):
+    """The same two overlapping views register from a perturbed start; with one view's image
+    replaced by another texture (what a wrong placement puts on top of each other) the pair is
+    reported untrusted for its images, and with the test off it is trusted again."""
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    start = [gt[0], _perturbed(gt[1], 5.0, 0.005, 0)]
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    result = register_views(views, start, params)
+    assert result.pairs[0].trusted and result.pairs[0].image > 0.9
+    rng = np.random.default_rng(0)
+    views[1].grey = rng.uniform(0, 255, views[1].grey.shape).astype(np.float32)
+    result = register_views(views, start, params)
+    assert not result.pairs[0].trusted and "images agree" in result.pairs[0].message
+    assert result.registered == [True, False]
+    off = RegistrationParams(voxel=0.003, object_size=diagonal, min_image_agreement=0.0)
+    result = register_views(views, start, off)
+    assert result.pairs[0].trusted and result.pairs[0].image is None
 
 
 def test_bad_parameters_are_refused():
@@ -194,6 +236,8 @@ def test_bad_parameters_are_refused():
         RegistrationParams(voxel=0.002, object_size=0.2, min_fitness=1.5)
     with pytest.raises(ValueError, match="colour_weight"):
         RegistrationParams(voxel=0.002, object_size=0.2, colour_weight=-1.0)
+    with pytest.raises(ValueError, match="min_image_agreement"):
+        RegistrationParams(voxel=0.002, object_size=0.2, min_image_agreement=1.5)
 
 
 def test_chromaticity_drops_brightness_and_dark_colours():
