@@ -27,9 +27,13 @@ import numpy as np
 
 ROUND_TURNS_DEG = (30, 60, 90, 120, 150, 180, -150, -120, -90, -60, -30)
 FAILED_DEG = 15.0
-def _arguments_of_the_registration(capture):
-    """The pipeline's own registration inputs for ``capture``: views, hypotheses, params and
-    the reference view (caught where ``measured.measure`` calls ``register_views``)."""
+
+
+def registration_inputs(capture):
+    """The RGB-D pipeline (``sparp-ros eval --backend model``) on ``capture``: (its own
+    registration inputs — views, hypotheses, params and the reference view, caught where
+    ``measured.measure`` calls ``register_views``; None without depth or with TF — and the
+    reconstruction)."""
     import sparp_ros.geometry.measured as measured
     from sparp_ros.pipeline import reconstruct_capture
     caught = {}
@@ -40,10 +44,10 @@ def _arguments_of_the_registration(capture):
         return original(views, hypotheses, params, reference)
     measured.register_views = catch
     try:
-        reconstruct_capture(capture, backend="model", align_with_camera_motion=False)
+        recon = reconstruct_capture(capture, backend="model", align_with_camera_motion=False)
     finally:
         measured.register_views = original
-    return caught.get("args")
+    return caught.get("args"), recon
 
 
 def pair_candidates(views, hypotheses, params, i: int, j: int) -> list[dict]:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     best_all: dict[tuple[float, float], list[bool]] = {}
     for d in expand_capture_dirs([Path(args.captures)]):
         capture = load_capture(d)
-        caught = _arguments_of_the_registration(capture)
+        caught, _ = registration_inputs(capture)
         if caught is None:
             print(f"  {d.name}: not registered (no depth, or TF)")
             continue

@@ -41,18 +41,15 @@ CLASSES = ("measured", "symmetric", "across")
 def trust_groups(n: int, links: Iterable[tuple[int, int]]) -> list[set[int]]:
     """The connected components of ``n`` views joined by ``links`` (pairs of view indices),
     each a set, ordered by their smallest view."""
-    parent = list(range(n))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-    for a, b in links:
-        parent[root(a)] = root(b)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    links = list(links)
+    rows, cols = [a for a, _ in links], [b for _, b in links]
+    _, labels = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)),
+                                     directed=False)
     groups: dict[int, set[int]] = {}
-    for k in range(n):
-        groups.setdefault(root(k), set()).add(k)
+    for k, label in enumerate(labels):
+        groups.setdefault(int(label), set()).add(k)
     return sorted(groups.values(), key=min)
 
 
@@ -71,15 +68,14 @@ def pair_class(i: int, j: int, groups: Sequence[set[int]], symmetric: bool) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sparp_ros.geometry.measured as measured
     from sparp_ros.capture import load_capture
     from sparp_ros.conventions import invert_rigid
     from sparp_ros.evaluation.metrics import relative_rotation_errors
     from sparp_ros.evaluation.run import expand_capture_dirs
     from sparp_ros.geometry.registration import _cloud, pair_fit, untrusted_because
-    from sparp_ros.pipeline import reconstruct_capture
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pair_candidates import registration_inputs
     from symmetric_pairs import symmetry_turns
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,21 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     right: dict[str, list[bool]] = {c: [] for c in CLASSES}
     for d in expand_capture_dirs([Path(args.captures)]):
         capture = load_capture(d)
-        caught = {}
-        original = measured.register_views
-
-        def catch(views, hypotheses, params, reference=0, caught=caught, original=original):
-            caught["args"] = (views, params)
-            return original(views, hypotheses, params, reference)
-        measured.register_views = catch
-        try:
-            recon = reconstruct_capture(capture, backend="model", align_with_camera_motion=False)
-        finally:
-            measured.register_views = original
-        if "args" not in caught:
+        caught, recon = registration_inputs(capture)
+        if caught is None:
             print(f"  {d.name}: not registered (no depth, or TF)")
             continue
-        views, params = caught["args"]
+        views, _, params, _ = caught
         gt = capture.gt.T_camera_object
         n = len(views)
         usable = [k for k in range(n) if views[k] is not None]

@@ -342,13 +342,10 @@ def grey_image(image: np.ndarray, mask: np.ndarray, sigma_px: float = GREY_BLUR_
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
 
 
-def _bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    H, W = image.shape
-    x, y = np.clip(uv[:, 0], 0, W - 1.001), np.clip(uv[:, 1], 0, H - 1.001)
-    x0, y0 = x.astype(int), y.astype(int)
-    fx, fy = x - x0, y - y0
-    return ((1 - fx) * (1 - fy) * image[y0, x0] + fx * (1 - fy) * image[y0, x0 + 1]
-            + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
+def _sample(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """``image`` at the Nx2 pixel positions (u, v), bilinear, edge pixels beyond the border."""
+    from scipy.ndimage import map_coordinates
+    return map_coordinates(image, [uv[:, 1], uv[:, 0]], order=1, mode="nearest")
 
 
 def image_agreement(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float) -> float | None:
@@ -371,7 +368,7 @@ def image_agreement(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
     values, counts = [], []
     for a, b, T in ((i, j, T_ci_cj), (j, i, invert_rigid(T_ci_cj))):
         P = views[b].points[::2]
-        own = _bilinear(views[b].grey, views[b].camera.project(P))
+        own = _sample(views[b].grey, views[b].camera.project(P))
         Q = P @ T[:3, :3].T + T[:3, 3]
         ok = Q[:, 2] > 1e-6
         uv = np.zeros((len(Q), 2))
@@ -384,7 +381,7 @@ def image_agreement(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
         ok &= views[a].mask[v, u] & (depth > 0) & (np.abs(depth - Q[:, 2]) < tolerance)
         if ok.sum() < MIN_IMAGE_POINTS:
             continue
-        x, y = _bilinear(views[a].grey, uv[ok]), own[ok]
+        x, y = _sample(views[a].grey, uv[ok]), own[ok]
         x, y = x - x.mean(), y - y.mean()
         norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
         values.append(float((x * y).sum()) / norm if norm > 1e-6 else 0.0)
