@@ -14,7 +14,9 @@ import numpy as np
 POSE_SOURCES = ("model", "tf", "registered", "placed")
 """Where a view's pose came from: ``model`` (the network's estimate, nothing measured confirmed
 it), ``tf`` (the camera poses from TF), ``registered`` (the reference view of an RGB-D capture,
-or a view whose measured surface was registered to it by trusted pairs), ``placed`` (a view
+or a view whose measured surface was registered to it by trusted pairs, or, where neither they
+nor the placement reached it, by pairs whose surfaces agree and only the images refused),
+``placed`` (a view
 placed against the registered views' surfaces together)."""
 CONFIRMED_SOURCES = ("tf", "registered", "placed")
 """Sources whose poses a measurement confirmed: with depth, exactly the views whose surfaces were

@@ -13,7 +13,9 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   registered surfaces agree best wins (not simply the search's first). A view that no single
   registered view overlaps enough is then placed against all of them together
   (``registration.place_unregistered``) and fused when its surface keeps out of the space they
-  saw empty; otherwise it keeps the model's pose and its depth is left out.
+  saw empty; failing that, it follows a pair that only the images refused
+  (``registration.chain_past_images``); otherwise it keeps the model's pose and its depth is
+  left out.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
   poses by one hand-eye transform shared by every view, found from the measured surfaces
@@ -41,7 +43,8 @@ from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
 from .hand_eye import estimate_hand_eye
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
-                           grey_image, place_unregistered, register_views)
+                           chain_past_images, grey_image, place_unregistered,
+                           register_views)
 from .support import SupportPlane, level_pose, support_plane, tilt_deg
 
 log = logging.getLogger("sparp_ros.measured")
@@ -192,17 +195,27 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         record["registration"]["placed"] = [p.to_dict() for p in placements]
         placed = {k for p in placements if p.placed for k in p.views}
         registered = [r or k in placed for k, r in enumerate(result.registered)]
-        sources = ["registered" if r else "placed" if k in placed else "model"
-                   for k, r in enumerate(result.registered)]
         if placements:
             # the registration's own message repeats the views unless it says more
             detail = "" if result.message.startswith("views ") else f" ({result.message})"
             log.info("registration: views %s overlap no registered view enough%s; placed "
                      "against the registered surfaces: %s",
-                     sorted(k for p in placements for k in p.views),
-                     detail, sorted(placed) or "none (their surfaces would cut "
-                     "through space the registered views saw empty; model's pose kept, "
-                     "depth not fused)")
+                     sorted(k for p in placements for k in p.views), detail,
+                     sorted(placed) or "none (their surfaces would cut through space the "
+                     "registered views saw empty)")
+        # a view still at the model's pose follows a pair its surfaces trusted, images or not
+        poses, overruled = chain_past_images(poses, registered, result.pairs)
+        record["registration"]["images_overruled"] = overruled
+        if overruled:
+            log.info("registration: views %s follow pairs whose surfaces agree though their "
+                     "images do not (neither a trusted pair nor the placement reached them)",
+                     overruled)
+        sources = ["registered" if r or k in overruled else "placed" if k in placed else "model"
+                   for k, r in enumerate(result.registered)]
+        registered = [r or k in overruled for k, r in enumerate(registered)]
+        kept = [k for k, v in enumerate(views) if v is not None and sources[k] == "model"]
+        if kept:
+            log.info("registration: views %s keep the model's pose (their depth is not fused)", kept)
     elif not use_tf:
         record["poses"] = "model"
     # a view whose pose the surfaces could not confirm would smear a misplaced copy of its

@@ -110,11 +110,13 @@ class PairResult:
     message: str = ""
     colour: float = 0.0            # colour_difference at T_ci_cj (0 when not weighed)
     image: float | None = None     # image_agreement at T_ci_cj (None: not measured)
+    shape_trusted: bool = False    # the surfaces' tests pass (the images may still refuse it)
 
     def to_dict(self) -> dict:
         return {"views": [self.i, self.j], "fitness": self.fitness, "rmse_m": self.rmse,
                 "violation": self.violation, "colour_difference": self.colour,
-                "image_agreement": self.image, "trusted": self.trusted, "message": self.message}
+                "image_agreement": self.image, "trusted": self.trusted,
+                "shape_trusted": self.shape_trusted, "message": self.message}
 
 
 @dataclass
@@ -360,9 +362,10 @@ def image_agreement(views, i: int, j: int, T_ci_cj: np.ndarray, tolerance: float
     Why: where shape and chromaticity cannot tell a placement from a wrong one (a mug turned so
     that its handle hides, a box flipped, a label turned away), the print, the texture and the
     shading can: a Lambertian surface under a light fixed in the world looks the same from every
-    camera, while a wrong placement puts other grey values on top of each other. At the true
-    poses of the 150 seed-0 pairs the agreement is a median 0.90 (README "Measured"). The
-    normalised correlation ignores each view's exposure and gain."""
+    camera, while a wrong placement puts other grey values on top of each other. The
+    normalised correlation ignores each view's exposure and gain; gloss, blur and a faint print
+    still lower it at the true pose (README "Images in the trust test" has how much), which is
+    why a refused pair can still place a view nothing else reaches (``chain_past_images``)."""
     if views[i].grey is None or views[j].grey is None:
         return None
     values, counts = [], []
@@ -487,9 +490,10 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     # README "What bounds the search"); a winner they contradict is not trusted
     image = (image_agreement(views, i, j, T, params.free_space_tolerance * params.object_size)
              if params.min_image_agreement > 0 else None)
-    message = untrusted_because(fit, correction, params, image)
+    shape = untrusted_because(fit, correction, params)
+    message = shape or untrusted_because(fit, correction, params, image)
     return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message, colour,
-                      image)
+                      image, shape_trusted=not shape)
 
 
 def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
@@ -759,7 +763,32 @@ def _chain(reference: int, T_ref: np.ndarray, pairs: Sequence[PairResult]) -> di
     """Start poses ``T_camera_object`` of the views a chain of trusted pairs links to the
     reference, each from the best-agreeing pair that reaches it first (a spanning tree grown
     from the reference, best pairs first)."""
-    poses = {reference: T_ref}
+    return _grow({reference: T_ref}, pairs)
+
+
+def chain_past_images(poses: Sequence[np.ndarray | None], fixed: Sequence[bool],
+                      pairs: Sequence[PairResult]) -> tuple[list[np.ndarray | None], list[int]]:
+    """The views that neither a trusted pair nor the placement fixed, chained to the fixed ones
+    by pairs whose surfaces passed every test but whose images disagreed
+    (``PairResult.shape_trusted``). Returns the poses (those views moved) and the views chained.
+
+    Why: the images' veto is a preference, not proof. Where it refuses a wrong pair, the view
+    goes to the placement, which the registered views' free space judges (the seed-0 mug). But a
+    glossy surface, a camera's own exposure and blur, or a low-contrast print lower the agreement
+    at the true pose too (the photograph-like captures: README "Images in the trust test"); when
+    the placement cannot place such a view either, the pair its surfaces trusted is still better
+    evidence than the model's pose."""
+    start = {k: np.asarray(T, float) for k, T in enumerate(poses) if fixed[k] and T is not None}
+    grown = _grow(dict(start), [p for p in pairs if not p.trusted and p.shape_trusted])
+    out = [None if T is None else np.asarray(T, float).copy() for T in poses]
+    chained = sorted(k for k in grown if k not in start)
+    for k in chained:
+        out[k] = grown[k]
+    return out, chained
+
+
+def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
+    """``poses`` extended by a spanning tree of ``pairs``, the best-agreeing pair first."""
     ranked = sorted(pairs, key=lambda p: p.violation - p.fitness)
     grew = True
     while grew:

@@ -11,9 +11,9 @@ from sparp_ros.geometry.measured import measured_views, registration_views
 from sparp_ros.geometry.registration import (HYPOTHESIS_TIE_BREAK, MOVE_MARGIN, NOISE_SIGMAS,
                                              VIOLATION_WEIGHT, PairFit, RegistrationParams,
                                              _cloud, _pair_violation, agreement,
-                                             candidate_score, depth_noise, image_agreement,
-                                             pair_fit, register_views, untrusted_because,
-                                             violation_rate)
+                                             candidate_score, chain_past_images, depth_noise,
+                                             image_agreement, pair_fit, register_views,
+                                             untrusted_because, violation_rate)
 
 
 def _views_and_truth(objects_dir, azimuths, elevations, seed=2, noise=None):
@@ -242,9 +242,35 @@ def test_a_pair_whose_images_disagree_is_not_trusted(objects_dir):
     result = register_views(views, start, params)
     assert not result.pairs[0].trusted and "images agree" in result.pairs[0].message
     assert result.registered == [True, False]
+    assert result.pairs[0].shape_trusted                # the surfaces alone would trust it
+    # neither a trusted pair nor the placement fixed view 1: the pair its surfaces trusted does
+    poses, chained = chain_past_images(result.T_camera_object, result.registered, result.pairs)
+    assert chained == [1]
+    assert _relative_error_deg(*poses, *gt) < 1.0
     off = RegistrationParams(voxel=0.003, object_size=diagonal, min_image_agreement=0.0)
     result = register_views(views, start, off)
     assert result.pairs[0].trusted and result.pairs[0].image is None
+
+
+def test_only_pairs_refused_for_their_images_chain_views_the_rest_left_unfixed():
+    """``chain_past_images`` grows from the fixed views through pairs whose surfaces passed
+    (``shape_trusted``) and which the images refused; a pair the surfaces refused, or a view
+    already fixed, is left alone."""
+    from sparp_ros.geometry.registration import PairResult
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 30, degrees=True).as_matrix()
+    poses = [np.eye(4), np.eye(4), np.eye(4), np.eye(4)]
+    refused = dict(fitness=0.8, rmse=0.001, violation=0.02, trusted=False)
+    pairs = [PairResult(0, 1, turn, message="images agree 0.2 < 0.5", shape_trusted=True, **refused),
+             PairResult(1, 2, turn, message="images agree 0.3 < 0.5", shape_trusted=True, **refused),
+             PairResult(0, 3, turn, message="overlap 0.10 < 0.30", shape_trusted=False, **refused)]
+    out, chained = chain_past_images(poses, [True, False, False, False], pairs)
+    assert chained == [1, 2]
+    assert np.allclose(out[1], invert_rigid(turn))               # T_c1_o = T_c1_c0 T_c0_o
+    assert np.allclose(out[2], invert_rigid(turn) @ invert_rigid(turn))
+    assert np.allclose(out[3], np.eye(4))                        # untouched
+    out, chained = chain_past_images(poses, [True, True, True, False], pairs)
+    assert chained == [] and all(np.allclose(T, np.eye(4)) for T in out)
 
 
 def test_bad_parameters_are_refused():
