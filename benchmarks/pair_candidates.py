@@ -12,10 +12,13 @@ violations − colour weight × colour difference − the move margin), less eac
 per radian it turned from the model's first hypothesis, plus each ``--image-weight`` × the
 candidate's image agreement (``registration.image_agreement``: the normalised cross-correlation
 of the two views' blurred grey values where each view's measured surface, moved into the other
-camera, is visible there; 0 where too few points are; one result line per penalty and weight). Prints, over all pairs, the share whose
-candidates hold one within 15° of the truth, and the share whose best-scored candidate is within
-15°, among the shipped search's candidates and among all. Where candidates hold the truth but the
-best is wrong, the score (not the search) is what fails.
+camera, is visible there; 0 where too few points are; one result line per penalty and weight).
+``--image-tiebreak D``: the images instead pick among the candidates scored within D of the best
+(shape and colour first, the images only among what they cannot tell apart). Prints, over all
+pairs and per pair class (``pair_observability.classify_pairs``: ``measured``, ``symmetric``,
+``across``), the share whose candidates hold one within 15° of the truth, and the share whose
+best-scored candidate is within 15°, among the shipped search's candidates and among all. Where
+candidates hold the truth but the best is wrong, the score (not the search) is what fails.
 """
 from __future__ import annotations
 
@@ -86,17 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     from sparp_ros.evaluation.run import expand_capture_dirs
     from sparp_ros.geometry.registration import MIN_POINTS, candidate_score, image_agreement
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pair_observability import CLASSES, classify_pairs
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captures", nargs="?", default="benchmarks/out/eval25n/captures")
     parser.add_argument("--turn-penalty", type=float, nargs="+", default=[0.0],
                         help="score lost per radian turned from the model's first hypothesis")
     parser.add_argument("--image-weight", type=float, nargs="+", default=[0.0],
                         help="score gained per unit of image agreement (normalised cross-correlation)")
+    parser.add_argument("--image-tiebreak", type=float, nargs="+", default=[],
+                        help="the images pick among the candidates scored within this of the best")
     args = parser.parse_args(argv)
-    variants = [(p, w) for p in args.turn_penalty for w in args.image_weight]
-    holds: list[bool] = []
-    best_shipped: dict[tuple[float, float], list[bool]] = {}
-    best_all: dict[tuple[float, float], list[bool]] = {}
+    variants = [(p, w, None) for p in args.turn_penalty for w in args.image_weight]
+    variants += [(0.0, 0.0, d) for d in args.image_tiebreak]
+    measure_images = any(args.image_weight) or bool(args.image_tiebreak)
+    holds: dict[str, list[bool]] = {}
+    best_shipped: dict[tuple, dict[str, list[bool]]] = {v: {} for v in variants}
+    best_all: dict[tuple, dict[str, list[bool]]] = {v: {} for v in variants}
     for d in expand_capture_dirs([Path(args.captures)]):
         capture = load_capture(d)
         caught, _ = registration_inputs(capture)
@@ -105,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         views, hypotheses, params, _ = caught
         gt = capture.gt.T_camera_object
+        _, _, classes = classify_pairs(capture, views, params)
         usable = [k for k, v in enumerate(views) if v is not None and hypotheses[0][k] is not None
                   and len(v.points) >= MIN_POINTS]
         image_tolerance = params.free_space_tolerance * params.object_size
@@ -118,25 +129,42 @@ def main(argv: list[str] | None = None) -> int:
                                                  colour=c["colour"],
                                                  colour_weight=params.colour_weight)
                     c["image"] = ((image_agreement(views, i, j, c["T"], image_tolerance) or 0.0)
-                                  if any(args.image_weight) else 0.0)
-                holds.append(min(c["error"] for c in candidates) < FAILED_DEG)
+                                  if measure_images else 0.0)
+                kinds = ("all", classes[(i, j)])
+                for kind in kinds:
+                    holds.setdefault(kind, []).append(min(c["error"] for c in candidates) < FAILED_DEG)
                 for variant in variants:
-                    def score(c, penalty=variant[0], weight=variant[1]):
-                        return c["score"] - penalty * c["turn_rad"] + weight * c["image"]
-                    best_all.setdefault(variant, []).append(
-                        max(candidates, key=score)["error"] < FAILED_DEG)
-                    best_shipped.setdefault(variant, []).append(
-                        max((c for c in candidates if c["shipped"]), key=score)["error"] < FAILED_DEG)
-        print(f"  {d.name}: {len(holds)} pairs so far", flush=True)
+                    for pool, out in ((candidates, best_all[variant]),
+                                      ([c for c in candidates if c["shipped"]], best_shipped[variant])):
+                        right = chosen(pool, *variant)["error"] < FAILED_DEG
+                        for kind in kinds:
+                            out.setdefault(kind, []).append(right)
+        print(f"  {d.name}: {len(holds.get('all', []))} pairs so far", flush=True)
     if not holds:
         print("no pair registered")
         return 1
-    print(f"{len(holds)} pairs: a candidate within {FAILED_DEG:.0f}° of the truth {np.mean(holds):.3f}")
+    kinds = ["all"] + [k for k in CLASSES if k in holds]
+
+    def shares(results: dict[str, list[bool]]) -> str:
+        return ", ".join(f"{k} {np.mean(results[k]):.3f}" for k in kinds)
+    print(f"pairs: {', '.join(f'{k} {len(holds[k])}' for k in kinds)}")
+    print(f"a candidate within {FAILED_DEG:.0f}° of the truth: {shares(holds)}")
     for variant in variants:
-        print(f"  turn penalty {variant[0]:g}/rad, image weight {variant[1]:g}: the best-scored "
-              f"candidate within it: shipped search {np.mean(best_shipped[variant]):.3f}, "
-              f"search all round {np.mean(best_all[variant]):.3f}")
+        rule = (f"turn penalty {variant[0]:g}/rad, image weight {variant[1]:g}" if variant[2] is None
+                else f"images pick within {variant[2]:g} of the best score")
+        print(f"  {rule}: the best-scored candidate within it: shipped search "
+              f"{shares(best_shipped[variant])}; search all round {shares(best_all[variant])}")
     return 0
+
+
+def chosen(candidates: list[dict], penalty: float, weight: float, tiebreak: float | None) -> dict:
+    """The candidate a rule picks: the best ``score`` less ``penalty`` per radian turned plus
+    ``weight`` × its image agreement; or, with ``tiebreak``, the best image agreement among the
+    candidates scored within ``tiebreak`` of the best score."""
+    if tiebreak is not None:
+        top = max(c["score"] for c in candidates)
+        return max((c for c in candidates if c["score"] >= top - tiebreak), key=lambda c: c["image"])
+    return max(candidates, key=lambda c: c["score"] - penalty * c["turn_rad"] + weight * c["image"])
 
 
 if __name__ == "__main__":
