@@ -29,3 +29,20 @@ def test_only_turns_beyond_the_failure_angle_count_as_a_symmetry():
     assert not pair_observability.turn_symmetric((5, 355))
     assert pair_observability.turn_symmetric((5, 180, 355))
     assert pair_observability.turn_symmetric(range(5, 360, 5))
+
+
+def test_views_that_share_surface_are_measured_and_the_opposite_view_is_across(objects_dir):
+    """Three views of the bull: two 40° apart share most of their surface (one group, a
+    ``measured`` pair); the third, from the other side, shares too little with either even at
+    the true pose, so both its pairs are ``across``. The bull has no turn symmetry."""
+    from sparp_ros.geometry.measured import measured_views, registration_views
+    from sparp_ros.geometry.registration import RegistrationParams
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=3, seed=2,
+                             azimuths_deg=[0.0, 40.0, 200.0], elevations_deg=[20.0, 25.0, 5.0])
+    views = registration_views(capture.frames, measured_views(capture.frames))
+    params = RegistrationParams(voxel=0.003, object_size=capture.gt.extra["canonical"]["diagonal"])
+    groups, symmetric, classes = pair_observability.classify_pairs(capture, views, params)
+    assert not symmetric
+    assert groups == [{0, 1}, {2}]
+    assert classes == {(0, 1): "measured", (0, 2): "across", (1, 2): "across"}
