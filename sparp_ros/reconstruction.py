@@ -15,7 +15,8 @@ POSE_SOURCES = ("model", "tf", "registered", "placed")
 """Where a view's pose came from: ``model`` (the network's estimate, nothing measured confirmed
 it), ``tf`` (the camera poses from TF), ``registered`` (the reference view of an RGB-D capture,
 or a view whose measured surface was registered to it by trusted pairs, or, where neither they
-nor the placement reached it, by pairs whose surfaces agree and only the images refused),
+nor the placement reached it, by pairs whose surfaces agree and only the images refused, or by
+a pair search all round the up axis),
 ``placed`` (a view
 placed against the registered views' surfaces together)."""
 CONFIRMED_SOURCES = ("tf", "registered", "placed")

@@ -14,8 +14,9 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   registered view overlaps enough is then placed against all of them together
   (``registration.place_unregistered``) and fused when its surface keeps out of the space they
   saw empty; failing that, it follows a pair that only the images refused
-  (``registration.chain_past_images``); otherwise it keeps the model's pose and its depth is
-  left out.
+  (``registration.chain_past_images``), and failing that, a pair search from turns all round
+  the up axis registers it to a fixed view (``registration.search_all_round``,
+  ``SEARCH_ALL_ROUND``); otherwise it keeps the model's pose and its depth is left out.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
   poses by one hand-eye transform shared by every view, found from the measured surfaces
@@ -44,7 +45,7 @@ from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse
 from .hand_eye import estimate_hand_eye
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
                            chain_past_images, grey_image, place_unregistered,
-                           register_views)
+                           register_views, search_all_round)
 from .support import SupportPlane, level_pose, support_plane, tilt_deg
 
 log = logging.getLogger("sparp_ros.measured")
@@ -133,6 +134,15 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
     return out
 
 
+SEARCH_ALL_ROUND = True
+"""Whether views that nothing else placed are registered by a pair search all round the up axis
+(``registration.search_all_round``): on the bar's captures Acc@15 0.760 → 0.793 and F@5 % 0.926
+→ 0.934 (seed 0), at 0.40 s a capture on average (README "A search all round")."""
+SEARCH_STEP_DEG = 30.0
+"""The search's turns: every 30° (every 45°: Acc@15 0.787 / 0.633 / 0.707 on seeds 0 / 100 / 300
+and 0.627 on the photograph-like seed 0, against 0.793 / 0.620 / 0.713 and 0.653)."""
+
+
 def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | None]],
             size_estimate: float, reference: int, use_tf: bool, register: bool = True,
             predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -210,9 +220,18 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             log.info("registration: views %s follow pairs whose surfaces agree though their "
                      "images do not (neither a trusted pair nor the placement reached them)",
                      overruled)
-        sources = ["registered" if r or k in overruled else "placed" if k in placed else "model"
-                   for k, r in enumerate(result.registered)]
         registered = [r or k in overruled for k, r in enumerate(registered)]
+        if SEARCH_ALL_ROUND:
+            poses, searched = search_all_round(views, poses, registered, params, step_deg=SEARCH_STEP_DEG)
+            searched_views = [p.j for p in searched]
+            record["registration"]["searched_all_round"] = [p.to_dict() for p in searched]
+            if searched_views:
+                log.info("registration: views %s registered by a search all round", searched_views)
+        else:
+            searched_views = []
+        sources = ["registered" if r or k in overruled or k in searched_views else "placed"
+                   if k in placed else "model" for k, r in enumerate(result.registered)]
+        registered = [r or k in searched_views for k, r in enumerate(registered)]
         kept = [k for k, v in enumerate(views) if v is not None and sources[k] == "model"]
         if kept:
             log.info("registration: views %s keep the model's pose (their depth is not fused)", kept)

@@ -448,12 +448,14 @@ def untrusted_because(fit: PairFit, correction_deg: float, params: RegistrationP
 
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                   T_ci_o: np.ndarray, params: RegistrationParams,
-                  trees: dict | None = None) -> PairResult:
+                  trees: dict | None = None, tie_break: float = HYPOTHESIS_TIE_BREAK) -> PairResult:
     """ICP of view j's cloud onto view i's from each start ``T_ci_cj`` (the model's hypotheses,
     best first) and turns of it about the up axis (``azimuth_starts_deg``); the result that agrees
     best (fitness minus free-space violations minus ``colour_weight`` × the colour difference of
     the overlap, a hair less for later hypotheses so that the model's first choice wins a tie,
-    e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour)."""
+    e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour).
+    ``tie_break``: that hair per rank (0 where the starts are turns all round, not the model's
+    hypotheses in order: :func:`search_all_round`)."""
     fine = params.fine_distance * params.object_size
     best = None
     for rank, start in enumerate(starts):
@@ -474,13 +476,15 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 fit = pair_fit(views, clouds, i, j, T, params)
-                key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank)
+                key = candidate_score(fit.fitness, fit.violation, moved=moved,
+                                      rank=rank * tie_break / HYPOTHESIS_TIE_BREAK)
                 if local is None or key > local[0]:
                     local = (key, T, fit, moved)
             _, T, fit, moved = local
             colour = (colour_difference(clouds, i, j, T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
-            key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank,
+            key = candidate_score(fit.fitness, fit.violation, moved=moved,
+                                  rank=rank * tie_break / HYPOTHESIS_TIE_BREAK,
                                   colour=colour, colour_weight=params.colour_weight)
             if best is None or key > best[0]:
                 best = (key, T, fit, colour, start)
@@ -785,6 +789,59 @@ def chain_past_images(poses: Sequence[np.ndarray | None], fixed: Sequence[bool],
     for k in chained:
         out[k] = grown[k]
     return out, chained
+
+
+SEARCH_MIN_IMAGE_AGREEMENT = 0.0
+"""The search all round (:func:`search_all_round`) refuses a pair whose images are
+anti-correlated where its surfaces meet (a box or a teapot turned 180°), even when its surfaces
+pass: among twelve turns a wrong one that fits the shape is likelier than among the model's few."""
+
+
+def search_all_round(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
+                     fixed: Sequence[bool], params: RegistrationParams, step_deg: float = 30.0
+                     ) -> tuple[list[np.ndarray | None], list[PairResult]]:
+    """The views with depth that are still at the model's pose, each registered to a fixed view
+    by a pair search from turns every ``step_deg`` all round the up axis (not only the model's
+    hypotheses and ±20°): the best pair that passes every trust test places the view, which then
+    anchors the next. Returns the poses and the pairs that placed a view."""
+    anchors = [k for k, v in enumerate(views) if fixed[k] and v is not None
+               and poses[k] is not None and len(v.points) >= MIN_POINTS]
+    todo = [k for k, v in enumerate(views) if not fixed[k] and v is not None
+            and poses[k] is not None and len(v.points) >= MIN_POINTS]
+    out = [None if T is None else np.asarray(T, float).copy() for T in poses]
+    if not anchors or not todo:
+        return out, []
+    from dataclasses import replace as dc_replace
+    single = dc_replace(params, azimuth_starts_deg=(0.0,))
+    clouds = {k: _cloud(views[k].points, params.voxel, views[k].chromaticity) for k in anchors + todo}
+    trees = _colour_trees(clouds) if params.colour_weight > 0 else {}
+    turns = sorted(np.arange(0.0, 360.0, step_deg), key=lambda a: min(a, 360.0 - a))
+    placed: list[PairResult] = []
+
+    def search(f: int, k: int) -> PairResult:
+        start = out[f] @ invert_rigid(out[k])
+        starts = [_turn_about_up(start, out[f], float(a)) for a in turns]
+        return register_pair(views, clouds, f, k, starts, out[f], single, trees, tie_break=0.0)
+
+    for k in todo:
+        best = None
+        for f in list(anchors):
+            p = search(f, k)
+            # the surfaces must pass; images that contradict them (anti-correlated: a flip)
+            # refuse the search's pick, images that merely agree little do not (gloss, blur)
+            if not p.shape_trusted or (p.image is not None and p.image < SEARCH_MIN_IMAGE_AGREEMENT):
+                continue
+            key = (p.trusted, candidate_score(p.fitness, p.violation))
+            if best is None or key > best[0]:
+                best = (key, f, p)
+            if p.trusted:
+                break           # surfaces and images agree: the other anchors cost time only
+        if best is not None:
+            _, f, p = best
+            out[k] = invert_rigid(p.T_ci_cj) @ out[f]                 # T_ck_o = T_ck_cf T_cf_o
+            anchors.append(k)
+            placed.append(p)
+    return out, placed
 
 
 def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:

@@ -252,6 +252,25 @@ def test_a_pair_whose_images_disagree_is_not_trusted(objects_dir):
     assert result.pairs[0].trusted and result.pairs[0].image is None
 
 
+def test_a_view_far_off_in_heading_is_found_by_the_search_all_round(objects_dir):
+    """The model's pose of view 1 turned 120° about up: the pair search from it (±20°) cannot
+    register the view; the search all round registers it to the fixed view within 2°, records
+    the pair, and leaves fixed views and views without depth alone."""
+    from sparp_ros.geometry.registration import search_all_round
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 120, degrees=True).as_matrix()
+    start = [gt[0], gt[1] @ turn]
+    assert register_views(views, start, params).registered == [True, False]
+    poses, pairs = search_all_round(views, start, [True, False], params)
+    assert [(p.i, p.j) for p in pairs] == [(0, 1)] and pairs[0].shape_trusted
+    assert np.allclose(poses[0], gt[0])
+    assert _relative_error_deg(*poses, *gt) < 2.0
+    assert search_all_round(views, start, [True, True], params)[1] == []
+    assert search_all_round([views[0], None], start, [True, False], params)[1] == []
+
+
 def test_only_pairs_refused_for_their_images_chain_views_the_rest_left_unfixed():
     """``chain_past_images`` grows from the fixed views through pairs whose surfaces passed
     (``shape_trusted``) and which the images refused; a pair the surfaces refused, or a view
