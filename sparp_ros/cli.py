@@ -75,7 +75,8 @@ def _model_options(args: argparse.Namespace) -> dict:
     options = {"weights": args.weights, "model_domain": args.model_domain,
                "inference_steps": args.inference_steps,
                "registration_colour_weight": args.registration_colour_weight,
-               "registration_min_image_agreement": args.registration_min_image_agreement}
+               "registration_min_image_agreement": args.registration_min_image_agreement,
+               "registration_search_all_round": args.registration_search_all_round}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -92,6 +93,11 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration-min-image-agreement", type=float,
                         help="RGB-D without TF: a registered pair whose images agree less than "
                              "this where its surfaces meet is not trusted (0: off; default 0.5)")
+    parser.add_argument("--no-registration-search-all-round", dest="registration_search_all_round",
+                        action="store_const", const=False, default=None,
+                        help="RGB-D without TF: leave views that nothing else placed at the "
+                             "model's pose instead of searching all round the up axis (faster: "
+                             "README \"A search all round\")")
 
 
 def _eval(args: argparse.Namespace) -> int:

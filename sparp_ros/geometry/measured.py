@@ -135,7 +135,7 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
 
 
 SEARCH_ALL_ROUND = True
-"""Whether views that nothing else placed are registered by a pair search all round the up axis
+"""The default: whether views that nothing else placed are registered by a pair search all round the up axis
 (``registration.search_all_round``): on the bar's captures Acc@15 0.760 → 0.793 and F@5 % 0.926
 → 0.934 (seed 0), at 0.40 s a capture on average (README "A search all round")."""
 SEARCH_STEP_DEG = 30.0
@@ -149,7 +149,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             predicted_pose: np.ndarray | None = None,
             colour_weight: float = RegistrationParams.colour_weight,
             level_on_support: bool = True,
-            min_image_agreement: float = RegistrationParams.min_image_agreement) -> MeasuredResult:
+            min_image_agreement: float = RegistrationParams.min_image_agreement,
+            search_unplaced: bool = SEARCH_ALL_ROUND) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -162,6 +163,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     ``colour_weight``, ``min_image_agreement``: ``RegistrationParams``'s; ``level_on_support`` (without TF):
     every view that sees the plane its object stands on takes its up axis from that plane
     (``support``), for every hypothesis, before the registration starts from them.
+    ``search_unplaced``: views nothing else placed are registered by a pair search all round
+    the up axis (``registration.search_all_round``).
     Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
@@ -221,7 +224,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                      "images do not (neither a trusted pair nor the placement reached them)",
                      overruled)
         registered = [r or k in overruled for k, r in enumerate(registered)]
-        if SEARCH_ALL_ROUND:
+        if search_unplaced:
             poses, searched = search_all_round(views, poses, registered, params, step_deg=SEARCH_STEP_DEG)
             searched_views = [p.j for p in searched]
             record["registration"]["searched_all_round"] = [p.to_dict() for p in searched]

@@ -1,0 +1,22 @@
+"""`sparp-ros reconstruct|eval` model options: what the command line gives reaches PipelineConfig
+by name, and what it leaves out keeps the pipeline's defaults."""
+from __future__ import annotations
+
+from sparp_ros.cli import _model_options, build_parser
+from sparp_ros.pipeline import PipelineConfig
+
+
+def test_options_left_out_keep_the_pipelines_defaults():
+    args = build_parser().parse_args(["eval", "captures", "--out", "report"])
+    assert _model_options(args) == {}
+
+
+def test_registration_options_reach_the_pipeline_config_by_name():
+    args = build_parser().parse_args(["reconstruct", "capture", "--out", "out", "--registration-min-image-agreement",
+                                      "0", "--no-registration-search-all-round"])
+    options = _model_options(args)
+    assert options == {"registration_min_image_agreement": 0.0,
+                       "registration_search_all_round": False}
+    config = PipelineConfig(backend="model", **options)
+    assert config.registration_search_all_round is False
+    assert PipelineConfig(backend="model").registration_search_all_round is True
