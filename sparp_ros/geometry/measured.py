@@ -207,7 +207,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                                                result.registered, params, result.pairs)
         record["registration"]["placed"] = [p.to_dict() for p in placements]
         placed = {k for p in placements if p.placed for k in p.views}
-        registered = [r or k in placed for k, r in enumerate(result.registered)]
+        sources = ["registered" if r else "placed" if k in placed else "model"
+                   for k, r in enumerate(result.registered)]
         if placements:
             # the registration's own message repeats the views unless it says more
             detail = "" if result.message.startswith("views ") else f" ({result.message})"
@@ -217,24 +218,24 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                      sorted(placed) or "none (their surfaces would cut through space the "
                      "registered views saw empty)")
         # a view still at the model's pose follows a pair its surfaces trusted, images or not
-        poses, overruled = chain_past_images(poses, registered, result.pairs)
+        poses, overruled = chain_past_images(poses, [s != "model" for s in sources], result.pairs)
         record["registration"]["images_overruled"] = overruled
         if overruled:
             log.info("registration: views %s follow pairs whose surfaces agree though their "
                      "images do not (neither a trusted pair nor the placement reached them)",
                      overruled)
-        registered = [r or k in overruled for k, r in enumerate(registered)]
+        for k in overruled:
+            sources[k] = "registered"
         if search_unplaced:
-            poses, searched = search_all_round(views, poses, registered, params, step_deg=SEARCH_STEP_DEG)
-            searched_views = [p.j for p in searched]
+            poses, searched = search_all_round(views, poses, [s != "model" for s in sources],
+                                               params, step_deg=SEARCH_STEP_DEG)
             record["registration"]["searched_all_round"] = [p.to_dict() for p in searched]
-            if searched_views:
-                log.info("registration: views %s registered by a search all round", searched_views)
-        else:
-            searched_views = []
-        sources = ["registered" if r or k in overruled or k in searched_views else "placed"
-                   if k in placed else "model" for k, r in enumerate(result.registered)]
-        registered = [r or k in searched_views for k, r in enumerate(registered)]
+            if searched:
+                log.info("registration: views %s registered by a search all round",
+                         [p.j for p in searched])
+            for p in searched:
+                sources[p.j] = "registered"
+        registered = [s != "model" for s in sources]
         kept = [k for k, v in enumerate(views) if v is not None and sources[k] == "model"]
         if kept:
             log.info("registration: views %s keep the model's pose (their depth is not fused)", kept)

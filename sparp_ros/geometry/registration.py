@@ -21,7 +21,7 @@ ROS-free; numpy + open3d. Poses are ``T_camera_object`` (object frame -> camera)
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -448,13 +448,13 @@ def untrusted_because(fit: PairFit, correction_deg: float, params: RegistrationP
 
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                   T_ci_o: np.ndarray, params: RegistrationParams,
-                  trees: dict | None = None, tie_break: float = HYPOTHESIS_TIE_BREAK) -> PairResult:
+                  trees: dict | None = None, prefer_first: bool = True) -> PairResult:
     """ICP of view j's cloud onto view i's from each start ``T_ci_cj`` (the model's hypotheses,
     best first) and turns of it about the up axis (``azimuth_starts_deg``); the result that agrees
     best (fitness minus free-space violations minus ``colour_weight`` × the colour difference of
     the overlap, a hair less for later hypotheses so that the model's first choice wins a tie,
     e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour).
-    ``tie_break``: that hair per rank (0 where the starts are turns all round, not the model's
+    ``prefer_first`` False: no hair per rank (the starts are turns all round, not the model's
     hypotheses in order: :func:`search_all_round`)."""
     fine = params.fine_distance * params.object_size
     best = None
@@ -477,14 +477,14 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 fit = pair_fit(views, clouds, i, j, T, params)
                 key = candidate_score(fit.fitness, fit.violation, moved=moved,
-                                      rank=rank * tie_break / HYPOTHESIS_TIE_BREAK)
+                                      rank=rank if prefer_first else 0)
                 if local is None or key > local[0]:
                     local = (key, T, fit, moved)
             _, T, fit, moved = local
             colour = (colour_difference(clouds, i, j, T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
             key = candidate_score(fit.fitness, fit.violation, moved=moved,
-                                  rank=rank * tie_break / HYPOTHESIS_TIE_BREAK,
+                                  rank=rank if prefer_first else 0,
                                   colour=colour, colour_weight=params.colour_weight)
             if best is None or key > best[0]:
                 best = (key, T, fit, colour, start)
@@ -648,10 +648,7 @@ def place_unregistered(views: Sequence[RegistrationView | None],
     (its pairs, or its first view's model pose, may be wrong) is tried member by member, each
     from its own model pose."""
     out = [None if T is None else np.asarray(T, float).copy() for T in poses]
-    anchors = [k for k, v in enumerate(views) if registered[k] and v is not None
-               and out[k] is not None and len(v.points) >= MIN_POINTS]
-    todo = [k for k, v in enumerate(views) if not registered[k] and v is not None
-            and out[k] is not None and len(v.points) >= MIN_POINTS]
+    anchors, todo = _fixed_and_unfixed(views, out, registered)
     if not anchors or not todo:
         return out, []
     target = _union_cloud(views, {i: out[i] for i in anchors}, params.voxel)
@@ -770,6 +767,15 @@ def _chain(reference: int, T_ref: np.ndarray, pairs: Sequence[PairResult]) -> di
     return _grow({reference: T_ref}, pairs)
 
 
+def _fixed_and_unfixed(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
+                       fixed: Sequence[bool]) -> tuple[list[int], list[int]]:
+    """The views with a pose and enough depth to register, split into those already fixed
+    (anchors) and those still to place."""
+    usable = [k for k, v in enumerate(views)
+              if v is not None and poses[k] is not None and len(v.points) >= MIN_POINTS]
+    return [k for k in usable if fixed[k]], [k for k in usable if not fixed[k]]
+
+
 def chain_past_images(poses: Sequence[np.ndarray | None], fixed: Sequence[bool],
                       pairs: Sequence[PairResult]) -> tuple[list[np.ndarray | None], list[int]]:
     """The views that neither a trusted pair nor the placement fixed, chained to the fixed ones
@@ -802,17 +808,15 @@ def search_all_round(views: Sequence[RegistrationView | None], poses: Sequence[n
                      ) -> tuple[list[np.ndarray | None], list[PairResult]]:
     """The views with depth that are still at the model's pose, each registered to a fixed view
     by a pair search from turns every ``step_deg`` all round the up axis (not only the model's
-    hypotheses and ±20°): the best pair that passes every trust test places the view, which then
-    anchors the next. Returns the poses and the pairs that placed a view."""
-    anchors = [k for k, v in enumerate(views) if fixed[k] and v is not None
-               and poses[k] is not None and len(v.points) >= MIN_POINTS]
-    todo = [k for k, v in enumerate(views) if not fixed[k] and v is not None
-            and poses[k] is not None and len(v.points) >= MIN_POINTS]
+    hypotheses and ±20°). The first fixed view whose pair passes every trust test places the
+    view; failing that, the best pair whose surfaces pass, unless its images are anti-correlated
+    (``SEARCH_MIN_IMAGE_AGREEMENT``). A placed view then anchors the next. Returns the poses and
+    the pairs that placed a view."""
+    anchors, todo = _fixed_and_unfixed(views, poses, fixed)
     out = [None if T is None else np.asarray(T, float).copy() for T in poses]
     if not anchors or not todo:
         return out, []
-    from dataclasses import replace as dc_replace
-    single = dc_replace(params, azimuth_starts_deg=(0.0,))
+    single = replace(params, azimuth_starts_deg=(0.0,))
     clouds = {k: _cloud(views[k].points, params.voxel, views[k].chromaticity) for k in anchors + todo}
     trees = _colour_trees(clouds) if params.colour_weight > 0 else {}
     turns = sorted(np.arange(0.0, 360.0, step_deg), key=lambda a: min(a, 360.0 - a))
@@ -821,7 +825,8 @@ def search_all_round(views: Sequence[RegistrationView | None], poses: Sequence[n
     def search(f: int, k: int) -> PairResult:
         start = out[f] @ invert_rigid(out[k])
         starts = [_turn_about_up(start, out[f], float(a)) for a in turns]
-        return register_pair(views, clouds, f, k, starts, out[f], single, trees, tie_break=0.0)
+        return register_pair(views, clouds, f, k, starts, out[f], single, trees,
+                             prefer_first=False)
 
     for k in todo:
         best = None
