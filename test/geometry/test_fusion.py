@@ -141,3 +141,18 @@ def test_the_resting_box_does_not_change_when_the_object_turns_about_up():
         centre, extent = resting_box(transform_points(T, points))
         assert np.allclose(sorted(extent), [0.1, 0.2, 0.3], atol=2e-3)
         assert np.allclose(centre, T[:3, 3], atol=2e-3)
+
+
+def test_a_surface_needing_more_blocks_than_the_first_capacity_is_fused_whole(capture, monkeypatch):
+    """The grid starts small (``INITIAL_BLOCKS``: allocating a large one costs more than the
+    fusion) and grows: a grid that starts with room for ten blocks gives the same surface."""
+    import sparp_ros.geometry.fusion as fusion
+    voxel = voxel_size_for(capture.gt.extra["canonical"]["diagonal"])
+    full = fuse_views(_views(capture), voxel)
+    monkeypatch.setattr(fusion, "INITIAL_BLOCKS", 10)
+    grown = fuse_views(_views(capture), voxel)
+
+    def ordered(V):                                   # open3d's block order is not fixed
+        return V[np.lexsort(V.T)]
+    assert len(grown.vertices) == len(full.vertices) > 1000
+    assert np.allclose(ordered(grown.vertices), ordered(full.vertices), atol=1e-9)
