@@ -11,17 +11,22 @@ from typing import Any
 import numpy as np
 
 
-POSE_SOURCES = ("model", "tf", "registered", "placed")
+POSE_SOURCES = ("model", "tf", "registered", "placed", "searched")
 """Where a view's pose came from: ``model`` (the network's estimate, nothing measured confirmed
 it), ``tf`` (the camera poses from TF), ``registered`` (the reference view of an RGB-D capture,
 or a view whose measured surface was registered to it by trusted pairs, or, where neither they
-nor the placement reached it, by pairs whose surfaces agree and only the images refused, or by
-a pair search all round the up axis),
-``placed`` (a view
-placed against the registered views' surfaces together)."""
-CONFIRMED_SOURCES = ("tf", "registered", "placed")
+nor the placement reached it, by pairs whose surfaces agree and only the images refused),
+``placed`` (a view placed against the registered views' surfaces together), ``searched`` (a
+view nothing else placed, registered to a fixed view by a pair search from turns all round the
+up axis: its surface fits there, but among twelve turns a wrong one that fits is likelier than
+among the model's few, so it is right less often than a ``registered`` one: README "A search
+all round")."""
+CONFIRMED_SOURCES = ("tf", "registered", "placed", "searched")
 """Sources whose poses a measurement confirmed: with depth, exactly the views whose surfaces were
 fused into the published mesh (or posed by TF)."""
+WEAKLY_CONFIRMED_SOURCES = ("searched",)
+"""Confirmed sources the published view avoids while a view with another confirmed source has a
+pose (``Reconstruction.published_view``)."""
 
 
 @dataclass
@@ -77,13 +82,17 @@ class Reconstruction:
     def published_view(self) -> int:
         """Index of the view whose pose places the result for a robot (-1 when none has a pose):
         the most recent view whose pose a measurement confirmed (``ViewPose.confirmed``: TF, or
-        its depth registered and fused), else, when none is, the most recent view with a pose
+        its depth registered and fused), a ``searched`` one only when no other is confirmed
+        (:data:`WEAKLY_CONFIRMED_SOURCES`), else, when none is, the most recent view with a pose
         (its camera is nearest to where the robot is now). Why not simply the most recent:
         without TF, a view whose surface could not be registered keeps the model's pose, which
         can be far off, and its depth is not in the mesh; placed with it, the mesh would stand
-        where the object is not."""
+        where the object is not. A searched view's pose is wrong more often than a registered
+        one's: a mesh placed with it would stand turned where a registered view places it
+        right."""
         confirmed = [i for i, v in enumerate(self.views) if v.confirmed]
-        return confirmed[-1] if confirmed else self.latest_posed_view
+        strong = [i for i in confirmed if self.views[i].pose_source not in WEAKLY_CONFIRMED_SOURCES]
+        return (strong or confirmed)[-1] if confirmed else self.latest_posed_view
 
     @property
     def latest_posed_view(self) -> int:

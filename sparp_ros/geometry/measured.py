@@ -16,7 +16,8 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   saw empty; failing that, it follows a pair that only the images refused
   (``registration.chain_past_images``), and failing that, a pair search from turns all round
   the up axis registers it to a fixed view (``registration.search_all_round``,
-  ``SEARCH_ALL_ROUND``); otherwise it keeps the model's pose and its depth is left out.
+  ``SEARCH_ALL_ROUND``; its pose source ``searched``: right less often than a registered
+  view); otherwise it keeps the model's pose and its depth is left out.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
   poses by one hand-eye transform shared by every view, found from the measured surfaces
@@ -234,7 +235,7 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                 log.info("registration: views %s registered by a search all round",
                          [p.j for p in searched])
             for p in searched:
-                sources[p.j] = "registered"
+                sources[p.j] = "searched"
         registered = [s != "model" for s in sources]
         kept = [k for k, v in enumerate(views) if v is not None and sources[k] == "model"]
         if kept:

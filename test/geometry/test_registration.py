@@ -271,6 +271,29 @@ def test_a_view_far_off_in_heading_is_found_by_the_search_all_round(objects_dir)
     assert search_all_round([views[0], None], start, [True, False], params)[1] == []
 
 
+def test_a_view_only_the_search_all_round_finds_is_fused_and_says_so(objects_dir):
+    """In the RGB-D stage, a view the model turned 120° off is reached neither by the pairs nor
+    by the placement; the search all round registers it, its depth is fused, and its pose
+    source is ``searched`` (right less often than ``registered``), not ``registered``."""
+    from sparp_ros.geometry.measured import measure
+    from sparp_ros.render import render_capture
+    capture = render_capture(objects_dir / "Schleich_Hereford_Bull.glb", views=2, seed=2,
+                             azimuths_deg=[0.0, 45.0], elevations_deg=[20.0, 30.0])
+    gt = capture.gt.T_camera_object
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 120, degrees=True).as_matrix()
+    diagonal = capture.gt.extra["canonical"]["diagonal"]
+    result = measure(capture.frames, [[gt[0], gt[1] @ turn]], diagonal, 0, use_tf=False)
+    record = result.record["registration"]
+    assert result.pose_sources == ["registered", "searched"]
+    assert [p["views"] for p in record["searched_all_round"]] == [[0, 1]]
+    assert result.record["fusion"]["views"] == 2
+    assert _relative_error_deg(*result.T_camera_object, *gt) < 2.0
+    off = measure(capture.frames, [[gt[0], gt[1] @ turn]], diagonal, 0, use_tf=False,
+                  search_unplaced=False)
+    assert off.pose_sources == ["registered", "model"] and off.record["fusion"]["views"] == 1
+
+
 def test_only_pairs_refused_for_their_images_chain_views_the_rest_left_unfixed():
     """``chain_past_images`` grows from the fixed views through pairs whose surfaces passed
     (``shape_trusted``) and which the images refused; a pair the surfaces refused, or a view

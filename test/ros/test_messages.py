@@ -392,3 +392,15 @@ def test_stamp_conversion_is_exact_to_the_nanosecond():
     stamp = messages.seconds_to_stamp(1712345678.123456789)
     assert stamp.sec == 1712345678 and abs(stamp.nanosec - 123456789) < 300
     assert messages.seconds_to_stamp(2.5).nanosec == 500_000_000
+
+
+def test_a_searched_view_places_the_result_only_when_no_other_is_confirmed():
+    # a view the search all round registered is fused but right less often than a registered one:
+    # the result is published with the most recent registered (or placed, or TF) view first
+    recon = _recon()
+    for v, source in zip(recon.views, ("registered", "model", "searched", "model")):
+        v.pose_source = source
+    assert recon.views[2].confirmed
+    assert messages.published_view(recon) == 0
+    recon.views[0].pose_source = "model"          # the searched view is the only confirmed one
+    assert messages.published_view(recon) == 2
