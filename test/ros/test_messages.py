@@ -394,13 +394,14 @@ def test_stamp_conversion_is_exact_to_the_nanosecond():
     assert messages.seconds_to_stamp(2.5).nanosec == 500_000_000
 
 
-def test_a_searched_view_places_the_result_only_when_no_other_is_confirmed():
-    # a view the search all round registered is fused but right less often than a registered one:
-    # the result is published with the most recent registered (or placed, or TF) view first
+
+def test_a_searched_view_is_confirmed_and_can_place_the_result():
+    # a view the search all round registered is fused: it counts as confirmed, and as the most
+    # recent confirmed view it places the result; a model view after it does not
     recon = _recon()
     for v, source in zip(recon.views, ("registered", "model", "searched", "model")):
         v.pose_source = source
     assert recon.views[2].confirmed
-    assert messages.published_view(recon) == 0
-    recon.views[0].pose_source = "model"          # the searched view is the only confirmed one
     assert messages.published_view(recon) == 2
+    recon.views[2].pose_source = "model"
+    assert messages.published_view(recon) == 0
