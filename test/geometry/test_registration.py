@@ -271,6 +271,23 @@ def test_a_view_far_off_in_heading_is_found_by_the_search_all_round(objects_dir)
     assert search_all_round([views[0], None], start, [True, False], params)[1] == []
 
 
+@pytest.mark.parametrize("axis", ["zx", "zy"])
+def test_the_search_all_round_takes_a_view_whose_model_pose_is_tilted_far_off(objects_dir, axis):
+    """The model's pose of view 1 turned 120° and tilted 50°: no turn about up reaches the
+    truth, ICP must fix the tilt, a move farther than the pair search allows
+    (``max_correction_deg`` 45°: with it, nothing was found); the search all round has no
+    preferred pose and takes it."""
+    from sparp_ros.geometry.registration import search_all_round
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 30.0], [20.0, 20.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    off = np.eye(4)
+    off[:3, :3] = Rotation.from_euler(axis, [120, 50], degrees=True).as_matrix()
+    start = [gt[0], gt[1] @ off]
+    poses, pairs = search_all_round(views, start, [True, False], params)
+    assert [(p.i, p.j) for p in pairs] == [(0, 1)] and pairs[0].trusted
+    assert _relative_error_deg(*poses, *gt) < 2.0
+
+
 def test_a_view_only_the_search_all_round_finds_is_fused_and_says_so(objects_dir):
     """In the RGB-D stage, a view the model turned 120° off is reached neither by the pairs nor
     by the placement; the search all round registers it, its depth is fused, and its pose
