@@ -69,6 +69,13 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _model_options(args: argparse.Namespace) -> dict:
     """PipelineConfig fields of the model backend given on the command line (none: the shipped
     model with its own settings)."""
@@ -76,7 +83,8 @@ def _model_options(args: argparse.Namespace) -> dict:
                "inference_steps": args.inference_steps,
                "registration_colour_weight": args.registration_colour_weight,
                "registration_min_image_agreement": args.registration_min_image_agreement,
-               "registration_search_all_round": args.registration_search_all_round}
+               "registration_search_all_round": args.registration_search_all_round,
+               "model_threads": args.model_threads}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -93,6 +101,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration-min-image-agreement", type=float,
                         help="RGB-D without TF: a registered pair whose images agree less than "
                              "this where its surfaces meet is not trusted (0: off; default 0.5)")
+    parser.add_argument("--model-threads", type=_non_negative_int,
+                        help="torch's threads while the pipeline runs (default 1: the result does "
+                             "not depend on the machine's cores; 0: torch's own choice)")
     parser.add_argument("--no-registration-search-all-round", dest="registration_search_all_round",
                         action="store_const", const=False, default=None,
                         help="RGB-D without TF: leave views that nothing else placed at the "

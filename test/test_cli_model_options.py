@@ -20,3 +20,13 @@ def test_registration_options_reach_the_pipeline_config_by_name():
     config = PipelineConfig(backend="model", **options)
     assert config.registration_search_all_round is False
     assert PipelineConfig(backend="model").registration_search_all_round is True
+
+
+def test_model_threads_reach_the_pipeline_config_and_must_not_be_negative(capsys):
+    import pytest
+    args = build_parser().parse_args(["eval", "captures", "--out", "report", "--model-threads", "0"])
+    assert _model_options(args) == {"model_threads": 0}
+    assert PipelineConfig(backend="model").model_threads == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "captures", "--out", "report", "--model-threads", "-1"])
+    assert "must be >= 0" in capsys.readouterr().err

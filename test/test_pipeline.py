@@ -649,3 +649,30 @@ def test_hand_eye_correction_removes_a_shared_tf_error_and_is_off_by_default(cap
     assert record["poses"] == "tf" and not record["hand_eye"]["accepted"]
     assert "no closer" in record["hand_eye"]["message"]
     assert np.median(rotation_errors(exact)) < 1e-6
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_the_networks_run_with_the_configured_threads_and_torch_is_restored(captures, threads,
+                                                                           monkeypatch):
+    """``model_threads`` fixes torch's threads while the pipeline runs (the result then does not
+    depend on the machine's cores); 0 leaves torch's own; torch's setting is restored after."""
+    import torch
+    seen = []
+    original = SparpPipeline.predict_nocs
+    monkeypatch.setattr(SparpPipeline, "predict_nocs",
+                        lambda self, cells: seen.append(torch.get_num_threads()) or original(self, cells))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        SparpPipeline(PipelineConfig(backend="oracle", mesh=False, measured_surface=False,
+                                     model_threads=threads))(captures[OBJECTS[0]].frames)
+        assert seen == [threads or 3]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_negative_model_threads_are_refused(captures):
+    with pytest.raises(ValueError, match="model_threads"):
+        SparpPipeline(PipelineConfig(backend="oracle", mesh=False, model_threads=-1))(
+            captures[OBJECTS[0]].frames)
