@@ -1,7 +1,7 @@
 """The SpaRP pipeline: keyframes in, per-view object poses, metric scale and a mesh out.
 
-One class, ``SparpPipeline``, whose ``__call__`` (``_reconstruct``) is the recipe (STYLE 3); the CLI (`reconstruct`,
-`eval`) and the ROS node run this same code path.
+One class, ``SparpPipeline``, whose ``__call__`` (``_reconstruct``) is the recipe (STYLE 3); the
+CLI (`reconstruct`, `eval`) and the ROS node run this same code path.
 """
 from __future__ import annotations
 
@@ -735,8 +735,8 @@ def torch_threads(n: int):
     """torch's intra-op threads set to ``n`` inside the block and restored after (``n`` 0:
     unchanged). Why: a convolution sums in another order with another number of threads, the
     NOCS maps then differ in their last bits, and where two placements of a pair score alike the
-    other one wins: the same capture gave Acc@15 0.760 with one thread and 0.733 with two on seed
-    0. One lock: torch's setting is the process's, so two pipelines running at once take turns."""
+    other one wins: the same captures gave Acc@15 0.760 with one thread and 0.713 with two on
+    seed 0. One lock: torch's setting is the process's, so two pipelines running at once take turns."""
     if n < 0:
         raise ValueError(f"model_threads must be >= 0, got {n}")
     if n == 0:
