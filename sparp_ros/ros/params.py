@@ -37,6 +37,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                   "'nocs_ref' (SpaRP's tiled cross-view NOCS)"),
     "num_hypotheses": (1, "model backend: NOCS samples per view (mixture of experts; the one "
                           "whose pose explains most of its NOCS is kept)"),
+    "model_threads": (1, "torch threads for the networks while a reconstruction runs; a fixed "
+                         "number makes the result independent of the machine's cores; 0 = "
+                         "torch's own choice"),
     "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
     "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
     "refine": (False, "refine every view's pose by robust ICP of its depth against the fused "
@@ -143,6 +146,7 @@ FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) i
 # the _POSITIVE ones (a range cannot exclude its edge).
 RANGES: dict[str, tuple[float, float]] = {
     "num_hypotheses": (1, 64),
+    "model_threads": (0, 64),
     "cell_size": (8, 2048),
     "size_prior_m": (0.0, 10.0),
     "pair_azimuth_weight": (0.0, 10.0),
