@@ -76,6 +76,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def _model_options(args: argparse.Namespace) -> dict:
     """PipelineConfig fields of the model backend given on the command line (none: the shipped
     model with its own settings)."""
@@ -83,6 +90,7 @@ def _model_options(args: argparse.Namespace) -> dict:
                "inference_steps": args.inference_steps,
                "registration_colour_weight": args.registration_colour_weight,
                "registration_min_image_agreement": args.registration_min_image_agreement,
+               "registration_min_table_agreement": args.registration_min_table_agreement,
                "registration_search_all_round": args.registration_search_all_round,
                "model_threads": args.model_threads}
     return {k: v for k, v in options.items() if v is not None}
@@ -101,6 +109,10 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration-min-image-agreement", type=float,
                         help="RGB-D without TF: a registered pair whose images agree less than "
                              "this where its surfaces meet is not trusted (0: off; default 0.5)")
+    parser.add_argument("--registration-min-table-agreement", type=_unit_interval,
+                        help="RGB-D without TF: where two views see the table around the object, "
+                             "a placement whose tables agree at least this much wins over the "
+                             "others (0: off, the object's surfaces alone; default 0.5)")
     parser.add_argument("--model-threads", type=_non_negative_int,
                         help="torch's threads while the pipeline runs (default 1: the result does "
                              "not depend on the machine's cores; 0: torch's own choice)")

@@ -104,6 +104,10 @@ class PipelineConfig:
     registration_min_image_agreement: float = RegistrationParams.min_image_agreement
                                       # registration: a pair whose images agree less than this
                                       # where its surfaces meet is not trusted (0: off)
+    registration_min_table_agreement: float = RegistrationParams.min_table_agreement
+                                      # registration: where two views see the table around the
+                                      # object, a placement whose tables agree at least this
+                                      # much wins (0: off; README "The table measures the turn")
     registration_search_all_round: bool = True  # registration: views nothing else placed are
                                       # registered by a pair search all round the up axis
                                       # (Acc@15 up on every capture set, x1.19 time; README
@@ -621,7 +625,8 @@ class SparpPipeline:
                        colour_weight=cfg.registration_colour_weight,
                        level_on_support=cfg.assume_upright,
                        min_image_agreement=cfg.registration_min_image_agreement,
-                       search_unplaced=cfg.registration_search_all_round)
+                       search_unplaced=cfg.registration_search_all_round,
+                       min_table_agreement=cfg.registration_min_table_agreement)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

@@ -30,3 +30,16 @@ def test_model_threads_reach_the_pipeline_config_and_must_not_be_negative(capsys
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "captures", "--out", "report", "--model-threads", "-1"])
     assert "must be >= 0" in capsys.readouterr().err
+
+
+def test_the_table_agreement_reaches_the_pipeline_config_and_stays_within_0_and_1(capsys):
+    import pytest
+    args = build_parser().parse_args(["eval", "captures", "--out", "report",
+                                      "--registration-min-table-agreement", "0"])
+    assert _model_options(args) == {"registration_min_table_agreement": 0.0}
+    assert PipelineConfig(backend="model").registration_min_table_agreement == 0.5
+    for bad in ("1.5", "-0.1"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["eval", "captures", "--out", "report",
+                                       "--registration-min-table-agreement", bad])
+        assert "must be in [0, 1]" in capsys.readouterr().err

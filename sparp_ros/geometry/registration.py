@@ -29,6 +29,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..conventions import invert_rigid, rot_z, rotation_angle_deg, rotation_between, transform_points
 from .support import SupportPlane
+from .table import TableView, table_agreement, table_search
 
 MIN_POINTS = 50
 """A view with fewer usable depth points is not registered."""
@@ -86,6 +87,9 @@ class RegistrationParams:
                                           # of the overlapping surfaces (mean L1 of chromaticity)
     min_image_agreement: float = 0.5      # a pair whose images agree less than this where its
                                           # surfaces meet (image_agreement) is untrusted; 0: off
+    min_table_agreement: float = 0.5      # a candidate whose views' tables agree at least this
+                                          # much (table.table_agreement) is the table's: it wins
+                                          # over candidates the tables do not confirm; 0: off
 
     def __post_init__(self) -> None:
         for name in ("voxel", "object_size", "coarse_distance", "fine_distance", "max_rmse"):
@@ -101,6 +105,9 @@ class RegistrationParams:
         if not 0 <= self.min_image_agreement <= 1:
             raise ValueError("RegistrationParams.min_image_agreement must be in [0, 1], got "
                              f"{self.min_image_agreement}")
+        if not 0 <= self.min_table_agreement <= 1:
+            raise ValueError("RegistrationParams.min_table_agreement must be in [0, 1], got "
+                             f"{self.min_table_agreement}")
 
 
 @dataclass
@@ -118,11 +125,14 @@ class PairResult:
     colour: float = 0.0            # colour_difference at T_ci_cj (0 when not weighed)
     image: float | None = None     # image_agreement at T_ci_cj (None: not measured)
     shape_trusted: bool = False    # the surfaces' tests pass (the images may still refuse it)
+    table: float | None = None     # table_agreement at T_ci_cj (None: no tables, or no overlap)
+    table_confirmed: bool = False  # the tables agree (min_table_agreement): the table chose it
 
     def to_dict(self) -> dict:
         return {"views": [self.i, self.j], "fitness": self.fitness, "rmse_m": self.rmse,
                 "violation": self.violation, "colour_difference": self.colour,
-                "image_agreement": self.image, "trusted": self.trusted,
+                "image_agreement": self.image, "table_agreement": self.table,
+                "table_confirmed": self.table_confirmed, "trusted": self.trusted,
                 "shape_trusted": self.shape_trusted, "message": self.message}
 
 
@@ -157,6 +167,8 @@ class RegistrationView:
     support: SupportPlane | None = None      # the plane the object stands on (support.py), or None
     grey: np.ndarray | None = None # HxW float32: the view's grey image blurred within its mask
                                    # (grey_image), for image_agreement; None: images not compared
+    table: TableView | None = None # the support plane around the object from above (table.py),
+                                   # for table_agreement; None: no table seen
     _silhouettes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def silhouette(self, margin_px: int) -> np.ndarray:
@@ -454,6 +466,44 @@ def untrusted_because(fit: PairFit, correction_deg: float, params: RegistrationP
     return ""
 
 
+TABLE_BAND = 0.1
+"""Among the candidates the tables confirm, those within this of the best table agreement are
+alike to the table (a fine print resolved to a few cells); the object's surfaces choose among
+them."""
+
+
+@dataclass
+class _Candidate:
+    """One start's winner in :func:`register_pair`."""
+
+    key: float
+    T: np.ndarray
+    fit: PairFit
+    colour: float
+    start: np.ndarray
+    table: float | None
+    model_start: bool              # from the caller's starts (not the table's own placements)
+    moved: bool = False            # ICP moved it from its start
+
+
+def _choose(candidates: Sequence[_Candidate], params: RegistrationParams,
+            caller_starts_only: bool = True) -> tuple[_Candidate, bool]:
+    """The candidate :func:`register_pair` keeps, and whether the tables confirmed it: the
+    confirmed ones (table agreement at least ``min_table_agreement``) beat the others; among
+    them, those the surfaces' free space accepts beat those it refutes, and among the rest the
+    ones within ``TABLE_BAND`` of the best table agreement are compared by their score. With
+    none confirmed: the best score among the caller's starts (the table's own starts count only
+    when the table confirms them; ``caller_starts_only`` False: among all, for one start's own
+    candidates)."""
+    agreed = [c for c in candidates if c.table is not None and c.table >= params.min_table_agreement]
+    if agreed:
+        free = [c for c in agreed if c.fit.violation <= params.max_violation] or agreed
+        top = max(c.table for c in free)
+        return max((c for c in free if c.table >= top - TABLE_BAND), key=lambda c: c.key), True
+    pool = [c for c in candidates if c.model_start or not caller_starts_only]
+    return max(pool, key=lambda c: c.key), False
+
+
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                   T_ci_o: np.ndarray, params: RegistrationParams,
                   trees: dict | None = None, prefer_first: bool = True) -> PairResult:
@@ -463,13 +513,23 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     the overlap, a hair less for later hypotheses so that the model's first choice wins a tie,
     e.g. on a symmetric object) wins. ``trees``: a cache of the clouds' KD-trees (colour).
     ``prefer_first`` False: no hair per rank (the starts are turns all round, not the model's
-    hypotheses in order: :func:`search_all_round`)."""
+    hypotheses in order: :func:`search_all_round`).
+
+    Where both views see the table around the object (``RegistrationView.table``), the tables
+    judge first: a candidate whose tables agree at least ``min_table_agreement`` is *confirmed*,
+    and a confirmed candidate beats every unconfirmed one (among the confirmed, those within
+    ``TABLE_BAND`` of the best table agreement, the surfaces' score chooses). The
+    tables' own best placements (``table.table_search``: every turn and shift) start ICP too;
+    their winners count only when the tables confirm them. A confirmed pair is trusted on its
+    surfaces' free space and RMSE alone: the table measured the turn the overlap, the images and
+    the move limit otherwise guard (a confirmed pair may share little of the object)."""
     fine = params.fine_distance * params.object_size
-    best = None
-    for rank, start in enumerate(starts):
-        # the turns about up only around the model's first choice: later hypotheses are already
-        # the search's other azimuths
-        for angle in params.azimuth_starts_deg if rank == 0 else (0.0,):
+    tables = (params.min_table_agreement > 0 and views[i].table is not None
+              and views[j].table is not None)
+    candidates: list[_Candidate] = []
+
+    def run(start: np.ndarray, angles: Sequence[float], rank: int, model_start: bool) -> None:
+        for angle in angles:
             # where both views see the table under the object, its tilt and height are measured:
             # every start and every ICP result keeps them (snap_to_support)
             init = snap_to_support(_turn_about_up(start, T_ci_o, angle), views[i], views[j],
@@ -480,32 +540,47 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # shorter slide) is kept instead. Shape alone picks among one start's candidates
             # (colour is sharp: a few degrees off raise it as much as a wrong placement);
             # colour joins when the starts' winners compete
-            local = None
+            local = []
             for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 fit = pair_fit(views, clouds, i, j, T, params)
-                key = candidate_score(fit.fitness, fit.violation, moved=moved,
-                                      rank=rank if prefer_first else 0)
-                if local is None or key > local[0]:
-                    local = (key, T, fit, moved)
-            _, T, fit, moved = local
-            colour = (colour_difference(clouds, i, j, T, fine, trees)
+                key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank)
+                table = table_agreement(views[i].table, views[j].table, T) if tables else None
+                local.append(_Candidate(key, T, fit, 0.0, start, table, model_start, moved))
+            winner, _ = _choose(local, params, caller_starts_only=False)
+            colour = (colour_difference(clouds, i, j, winner.T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
-            key = candidate_score(fit.fitness, fit.violation, moved=moved,
-                                  rank=rank if prefer_first else 0,
-                                  colour=colour, colour_weight=params.colour_weight)
-            if best is None or key > best[0]:
-                best = (key, T, fit, colour, start)
-    _, T, fit, colour, start = best
-    correction = rotation_angle_deg(T[:3, :3] @ start[:3, :3].T)
+            key = candidate_score(winner.fit.fitness, winner.fit.violation, moved=winner.moved,
+                                  rank=rank, colour=colour, colour_weight=params.colour_weight)
+            candidates.append(replace(winner, key=key, colour=colour))
+
+    for rank, start in enumerate(starts):
+        # the turns about up only around the model's first choice: later hypotheses are already
+        # the search's other azimuths
+        run(start, params.azimuth_starts_deg if rank == 0 else (0.0,),
+            rank if prefer_first else 0, True)
+    if tables:
+        # the tables' own best placements (turn and shift) start ICP too: the model's starts
+        # may all be a half turn off on a box or a boot, or miss the turn of a round object
+        for _, start in table_search(views[i].table, views[j].table, params.object_size):
+            run(start, (0.0,), len(starts) if prefer_first else 0, False)
+    best, agreed = _choose(candidates, params)
+    T, fit = best.T, best.fit
+    correction = rotation_angle_deg(T[:3, :3] @ best.start[:3, :3].T)
     # the images only judge the winner (as a score term among the candidates they gained little:
     # README "What bounds the search"); a winner they contradict is not trusted
     image = (image_agreement(views, i, j, T, params.free_space_tolerance * params.object_size)
              if params.min_image_agreement > 0 else None)
-    shape = untrusted_because(fit, correction, params)
-    message = shape or untrusted_because(fit, correction, params, image)
-    return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message, colour,
-                      image, shape_trusted=not shape)
+    if agreed:
+        # the table measured the turn: only the surfaces' free space and RMSE can refuse it
+        shape = untrusted_because(fit, 0.0, replace(params, min_fitness=0.0))
+        message = shape
+    else:
+        shape = untrusted_because(fit, correction, params)
+        message = shape or untrusted_because(fit, correction, params, image)
+    return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message,
+                      best.colour, image, shape_trusted=not shape, table=best.table,
+                      table_confirmed=bool(agreed))
 
 
 def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
