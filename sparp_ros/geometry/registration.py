@@ -541,7 +541,13 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # (colour is sharp: a few degrees off raise it as much as a wrong placement);
             # colour joins when the starts' winners compete
             local = []
-            for moved, T in _icp_candidates(clouds[j], clouds[i], init, params):
+            placements = _icp_candidates(clouds[j], clouds[i], init, params)
+            if not model_start:
+                # the table measured the turn, the object's surfaces measure the position best:
+                # ICP on a round object turns it freely, so the start's turn is also kept while
+                # only the position slides onto the other view's surface
+                placements.append((True, _slide(clouds[j], clouds[i], init, params, trees)))
+            for moved, T in placements:
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 fit = pair_fit(views, clouds, i, j, T, params)
                 key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank)
@@ -581,6 +587,38 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message,
                       best.colour, image, shape_trusted=not shape, table=best.table,
                       table_confirmed=bool(agreed))
+
+
+SLIDE_ITERATIONS = 15
+
+
+def _slide(source, target, init: np.ndarray, params: RegistrationParams,
+           trees: dict | None = None) -> np.ndarray:
+    """``init`` moved without turning until ``source`` lies on ``target``: point-to-plane in the
+    translation alone (three unknowns, least squares over the pairs within the gate), coarse gate
+    then fine (``RegistrationParams``). Why not ICP: on a round object ICP turns the surface
+    freely about its axis, undoing the turn the table measured; the position is what the
+    surfaces measure there."""
+    from scipy.spatial import cKDTree
+    points = np.asarray(source.points)
+    target_points = np.asarray(target.points)
+    normals = np.asarray(target.normals)
+    tree = cKDTree(target_points)
+    T = np.asarray(init, float).copy()
+    for gate in (params.coarse_distance, params.fine_distance):
+        for _ in range(SLIDE_ITERATIONS):
+            moved = points @ T[:3, :3].T + T[:3, 3]
+            d, k = tree.query(moved, distance_upper_bound=gate * params.object_size)
+            near = np.isfinite(d)
+            if near.sum() < MIN_POINTS:
+                return T
+            n = normals[k[near]]
+            residual = np.einsum("ij,ij->i", target_points[k[near]] - moved[near], n)
+            step = np.linalg.lstsq(n.T @ n + 1e-9 * np.eye(3), n.T @ residual, rcond=None)[0]
+            T[:3, 3] += step
+            if np.linalg.norm(step) < 1e-5 * params.object_size:
+                break
+    return T
 
 
 def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
