@@ -345,6 +345,7 @@ class SparpNodeCore:
             cell_size=int(p["cell_size"]), size_prior_m=float(p["size_prior_m"]), mesh=bool(p["mesh"]),
             refine=bool(p["refine"]), align_with_camera_motion=bool(p["align_with_camera_motion"]),
             correct_hand_eye=bool(p["correct_hand_eye"]),
+            registration_min_table_agreement=float(p["min_table_agreement"]),
             align_with_depth=bool(p["align_with_depth"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
             depth_networks=bool(p["depth_networks"]),

@@ -52,6 +52,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                 "measured surfaces (kept only when it brings them closer; "
                                 "reported in the result); for a camera whose hand-eye "
                                 "calibration is a few degrees off"),
+    "min_table_agreement": (0.5, "RGB-D without TF: where two keyframes see the table around "
+                                 "the object, a placement whose tables agree at least this much "
+                                 "(normalised correlation of the table's print) decides their "
+                                 "relative pose; 0 = the object's surfaces alone (a table that "
+                                 "moves under the object: a turntable)"),
     "align_with_depth": (True, "per-view model: when every view has depth (use_depth), the search "
                                "that aligns the views tests their measured surfaces instead of "
                                "the predicted shapes; false = the predicted shapes"),
@@ -147,6 +152,7 @@ FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) i
 RANGES: dict[str, tuple[float, float]] = {
     "num_hypotheses": (1, 64),
     "model_threads": (0, 64),
+    "min_table_agreement": (0.0, 1.0),
     "cell_size": (8, 2048),
     "size_prior_m": (0.0, 10.0),
     "pair_azimuth_weight": (0.0, 10.0),

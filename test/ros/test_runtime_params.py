@@ -48,7 +48,8 @@ def test_safe_parameters_apply_at_once(rig, wait_for, publish_frame, set_paramet
         wait_for(lambda: len(node.buffer) == seed + 1, 10.0, f"keyframe {seed + 1}")
     results = set_parameters(clients["params"], max_keyframes=2, min_image_change=0.9,
                              sync_slop_s=0.01, size_prior_m=0.5, mesh=False, object_id="mug",
-                             diagnostics_period_s=0.5, model_threads=2)
+                             diagnostics_period_s=0.5, model_threads=2,
+                             min_table_agreement=0.0)
     assert all(r.successful for r in results), [r.reason for r in results]
     # Keyframes: trimmed to the new bound (oldest first) and the new threshold decides.
     assert len(node.buffer) == 2 and node.buffer.config.min_image_change == 0.9
@@ -61,6 +62,7 @@ def test_safe_parameters_apply_at_once(rig, wait_for, publish_frame, set_paramet
     call_trigger(clients["reconstruct"], 30.0)
     assert node.pipeline.config.size_prior_m == 0.5 and node.pipeline.config.mesh is False
     assert node.pipeline.config.model_threads == 2
+    assert node.pipeline.config.registration_min_table_agreement == 0.0
 
 
 REFUSED = {   # parameter: (value, what the reason says)
@@ -73,6 +75,7 @@ REFUSED = {   # parameter: (value, what the reason says)
     "diagnostics_period_s": (0.0, "diagnostics_period_s must be > 0"),   # ours: 0 is the edge
     "min_sharpness": (-1.0, "out of range"),
     "model_threads": (-1, "out of range. Min: 0, Max: 64"),
+    "min_table_agreement": (1.5, "out of range"),
     "size_prior_m": ("big", "Wrong parameter type"),
 }
 
