@@ -11,7 +11,10 @@ most), and open3d's ``global_optimization`` makes the pairwise results one set o
 (overlap minus free-space violations) and by colour (the chromaticity of the overlap): shapes
 alone cannot tell a box from the box turned 180°, its print can. The winner is trusted only when
 its overlap, violations and RMSE pass, and when the two images agree where the surfaces meet
-(``image_agreement``: the grey values of one view's surface against the other's image). A view that no trusted pair
+(``image_agreement``: the grey values of one view's surface against the other's image). Where
+both views see the table around the object (``table.py``), the tables judge first: their own
+best placements start ICP too, and a placement whose tables agree wins (README "The table
+measures the turn"). A view that no trusted pair
 connects to the reference is reported unregistered, never forced into the pose graph;
 ``place_unregistered`` then tries it against all registered views together, and it keeps the
 model's pose unless its surface fits there without cutting through space they saw empty.
@@ -474,7 +477,10 @@ them."""
 
 @dataclass
 class _Candidate:
-    """One start's winner in :func:`register_pair`."""
+    """One placement :func:`register_pair` weighs: its score (``candidate_score``), transform,
+    surface fit, colour difference (0 until it wins its start), the start it came from, its
+    tables' agreement (None: no tables or no overlap), where the start came from and whether
+    ICP moved it."""
 
     key: float
     T: np.ndarray
@@ -546,7 +552,7 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                 # the table measured the turn, the object's surfaces measure the position best:
                 # ICP on a round object turns it freely, so the start's turn is also kept while
                 # only the position slides onto the other view's surface
-                placements.append((True, _slide(clouds[j], clouds[i], init, params, trees)))
+                placements.append((True, _slide(clouds[j], clouds[i], init, params)))
             for moved, T in placements:
                 T = snap_to_support(T, views[i], views[j], T_ci_o[:3, 3])
                 fit = pair_fit(views, clouds, i, j, T, params)
@@ -590,10 +596,11 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
 
 
 SLIDE_ITERATIONS = 15
+"""Steps of :func:`_slide` per gate at most (it stops when a step moves less than 1e-5 of the
+object's size)."""
 
 
-def _slide(source, target, init: np.ndarray, params: RegistrationParams,
-           trees: dict | None = None) -> np.ndarray:
+def _slide(source, target, init: np.ndarray, params: RegistrationParams) -> np.ndarray:
     """``init`` moved without turning until ``source`` lies on ``target``: point-to-plane in the
     translation alone (three unknowns, least squares over the pairs within the gate), coarse gate
     then fine (``RegistrationParams``). Why not ICP: on a round object ICP turns the surface
