@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from camera_poses import camera_on_sphere
+
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.conventions import invert_rigid, rotation_angle_deg, rotation_between
 from sparp_ros.geometry.registration import RegistrationView, snap_to_support
@@ -17,16 +19,7 @@ HALF = np.array([0.04, 0.03, 0.05])          # a 8 x 6 x 10 cm box
 
 def _camera_pose(azimuth_deg: float, elevation_deg: float, distance: float = 0.6) -> np.ndarray:
     """T_world_camera (OpenCV axes) of a camera on a sphere about (0, 0, 0.05), looking at it."""
-    a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
-    target = np.array([0.0, 0.0, 0.05])
-    eye = target + distance * np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
-    z = (target - eye) / np.linalg.norm(target - eye)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    T = np.eye(4)
-    T[:3, :3] = np.column_stack([x, np.cross(z, x), z])
-    T[:3, 3] = eye
-    return T
+    return camera_on_sphere(azimuth_deg, elevation_deg, np.array([0.0, 0.0, 0.05]), distance)
 
 
 def _render(T_world_camera: np.ndarray, box_lift: float = 0.0, table: bool = True,

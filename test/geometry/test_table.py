@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from camera_poses import camera_on_sphere
+
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.capture import Frame
 from sparp_ros.conventions import invert_rigid, rot_z, rotation_angle_deg
@@ -23,16 +25,7 @@ DIAGONAL = float(np.sqrt((2 * RADIUS) ** 2 * 2 + HEIGHT ** 2))
 
 def _camera_pose(azimuth_deg: float, elevation_deg: float, distance: float = 0.5) -> np.ndarray:
     """T_world_camera (OpenCV axes) on a sphere about the cylinder's middle, looking at it."""
-    a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
-    target = np.array([0.0, 0.0, HEIGHT / 2])
-    eye = target + distance * np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
-    z = (target - eye) / np.linalg.norm(target - eye)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    T = np.eye(4)
-    T[:3, :3] = np.column_stack([x, np.cross(z, x), z])
-    T[:3, 3] = eye
-    return T
+    return camera_on_sphere(azimuth_deg, elevation_deg, np.array([0.0, 0.0, HEIGHT / 2]), distance)
 
 
 def _print(x: np.ndarray, y: np.ndarray, printed: bool) -> np.ndarray:

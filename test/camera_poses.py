@@ -1,0 +1,21 @@
+"""A camera on a sphere looking at a point: the pose the ray-cast geometry tests put their cameras
+at (one definition for test_support and test_table)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def camera_on_sphere(azimuth_deg: float, elevation_deg: float, target: np.ndarray,
+                     distance: float) -> np.ndarray:
+    """T_world_camera (OpenCV axes: z forward, y down) of a camera ``distance`` from ``target``
+    at the given azimuth and elevation (z up), looking at it."""
+    a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
+    target = np.asarray(target, float)
+    eye = target + distance * np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    T = np.eye(4)
+    T[:3, :3] = np.column_stack([x, np.cross(z, x), z])
+    T[:3, 3] = eye
+    return T
