@@ -92,7 +92,8 @@ def _model_options(args: argparse.Namespace) -> dict:
                "registration_min_image_agreement": args.registration_min_image_agreement,
                "registration_min_table_agreement": args.registration_min_table_agreement,
                "registration_search_all_round": args.registration_search_all_round,
-               "model_threads": args.model_threads}
+               "model_threads": args.model_threads,
+               "geometry_threads": args.geometry_threads}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -113,6 +114,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RGB-D without TF: where two views see the table around the object, "
                              "a placement whose tables agree at least this much wins over the "
                              "others (0: off, the object's surfaces alone; default 0.5)")
+    parser.add_argument("--geometry-threads", type=_non_negative_int,
+                        help="open3d's threads while the pipeline runs (default 1: two runs give "
+                             "the same result; 0: open3d's own choice, faster, not repeatable)")
     parser.add_argument("--model-threads", type=_non_negative_int,
                         help="torch's threads while the pipeline runs (default 1: the result does "
                              "not depend on the machine's cores; 0: torch's own choice)")

@@ -135,6 +135,10 @@ class PipelineConfig:
                                       # choice): with a fixed number the networks' outputs, and so
                                       # the result, do not depend on the machine's cores
                                       # (README "Threads and repeatability")
+    geometry_threads: int = 1         # open3d's threads while the pipeline runs (0: open3d's own
+                                      # choice): its TBB reductions sum in another order on every
+                                      # run with more than one, and near-ties in the registration
+                                      # then go either way (README "Threads and repeatability")
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -169,7 +173,7 @@ class SparpPipeline:
             _pair_azimuth_estimator)
 
     def __call__(self, frames: list[Frame]) -> Reconstruction:
-        with torch_threads(self.config.model_threads):
+        with torch_threads(self.config.model_threads), open3d_threads(self.config.geometry_threads):
             return self._reconstruct(frames)
 
     def _reconstruct(self, frames: list[Frame]) -> Reconstruction:
@@ -755,6 +759,31 @@ def torch_threads(n: int):
             yield
         finally:
             torch.set_num_threads(before)
+
+
+_OPEN3D_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def open3d_threads(n: int):
+    """open3d's threads limited to ``n`` inside the block and restored after (``n`` 0:
+    unchanged). Why: open3d parallelises with oneAPI TBB, whose reductions add partial sums in
+    the order its threads finish; with two threads two runs of the same photograph-like captures
+    differed on 22 of 25 captures and gave Acc@15 0.740 and 0.727, with one they are the same to
+    the last bit (README "Threads and repeatability"). The limit is the process's: one lock."""
+    if n < 0:
+        raise ValueError(f"geometry_threads must be >= 0, got {n}")
+    if n == 0:
+        yield
+        return
+    import open3d as o3d
+    with _OPEN3D_THREADS_LOCK:
+        before = o3d.utility.get_max_threads()
+        o3d.utility.set_max_threads(int(n))
+        try:
+            yield
+        finally:
+            o3d.utility.set_max_threads(before)
 
 
 @contextmanager

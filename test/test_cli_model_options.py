@@ -43,3 +43,13 @@ def test_the_table_agreement_reaches_the_pipeline_config_and_stays_within_0_and_
             build_parser().parse_args(["eval", "captures", "--out", "report",
                                        "--registration-min-table-agreement", bad])
         assert "must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_geometry_threads_reach_the_pipeline_config_and_must_not_be_negative(capsys):
+    import pytest
+    args = build_parser().parse_args(["eval", "captures", "--out", "report", "--geometry-threads", "0"])
+    assert _model_options(args) == {"geometry_threads": 0}
+    assert PipelineConfig(backend="model").geometry_threads == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "captures", "--out", "report", "--geometry-threads", "-2"])
+    assert "must be >= 0" in capsys.readouterr().err

@@ -676,3 +676,36 @@ def test_negative_model_threads_are_refused(captures):
     with pytest.raises(ValueError, match="model_threads"):
         SparpPipeline(PipelineConfig(backend="oracle", mesh=False, model_threads=-1))(
             captures[OBJECTS[0]].frames)
+
+
+@pytest.mark.parametrize("outer, threads, inside", [(2, 1, 1), (1, 2, 2), (1, 0, 1)])
+def test_open3d_runs_with_the_configured_threads_and_is_restored(captures, outer, threads, inside,
+                                                                monkeypatch):
+    """``geometry_threads`` limits open3d's threads while the pipeline runs (its reductions then
+    add in one order: the same keyframes give the same result); 0 leaves open3d's own; open3d's
+    limit is restored after. (open3d reports at most the machine's cores: the test uses 1 and 2.)"""
+    import os
+
+    import open3d as o3d
+
+    import sparp_ros.pipeline as pipeline_module
+    if max(outer, inside) > (os.cpu_count() or 1):
+        pytest.skip("open3d reports at most the machine's cores")
+    seen = []
+    original = pipeline_module.measure
+    monkeypatch.setattr(pipeline_module, "measure",
+                        lambda *a, **k: seen.append(o3d.utility.get_max_threads()) or original(*a, **k))
+    o3d.utility.set_max_threads(outer)
+    try:
+        SparpPipeline(PipelineConfig(backend="oracle", mesh=False, geometry_threads=threads))(
+            captures[OBJECTS[0]].frames)
+        assert seen == [inside]
+        assert o3d.utility.get_max_threads() == outer
+    finally:
+        o3d.utility.set_max_threads(0)           # open3d's own choice again
+
+
+def test_negative_geometry_threads_are_refused(captures):
+    with pytest.raises(ValueError, match="geometry_threads"):
+        SparpPipeline(PipelineConfig(backend="oracle", mesh=False, geometry_threads=-1))(
+            captures[OBJECTS[0]].frames)

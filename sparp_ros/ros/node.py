@@ -351,7 +351,8 @@ class SparpNodeCore:
             depth_networks=bool(p["depth_networks"]),
             pair_azimuth_weight=float(p["pair_azimuth_weight"]),
             pair_azimuth_weight_depth=float(p["pair_azimuth_weight_depth"]),
-            isolate_mesh=bool(p["isolate_mesh"]), model_threads=int(p["model_threads"]))
+            isolate_mesh=bool(p["isolate_mesh"]), model_threads=int(p["model_threads"]),
+            geometry_threads=int(p["geometry_threads"]))
 
     def _keyframe_config(self) -> KeyframeConfig:
         p = self.params

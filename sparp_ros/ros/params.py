@@ -40,6 +40,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "model_threads": (1, "torch threads for the networks while a reconstruction runs; a fixed "
                          "number makes the result independent of the machine's cores; 0 = "
                          "torch's own choice"),
+    "geometry_threads": (1, "open3d threads for the registration and fusion while a "
+                            "reconstruction runs; 1 makes two runs on the same keyframes give "
+                            "the same result; 0 = open3d's own choice (faster, not repeatable)"),
     "cell_size": (128, "pixels per view cell for the oracle backends (the model uses its own)"),
     "size_prior_m": (0.2, "bounding-box diagonal assumed when there is no depth (metres)"),
     "refine": (False, "refine every view's pose by robust ICP of its depth against the fused "
@@ -152,6 +155,7 @@ FLOATS = frozenset(name for name, default in DEFAULTS.items() if type(default) i
 RANGES: dict[str, tuple[float, float]] = {
     "num_hypotheses": (1, 64),
     "model_threads": (0, 64),
+    "geometry_threads": (0, 64),
     "min_table_agreement": (0.0, 1.0),
     "cell_size": (8, 2048),
     "size_prior_m": (0.0, 10.0),
