@@ -740,25 +740,35 @@ _TORCH_THREADS_LOCK = threading.Lock()
 
 
 @contextmanager
+def _process_threads(n: int, name: str, lock: threading.Lock, get, set_):
+    """A process-wide thread count set to ``n`` by ``set_`` inside the block and restored after
+    (``n`` 0: unchanged; negative: ``name`` is refused). One lock per library: its setting is
+    the process's, so two pipelines running at once take turns."""
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, got {n}")
+    if n == 0:
+        yield
+        return
+    with lock:
+        before = get()
+        set_(int(n))
+        try:
+            yield
+        finally:
+            set_(before)
+
+
+@contextmanager
 def torch_threads(n: int):
     """torch's intra-op threads set to ``n`` inside the block and restored after (``n`` 0:
     unchanged). Why: a convolution sums in another order with another number of threads, the
     NOCS maps then differ in their last bits, and where two placements of a pair score alike the
     other one wins: the same captures gave Acc@15 0.760 with one thread and 0.713 with two on
-    seed 0. One lock: torch's setting is the process's, so two pipelines running at once take turns."""
-    if n < 0:
-        raise ValueError(f"model_threads must be >= 0, got {n}")
-    if n == 0:
-        yield
-        return
+    seed 0."""
     import torch
-    with _TORCH_THREADS_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(n))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+    with _process_threads(n, "model_threads", _TORCH_THREADS_LOCK, torch.get_num_threads,
+                          torch.set_num_threads):
+        yield
 
 
 _OPEN3D_THREADS_LOCK = threading.Lock()
@@ -770,20 +780,11 @@ def open3d_threads(n: int):
     unchanged). Why: open3d parallelises with oneAPI TBB, whose reductions add partial sums in
     the order its threads finish; with two threads two runs of the same photograph-like captures
     differed on 22 of 25 captures and gave Acc@15 0.740 and 0.727, with one they are the same to
-    the last bit (README "Threads and repeatability"). The limit is the process's: one lock."""
-    if n < 0:
-        raise ValueError(f"geometry_threads must be >= 0, got {n}")
-    if n == 0:
-        yield
-        return
+    the last bit (README "Threads and repeatability")."""
     import open3d as o3d
-    with _OPEN3D_THREADS_LOCK:
-        before = o3d.utility.get_max_threads()
-        o3d.utility.set_max_threads(int(n))
-        try:
-            yield
-        finally:
-            o3d.utility.set_max_threads(before)
+    with _process_threads(n, "geometry_threads", _OPEN3D_THREADS_LOCK,
+                          o3d.utility.get_max_threads, o3d.utility.set_max_threads):
+        yield
 
 
 @contextmanager

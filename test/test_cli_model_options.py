@@ -2,6 +2,8 @@
 by name, and what it leaves out keeps the pipeline's defaults."""
 from __future__ import annotations
 
+import pytest
+
 from sparp_ros.cli import _model_options, build_parser
 from sparp_ros.pipeline import PipelineConfig
 
@@ -22,18 +24,7 @@ def test_registration_options_reach_the_pipeline_config_by_name():
     assert PipelineConfig(backend="model").registration_search_all_round is True
 
 
-def test_model_threads_reach_the_pipeline_config_and_must_not_be_negative(capsys):
-    import pytest
-    args = build_parser().parse_args(["eval", "captures", "--out", "report", "--model-threads", "0"])
-    assert _model_options(args) == {"model_threads": 0}
-    assert PipelineConfig(backend="model").model_threads == 1
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["eval", "captures", "--out", "report", "--model-threads", "-1"])
-    assert "must be >= 0" in capsys.readouterr().err
-
-
 def test_the_table_agreement_reaches_the_pipeline_config_and_stays_within_0_and_1(capsys):
-    import pytest
     args = build_parser().parse_args(["eval", "captures", "--out", "report",
                                       "--registration-min-table-agreement", "0"])
     assert _model_options(args) == {"registration_min_table_agreement": 0.0}
@@ -45,11 +36,12 @@ def test_the_table_agreement_reaches_the_pipeline_config_and_stays_within_0_and_
         assert "must be in [0, 1]" in capsys.readouterr().err
 
 
-def test_geometry_threads_reach_the_pipeline_config_and_must_not_be_negative(capsys):
-    import pytest
-    args = build_parser().parse_args(["eval", "captures", "--out", "report", "--geometry-threads", "0"])
-    assert _model_options(args) == {"geometry_threads": 0}
-    assert PipelineConfig(backend="model").geometry_threads == 1
+@pytest.mark.parametrize("option, field", [("--model-threads", "model_threads"),
+                                           ("--geometry-threads", "geometry_threads")])
+def test_thread_counts_reach_the_pipeline_config_and_must_not_be_negative(capsys, option, field):
+    args = build_parser().parse_args(["eval", "captures", "--out", "report", option, "0"])
+    assert _model_options(args) == {field: 0}
+    assert getattr(PipelineConfig(backend="model"), field) == 1
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["eval", "captures", "--out", "report", "--geometry-threads", "-2"])
+        build_parser().parse_args(["eval", "captures", "--out", "report", option, "-1"])
     assert "must be >= 0" in capsys.readouterr().err

@@ -107,6 +107,16 @@ def table_frame(plane: SupportPlane, centre: np.ndarray) -> np.ndarray:
     return T
 
 
+def _blur_within(values: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """``values`` blurred by a Gaussian of ``sigma`` (cells or pixels) over the ``inside`` ones
+    only (normalised convolution: what lies outside does not bleed in), float32."""
+    weight = np.asarray(inside, np.float32)
+    num = cv2.GaussianBlur(np.where(inside, values, 0.0).astype(np.float32) * weight, (0, 0),
+                           sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-3)
+
+
 def table_view(image: np.ndarray, depth: np.ndarray, mask: np.ndarray, camera: PinholeCamera,
                plane: SupportPlane, centre: np.ndarray, object_size: float,
                cells: int = TABLE_CELLS) -> TableView | None:
@@ -145,21 +155,14 @@ def table_view(image: np.ndarray, depth: np.ndarray, mask: np.ndarray, camera: P
     z = max(float(np.median(expected[valid])), 1e-3)
     cell_px = float(camera.K[0, 0]) * grid.cell_m / z
     if cell_px > 1.0:
-        weight = (~near_object).astype(np.float32)
-        num = cv2.GaussianBlur(grey * weight, (0, 0), 0.5 * cell_px)
-        den = cv2.GaussianBlur(weight, (0, 0), 0.5 * cell_px)
-        grey = num / np.maximum(den, 1e-3)
+        grey = _blur_within(grey, ~near_object, 0.5 * cell_px)
     maps = uv.reshape(cells, cells, 2).astype(np.float32)
     values = cv2.remap(grey, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     valid = valid.reshape(cells, cells)
     # smoothed on the grid too, alike in every view (the image's blur is stretched along each
     # camera's line of sight): the grids then change little with a fraction of a cell's shift
-    weight = valid.astype(np.float32)
-    num = cv2.GaussianBlur(np.where(valid, values, 0.0).astype(np.float32) * weight, (0, 0),
-                           BLUR_CELLS)
-    den = cv2.GaussianBlur(weight, (0, 0), BLUR_CELLS)
-    values = num / np.maximum(den, 1e-3)
+    values = _blur_within(values, valid, BLUR_CELLS)
     return TableView(np.where(valid, values, 0.0).astype(np.float32), valid, T, half)
 
 
