@@ -92,6 +92,7 @@ def _model_options(args: argparse.Namespace) -> dict:
                "registration_min_image_agreement": args.registration_min_image_agreement,
                "registration_min_table_agreement": args.registration_min_table_agreement,
                "registration_search_all_round": args.registration_search_all_round,
+               "registration_light_turns": args.registration_light_turns,
                "model_threads": args.model_threads,
                "geometry_threads": args.geometry_threads}
     return {k: v for k, v in options.items() if v is not None}
@@ -125,6 +126,11 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RGB-D without TF: leave views that nothing else placed at the "
                              "model's pose instead of searching all round the up axis (faster: "
                              "README \"A search all round\")")
+    parser.add_argument("--no-registration-light-turns", dest="registration_light_turns",
+                        action="store_const", const=False, default=None,
+                        help="RGB-D without TF: do not turn views whose light (from their "
+                             "object's shading) disagrees with the other views' (README \"The "
+                             "light measures the turn\")")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -112,6 +112,10 @@ class PipelineConfig:
                                       # registered by a pair search all round the up axis
                                       # (Acc@15 up on every capture set, x1.19 time; README
                                       # "A search all round")
+    registration_light_turns: bool = True  # registration: a view whose light (measured from
+                                      # its object's shading) disagrees with the other views' is
+                                      # turned about up to it where its surface still fits
+                                      # (README "The light measures the turn")
     correct_hand_eye: bool = False    # with TF and depth: correct TF's camera poses by one
                                       # hand-eye transform shared by all views, from the measured
                                       # surfaces (geometry.hand_eye; reported in extra.measured)
@@ -630,7 +634,8 @@ class SparpPipeline:
                        level_on_support=cfg.assume_upright,
                        min_image_agreement=cfg.registration_min_image_agreement,
                        search_unplaced=cfg.registration_search_all_round,
-                       min_table_agreement=cfg.registration_min_table_agreement)
+                       min_table_agreement=cfg.registration_min_table_agreement,
+                       light_turns=cfg.registration_light_turns)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

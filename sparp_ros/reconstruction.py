@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 
-POSE_SOURCES = ("model", "tf", "registered", "placed", "searched")
+POSE_SOURCES = ("model", "tf", "registered", "placed", "searched", "lit")
 """Where a view's pose came from: ``model`` (the network's estimate, nothing measured confirmed
 it), ``tf`` (the camera poses from TF), ``registered`` (the reference view of an RGB-D capture,
 or a view whose measured surface was registered to it by trusted pairs, or, where neither they
@@ -20,8 +20,10 @@ nor the placement reached it, by pairs whose surfaces agree and only the images 
 view nothing else placed, registered to a fixed view by a pair search from turns all round the
 up axis: its surface fits there, but among twelve turns a wrong one that fits is likelier than
 among the model's few, so it is right less often than a ``registered`` one: README "A search
-all round")."""
-CONFIRMED_SOURCES = ("tf", "registered", "placed", "searched")
+all round"), ``lit`` (a view turned about the up axis until the light its object's shading
+shows agrees with the other views', its surface fitting theirs as well as before: README "The
+light measures the turn")."""
+CONFIRMED_SOURCES = ("tf", "registered", "placed", "searched", "lit")
 """Sources whose poses a measurement confirmed: with depth, exactly the views whose surfaces were
 fused into the published mesh (or posed by TF)."""
 

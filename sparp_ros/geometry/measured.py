@@ -17,7 +17,11 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   (``registration.chain_past_images``), and failing that, a pair search from turns all round
   the up axis registers it to a fixed view (``registration.search_all_round``,
   ``SEARCH_ALL_ROUND``; its pose source ``searched``: right less often than a registered
-  view); otherwise it keeps the model's pose and its depth is left out.
+  view); otherwise it keeps the model's pose and its depth is left out. Last, where the views'
+  objects show the light (``lighting.estimate_light``: a plain matte object under a lamp fixed
+  in the room), a view whose light disagrees with the anchor's is turned about up to it when its
+  surface still keeps the others' free space (``registration.turn_to_light``, ``LIGHT_TURNS``;
+  pose source ``lit``): the light measures the turn of a round object that its surfaces cannot.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
   poses by one hand-eye transform shared by every view, found from the measured surfaces
@@ -44,9 +48,11 @@ from ..conventions import invert_rigid, rotation_angle_deg, transform_points
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
 from .hand_eye import estimate_hand_eye
+from .lighting import estimate_light
 from .registration import (RegistrationParams, RegistrationView, chromaticity, depth_noise,
                            chain_past_images, grey_image, place_unregistered,
-                           register_views, search_all_round)
+                           light_moves_with_camera, register_views, search_all_round,
+                           turn_to_light)
 from .support import SupportPlane, level_pose, support_plane, tilt_deg
 from .table import table_view
 
@@ -112,7 +118,7 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
                        usable: Sequence[np.ndarray | None] | None = None,
                        planes: Sequence[SupportPlane | None] | None = None,
                        noises: Sequence[float] | None = None,
-                       object_size: float | None = None
+                       object_size: float | None = None, lights: bool = False
                        ) -> list[RegistrationView | None]:
     """Each measured frame's usable depth points (camera frame) with that depth, its mask and
     camera (``usable``: the frames' :func:`usable_depths`, found here when not given), and,
@@ -135,11 +141,12 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
         table = (None if plane is None or object_size is None or f.depth is None else
                  table_view(f.image, f.depth, f.mask, f.camera, plane, np.median(points, axis=0),
                             object_size))
+        light = estimate_light(f.image, depth, f.mask, f.camera) if lights else None
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
         out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
                                     noise_m=noise, support=plane, grey=grey_image(f.image, f.mask),
-                                    table=table))
+                                    table=table, light=light))
     return out
 
 
@@ -147,6 +154,9 @@ SEARCH_ALL_ROUND = True
 """The default: whether views that nothing else placed are registered by a pair search all round the up axis
 (``registration.search_all_round``): on the bar's captures Acc@15 0.760 → 0.793 and F@5 % 0.926
 → 0.934 (seed 0), at 0.40 s a capture on average (README "A search all round")."""
+LIGHT_TURNS = True
+"""The default: whether views whose light disagrees with the anchor's are turned to it
+(``registration.turn_to_light``; README "The light measures the turn")."""
 SEARCH_STEP_DEG = 30.0
 """The search's turns: every 30° (every 45°: Acc@15 0.787 / 0.633 / 0.707 on seeds 0 / 100 / 300
 and 0.627 on the photograph-like seed 0, against 0.793 / 0.620 / 0.713 and 0.653)."""
@@ -160,7 +170,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             level_on_support: bool = True,
             min_image_agreement: float = RegistrationParams.min_image_agreement,
             search_unplaced: bool = SEARCH_ALL_ROUND,
-            min_table_agreement: float = RegistrationParams.min_table_agreement) -> MeasuredResult:
+            min_table_agreement: float = RegistrationParams.min_table_agreement,
+            light_turns: bool = LIGHT_TURNS) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -177,7 +188,9 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     the up axis (``registration.search_all_round``). ``min_table_agreement``:
     ``RegistrationParams``'s; views that see their support plane bring the table around the
     object (``table.py``) to judge the pairs' candidates (0: the object's surfaces alone).
-    Raises :class:`FusionError` when nothing could be fused."""
+    ``light_turns``: views whose object's shading measures the light (``lighting.py``) are
+    turned about up to agree with the anchor's light where their surfaces allow it
+    (``registration.turn_to_light``). Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
     measured = measured_views(frames, usable)
@@ -204,7 +217,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                                     min_image_agreement=min_image_agreement,
                                     min_table_agreement=min_table_agreement)
         views = registration_views(frames, measured, usable, planes, noises,
-                                   size_estimate if min_table_agreement > 0 else None)
+                                   size_estimate if min_table_agreement > 0 else None,
+                                   lights=light_turns)
         result = register_views(views, hypotheses, params, reference)
         record["registration"] = result.to_dict()
         tables = [k for k, v in enumerate(views) if v is not None and v.table is not None]
@@ -255,6 +269,24 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
                          [p.j for p in searched])
             for p in searched:
                 sources[p.j] = "searched"
+        if light_turns:
+            poses, turns = turn_to_light(views, poses, [s != "model" for s in sources], params,
+                                         reference)
+            record["registration"]["light"] = {
+                "views": {str(k): v.light.to_dict() for k, v in enumerate(views)
+                          if v is not None and v.light is not None},
+                "moves_with_camera": light_moves_with_camera(views),
+                "turns": [t.to_dict() for t in turns]}
+            if record["registration"]["light"]["moves_with_camera"]:
+                log.info("registration: every view sees the light from the same side of its "
+                         "camera (a light on the camera?): it measures no turn")
+            turned = [t.view for t in turns if t.turned]
+            if turns:
+                log.info("registration: views %s see the light from another side than view %d; "
+                         "turned to it: %s", [t.view for t in turns], turns[0].anchor,
+                         turned or "none (their surfaces fit worse so turned)")
+            for k in turned:
+                sources[k] = "lit"
         registered = [s != "model" for s in sources]
         kept = [k for k, v in enumerate(views) if v is not None and sources[k] == "model"]
         if kept:

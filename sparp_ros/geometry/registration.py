@@ -18,6 +18,8 @@ measures the turn"). A view that no trusted pair
 connects to the reference is reported unregistered, never forced into the pose graph;
 ``place_unregistered`` then tries it against all registered views together, and it keeps the
 model's pose unless its surface fits there without cutting through space they saw empty.
+Where the objects' shading shows the light (``lighting.py``), ``turn_to_light`` turns a view
+whose light disagrees with the others' about up to it (README "The light measures the turn").
 
 ROS-free; numpy + open3d. Poses are ``T_camera_object`` (object frame -> camera), metres.
 """
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..camera import PinholeCamera
 from ..conventions import invert_rigid, rot_z, rotation_angle_deg, rotation_between, transform_points
+from .lighting import LightEstimate, angle_deg, turn_about_up
 from .support import SupportPlane
 from .table import TableView, table_agreement, table_search
 
@@ -172,6 +175,8 @@ class RegistrationView:
                                    # (grey_image), for image_agreement; None: images not compared
     table: TableView | None = None # the support plane around the object from above (table.py),
                                    # for table_agreement; None: no table seen
+    light: LightEstimate | None = None  # the light its object's shading shows (lighting.py),
+                                   # for turn_to_light; None: not measured
     _silhouettes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def silhouette(self, margin_px: int) -> np.ndarray:
@@ -980,6 +985,216 @@ def search_all_round(views: Sequence[RegistrationView | None], poses: Sequence[n
     return out, placed
 
 
+LIGHT_TURN_TOLERANCE_DEG = 15.0
+"""Two views' lights (in the object frame of their poses) agree when the turn about up between
+them is within this. At the true poses, 58 of the 61 pairs of views whose lights
+``lighting.estimate_light`` accepts and that lie ``LIGHT_MIN_HORIZONTAL`` off the up axis are
+within 15° (plain and photograph-like captures of seeds 0, 100 and 300; the Android figure's
+two pairs at 21° and 25°, the school bus's at 21°)."""
+LIGHT_TOLERANCE_DEG = 10.0
+"""A placement turned to the light keeps it: the two lights within this angle (the turn about
+up matches by construction; what remains is the tilt, which the surfaces measured)."""
+LIGHT_MIN_HORIZONTAL = 0.25
+"""The light must lie this far off the up axis (the sine of its angle to it, in both views'
+object frames) to measure a turn: a light overhead turns with no turn of the view, and the
+turn's error grows as the light's error over this (the brass bell's light, at 0.26–0.33,
+measured its turn within 12°)."""
+LIGHT_VIOLATION_MARGIN = 0.05
+"""A turn the light asks for is taken when the view's surface, so turned, cuts through the space
+the anchors saw empty at most this much more often (``_pair_violation``) than where it was. Not
+the overlap: on a surface of revolution the overlap is largest where a view's surface lies on the
+other's, turned onto the side that view saw (a domed cylinder seen 70° apart overlaps 0.50 at
+the truth and 0.88 turned 90°), while the free space is kept at any turn; on a shape that
+measures its own turn the wrong one cuts through what the anchors saw."""
+
+
+@dataclass
+class LightTurn:
+    """What :func:`turn_to_light` did with one view whose light disagreed with the anchor's: the
+    light's disagreement before (and after, None when no candidate was tried), the turn the
+    light asked for, the surfaces' score at the old pose and at the best turned candidate, and
+    whether the view was turned (or why not)."""
+
+    view: int
+    anchor: int
+    before_deg: float
+    turn_deg: float | None
+    after_deg: float | None
+    score_before: float
+    score_after: float | None
+    turned: bool
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"view": self.view, "anchor": self.anchor, "light_before_deg": self.before_deg,
+                "turn_deg": self.turn_deg, "light_after_deg": self.after_deg,
+                "score_before": self.score_before, "score_after": self.score_after,
+                "turned": self.turned, "message": self.message}
+
+
+def light_moves_with_camera(views: Sequence[RegistrationView | None]) -> bool:
+    """Whether every view with a light sees it from the same side of its camera (within
+    ``LIGHT_TOLERANCE_DEG``): a light mounted on the camera (a ring light on the wrist) that
+    moves with it, or an overhead light seen from one height all round. Either way the light
+    measures no turn between the views."""
+    lights = [v.light.direction for v in views if v is not None and v.light is not None]
+    return len(lights) > 1 and all(angle_deg(a, b) <= LIGHT_TOLERANCE_DEG
+                                   for n, a in enumerate(lights) for b in lights[n + 1:])
+
+
+def object_light(view: RegistrationView, T_camera_object: np.ndarray) -> np.ndarray:
+    """The view's light direction in the object frame of its pose."""
+    return np.asarray(T_camera_object, float)[:3, :3].T @ view.light.direction
+
+
+def _horizontal(direction: np.ndarray) -> float:
+    """How far a direction lies off the up axis: the sine of its angle to it."""
+    return float(np.hypot(direction[0], direction[1]) / max(np.linalg.norm(direction), 1e-12))
+
+
+def _lights_disagree(L_k: np.ndarray, L_anchor: np.ndarray) -> bool:
+    """Whether a view's light asks for a turn about up beyond ``LIGHT_TURN_TOLERANCE_DEG`` (and
+    lies far enough off the up axis to measure one)."""
+    return (_horizontal(L_k) >= LIGHT_MIN_HORIZONTAL
+            and abs(turn_about_up(L_anchor, L_k)) > LIGHT_TURN_TOLERANCE_DEG)
+
+
+def turn_to_light(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
+                  fixed: Sequence[bool], params: RegistrationParams, reference: int = 0
+                  ) -> tuple[list[np.ndarray | None], list[LightTurn]]:
+    """Turn about the object's up axis every view whose light (``RegistrationView.light``, in
+    the object frame of its pose) disagrees with the anchor's, when the turned view's surface
+    keeps out of the space the other views saw empty about as well as before.
+
+    The anchor is the reference view when it has a light and a fixed pose, else the fixed view
+    whose light fits best. Nothing is turned where the light moves with the camera
+    (:func:`light_moves_with_camera`) or lies too near the up axis (``LIGHT_MIN_HORIZONTAL``).
+    Views whose lights agree with the anchor's (a turn about up within
+    ``LIGHT_TURN_TOLERANCE_DEG``), the views without a measured light and the other fixed views
+    are the anchors of the surfaces' test; a view whose light disagrees is turned by the
+    difference of the two lights' azimuths about up, then placed by rounds of ICP that keep the
+    light's turn (:func:`_icp_under_light`, from the turned start and from coarse ICP's result)
+    and by sliding without turning (``_slide``). Among the placements whose light agrees with the anchor's and that keep out of
+    the anchors' free space (``max_violation``), the best score (``candidate_score``: overlap,
+    violations, an ICP move's margin, colour) is taken when its free-space violations exceed the
+    old pose's by at most ``LIGHT_VIOLATION_MARGIN``. A turned view joins the anchors.
+
+    Why: lights are fixed in the room, so a view turned the wrong way sees its light turned with
+    it. On a bell, a plate or a ball the surfaces agree at any turn about the axis, and two
+    opposite sides of a teapot overlap too little for the pairs to be trusted: the light then
+    measures the turn that nothing else measured (``lighting.py``; README "The light measures
+    the turn"). Returns the poses (turned views moved) and one :class:`LightTurn` per view whose
+    light disagreed. A view without depth, pose or light is left as it is."""
+    out = [None if T is None else np.asarray(T, float).copy() for T in poses]
+    usable, _ = _fixed_and_unfixed(views, out, [True] * len(views))
+    lit = [k for k in usable if views[k].light is not None]
+    fixed_lit = [k for k in lit if fixed[k]]
+    if len(lit) < 2 or not fixed_lit or light_moves_with_camera(views):
+        return out, []
+    anchor = (reference if reference in fixed_lit
+              else max(fixed_lit, key=lambda k: views[k].light.fit))
+    L_anchor = object_light(views[anchor], out[anchor])
+    if _horizontal(L_anchor) < LIGHT_MIN_HORIZONTAL:
+        return out, []
+    disagree = [k for k in lit
+                if k != anchor and _lights_disagree(object_light(views[k], out[k]), L_anchor)]
+    anchors = [k for k in usable if fixed[k] and k not in disagree]
+    tried: dict[int, LightTurn] = {}
+    todo = sorted(disagree, key=lambda k: -views[k].light.fit)
+    while todo:
+        # a view turned joins the anchors, and may let one refused before pass: again until
+        # nothing changes
+        results = {k: _light_placement(views, out, k, anchors, anchor, L_anchor, params)
+                   for k in todo}
+        tried.update({k: t for k, (t, _) in results.items()})
+        done = [k for k, (t, _) in results.items() if t.turned]
+        for k in done:
+            out[k] = results[k][1]
+            anchors.append(k)
+        todo = [k for k in todo if k not in done] if done else []
+    return out, [tried[k] for k in sorted(tried)]
+
+
+LIGHT_ROUNDS = 3
+"""Rounds of fine ICP, each followed by the turn about up that restores the light
+(:func:`_icp_under_light`)."""
+
+
+def _turned_to_light(T: np.ndarray, L_k: np.ndarray, L_anchor: np.ndarray) -> np.ndarray:
+    """``T`` (the view's object frame -> the anchors') turned about the anchors' up axis until the
+    view's light ``L_k`` (its object frame) has the anchor's azimuth."""
+    turn = np.eye(4)
+    turn[:3, :3] = rot_z(np.radians(turn_about_up(L_anchor, np.asarray(T, float)[:3, :3] @ L_k)))
+    return turn @ np.asarray(T, float)
+
+
+def _icp_under_light(source, target, init: np.ndarray, L_k: np.ndarray, L_anchor: np.ndarray,
+                     params: RegistrationParams) -> np.ndarray:
+    """ICP that keeps the light: rounds of fine ICP (``LIGHT_ROUNDS``), each turned back about up
+    to the light's azimuth, then slid onto the target without turning (``_slide``). Why: the
+    model's tilt of a view is off as well as its turn, and ICP measures the tilt; but on a
+    surface of revolution ICP turns freely about the axis, and the light holds that turn."""
+    fine = params.fine_distance * params.object_size
+    T = _turned_to_light(init, L_k, L_anchor)
+    for _ in range(LIGHT_ROUNDS):
+        T = _turned_to_light(np.asarray(_icp(source, target, T, fine, params.iterations).transformation,
+                                        float), L_k, L_anchor)
+    return _slide(source, target, T, params)
+
+
+def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_anchor: np.ndarray,
+                     params: RegistrationParams) -> tuple[LightTurn, np.ndarray | None]:
+    """One view of :func:`turn_to_light`: what the light asks of it, and its turned pose."""
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+    out = poses
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    L_k = object_light(views[k], out[k])
+    before = angle_deg(L_k, L_anchor)
+    group = {k: out[k]}
+    source = _union_cloud(views, group, params.voxel)
+    target = _union_cloud(views, {a: out[a] for a in anchors}, params.voxel)
+    trees: dict = {}
+
+    def score(T: np.ndarray, moved: bool) -> tuple[float, float]:
+        fitness = float(reg.evaluate_registration(source, target, fine, T).fitness)
+        violation = max(_pair_violation(views, a, k, out[a] @ T @ invert_rigid(out[k]), tolerance)
+                        for a in anchors)
+        colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
+                  if params.colour_weight > 0 else 0.0)
+        return candidate_score(fitness, violation, moved=moved, colour=colour,
+                               colour_weight=params.colour_weight), violation
+
+    old, old_violation = score(np.eye(4), False)
+    turn = turn_about_up(L_anchor, L_k)
+    init = np.eye(4)
+    init[:3, :3] = rot_z(np.radians(turn))
+    coarse = params.coarse_distance * params.object_size
+    placements = [(False, _slide(source, target, init, params)),
+                  (True, _icp_under_light(source, target, init, L_k, L_anchor, params)),
+                  (True, _icp_under_light(source, target, _icp(source, target, init, coarse,
+                                                               params.iterations).transformation,
+                                          L_k, L_anchor, params))]
+    best = None
+    for moved, T in placements:
+        T = _level_placement(T, views, group, out, anchors)
+        after = angle_deg(T[:3, :3] @ L_k, L_anchor)
+        key, violation = score(T, moved)
+        if after <= LIGHT_TOLERANCE_DEG and violation <= params.max_violation and (
+                best is None or key > best[0]):
+            best = (key, T, after, violation)
+    if best is None:
+        return LightTurn(k, anchor, before, turn, None, old, None, False,
+                         "no placement so turned keeps its light and the free space"), None
+    key, T, after, violation = best
+    turned = violation <= old_violation + LIGHT_VIOLATION_MARGIN
+    return (LightTurn(k, anchor, before, turn, after, old, key, turned,
+                      "" if turned else f"so turned, {violation:.0%} of its points lie in the "
+                      f"anchors' free space ({old_violation:.0%} before)"),
+            out[k] @ invert_rigid(T) if turned else None)
+
+
 def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
     """``poses`` extended by a spanning tree of ``pairs``, the best-agreeing pair first."""
     ranked = sorted(pairs, key=lambda p: p.violation - p.fitness)
@@ -1034,7 +1249,7 @@ def agreement(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarr
     return float(total)
 
 
-__all__ = ["PairFit", "PairResult", "Placement", "Registration", "RegistrationParams",
+__all__ = ["LightTurn", "PairFit", "PairResult", "Placement", "Registration", "RegistrationParams",
            "RegistrationView", "agreement", "candidate_score", "grey_image", "image_agreement",
            "pair_fit", "place_unregistered",
-           "register_pair", "register_views", "untrusted_because", "violation_rate"]
+           "register_pair", "register_views", "turn_to_light", "untrusted_because", "violation_rate"]

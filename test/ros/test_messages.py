@@ -395,12 +395,14 @@ def test_stamp_conversion_is_exact_to_the_nanosecond():
 
 
 
-def test_a_searched_view_is_confirmed_and_can_place_the_result():
-    # a view the search all round registered is fused: it counts as confirmed, and as the most
-    # recent confirmed view it places the result; a model view after it does not
+@pytest.mark.parametrize("source", ["searched", "lit"])
+def test_a_searched_or_lit_view_is_confirmed_and_can_place_the_result(source):
+    # a view the search all round registered, or one turned to the light, is fused: it counts as
+    # confirmed, and as the most recent confirmed view it places the result; a model view after
+    # it does not
     recon = _recon()
-    for v, source in zip(recon.views, ("registered", "model", "searched", "model")):
-        v.pose_source = source
+    for v, s in zip(recon.views, ("registered", "model", source, "model")):
+        v.pose_source = s
     assert recon.views[2].confirmed
     assert messages.published_view(recon) == 2
     recon.views[2].pose_source = "model"
