@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from camera_poses import camera_on_sphere
+from ray_cylinder import cylinder_side, pixel_rays
 
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.capture import Frame
@@ -37,18 +38,9 @@ def _frame(T_world_camera: np.ndarray, light_world: np.ndarray | None = LIGHT_WO
     grey ``ALBEDO`` × (``AMBIENT`` + (1 - ``AMBIENT``) × max(0, n · light)); ``light_world``
     None: the light comes from the camera's upper left (it moves with the camera); ``printed``:
     stripes of print over the albedo."""
-    rows, cols = np.mgrid[0:CAMERA.height, 0:CAMERA.width]
-    K = CAMERA.K
-    d = np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones(rows.shape)], -1)
-    d = d @ T_world_camera[:3, :3].T
-    o = T_world_camera[:3, 3]
+    o, d = pixel_rays(CAMERA.K, CAMERA.width, CAMERA.height, T_world_camera)
+    t_side = cylinder_side(o, d, RADIUS, HEIGHT)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = d[..., 0] ** 2 + d[..., 1] ** 2
-        b = 2 * (o[0] * d[..., 0] + o[1] * d[..., 1])
-        disc = b * b - 4 * a * (o[0] ** 2 + o[1] ** 2 - RADIUS ** 2)
-        t_side = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-        z_side = o[2] + t_side * d[..., 2]
-        t_side = np.where((disc > 0) & (t_side > 0) & (z_side >= 0) & (z_side <= HEIGHT), t_side, np.inf)
         # the dome: a half sphere on the cylinder (its normals cover the upper half of the sphere)
         oc = o - np.array([0.0, 0.0, HEIGHT])
         b2 = d @ oc
