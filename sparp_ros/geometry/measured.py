@@ -20,8 +20,9 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   view); otherwise it keeps the model's pose and its depth is left out. Last, where the views'
   objects show the light (``lighting.estimate_light``: a plain matte object under a lamp fixed
   in the room), a view whose light disagrees with the anchor's is turned about up to it when its
-  surface still keeps the others' free space (``registration.turn_to_light``, ``LIGHT_TURNS``;
-  pose source ``lit``): the light measures the turn of a round object that its surfaces cannot.
+  surface still keeps the others' free space and overlaps them (``registration.turn_to_light``,
+  ``LIGHT_TURNS``; pose source ``lit``): the light measures the turn of a round object that its
+  surfaces cannot.
 * **RGB-D with TF**: the relative poses are TF's, exactly; the object's position is one point in
   the world, the mean of the views' estimates. ``correct_hand_eye`` first corrects TF's camera
   poses by one hand-eye transform shared by every view, found from the measured surfaces

@@ -62,9 +62,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                  "moves under the object: a turntable)"),
     "light_turns": (True, "RGB-D without TF: a keyframe whose light (measured from its object's "
                           "shading) disagrees with the other keyframes' is turned about up to it "
-                          "where its surface still keeps their free space; the light measures "
-                          "the turn of a round, plain object; false = not (a light that moves "
-                          "relative to the object: a turntable)"),
+                          "where its surface still keeps their free space and overlaps them; the "
+                          "light measures the turn of a round, plain object; false = not (a light "
+                          "that moves relative to the object: a turntable)"),
     "align_with_depth": (True, "per-view model: when every view has depth (use_depth), the search "
                                "that aligns the views tests their measured surfaces instead of "
                                "the predicted shapes; false = the predicted shapes"),
