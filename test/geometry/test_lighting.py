@@ -163,6 +163,17 @@ def test_a_round_objects_turn_comes_from_the_light(lit_scene):
     assert none == [] and np.allclose(again[1], poses[1])
 
 
+def test_a_turn_needs_the_views_to_overlap(lit_scene):
+    """With less overlap than a pair needs (``min_fitness``), only the light would say where the
+    view goes, and a light cannot tell the view's tilt from its turn: the view is not turned."""
+    _, views, gt = lit_scene
+    start = [gt[0], _turned_pose(gt[1], 90.0)]
+    strict = RegistrationParams(voxel=0.003, object_size=DIAGONAL, min_fitness=0.95)
+    poses, turns = turn_to_light(views, start, [True, True], strict, reference=0)
+    assert len(turns) == 1 and not turns[0].turned and "overlap of 0.95" in turns[0].message
+    assert np.allclose(poses[1], start[1])
+
+
 def test_a_light_on_the_camera_measures_no_turn():
     """A light that moves with the camera (a ring light on the wrist) lights every view alike:
     in the object frame the views' lights disagree at the true poses, and following them would
