@@ -1194,7 +1194,7 @@ def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_an
                          "no placement so turned keeps its light, the free space and an "
                          f"overlap of {params.min_fitness:.2f}"), None
     key, T, after, violation = best
-    turned = violation <= old_violation + LIGHT_VIOLATION_MARGIN
+    turned = bool(violation <= old_violation + LIGHT_VIOLATION_MARGIN)
     return (LightTurn(k, anchor, before, turn, after, old, key, turned,
                       "" if turned else f"so turned, {violation:.0%} of its points lie in the "
                       f"anchors' free space ({old_violation:.0%} before)"),

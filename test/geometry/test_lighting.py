@@ -5,6 +5,7 @@ cannot measure comes from a light fixed in the world, but not from a light that 
 camera. Ray-cast scenes: a matte cylinder with a domed top, lit by one distant light and ambient light."""
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -201,6 +202,7 @@ def test_the_rgbd_stage_turns_the_view_to_the_light_and_records_it(lit_scene, ca
     assert result.pose_sources[1] == "lit"
     light = result.record["registration"]["light"]
     assert sorted(light["views"]) == ["0", "1"] and light["turns"][0]["turned"]
+    assert json.loads(json.dumps(light))["turns"][0]["turned"] is True     # result.json takes it
     assert "see the light from another side" in caplog.text
     off = measure(frames, [model], DIAGONAL, 0, use_tf=False, light_turns=False)
     U = off.T_camera_object
