@@ -114,8 +114,9 @@ class PipelineConfig:
                                       # "A search all round")
     registration_light_turns: bool = True  # registration: a view whose light (measured from
                                       # its object's shading) disagrees with the other views' is
-                                      # turned about up to it where its surface still fits
-                                      # (README "The light measures the turn")
+                                      # turned about up to it where its surface keeps the
+                                      # others' free space and overlaps them (README "The
+                                      # light measures the turn")
     correct_hand_eye: bool = False    # with TF and depth: correct TF's camera poses by one
                                       # hand-eye transform shared by all views, from the measured
                                       # surfaces (geometry.hand_eye; reported in extra.measured)

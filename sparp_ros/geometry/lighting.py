@@ -164,7 +164,7 @@ def fit_light(intensity: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, f
     for step in (0.05, 0.02, 0.008):                    # finer than the lattice, near its best
         trial = direction + step * rng.normal(size=(150, 3))
         trial = np.vstack([direction, trial / np.linalg.norm(trial, axis=1, keepdims=True)])
-        g, r = _best_per_direction(I, n, trial)
+        _, r = _best_per_direction(I, n, trial)
         direction = trial[int(np.argmin(r))]
     lit = np.maximum(n @ direction, 0.0)
     g = float(_best_per_direction(I, n, direction[None])[0][0])

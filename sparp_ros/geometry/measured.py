@@ -285,8 +285,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             if turns:
                 log.info("registration: views %s see the light from another side than view %d; "
                          "turned to it: %s", [t.view for t in turns], turns[0].anchor,
-                         turned or "none (so turned, their surfaces would cut through space the other "
-                         "views saw empty, or lose the light)")
+                         turned or "none (so turned, their surfaces would cut through "
+                         "space the other views saw empty, or lose the light)")
             for k in turned:
                 sources[k] = "lit"
         registered = [s != "model" for s in sources]

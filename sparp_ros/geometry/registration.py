@@ -810,10 +810,6 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
                  ) -> tuple[Placement, dict[int, np.ndarray]]:
     """One group of :func:`place_unregistered` (``group``: view -> its pose as the model and the
     group's pairs give it): the placement, and the members' poses where it is placed."""
-    import open3d as o3d
-    reg = o3d.pipelines.registration
-    fine = params.fine_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
     source = _union_cloud(views, group, params.voxel)
     trees: dict = {}                                       # the colour test's KD-trees
     best = as_model = None
@@ -829,11 +825,8 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
             correction = rotation_angle_deg(T[:3, :3])
             if correction > params.max_correction_deg:
                 continue
-            fitness = float(reg.evaluate_registration(source, target, fine, T).fitness)
-            violation = max(_pair_violation(views, i, m, poses[i] @ T @ invert_rigid(group[m]),
-                                            tolerance) for i in anchors for m in group)
-            colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
-                      if params.colour_weight > 0 else 0.0)
+            fitness, violation, colour = _placement_fit(views, group, poses, anchors, source,
+                                                        target, T, params, trees)
             key = candidate_score(fitness, violation, moved=moved, colour=colour,
                                   colour_weight=params.colour_weight)
             if best is None or key > best[0]:
@@ -853,6 +846,25 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
                   if max_violation < params.max_violation else ""))
     placement = Placement(sorted(group), not message, fitness, violation, colour, correction, message)
     return placement, {m: T_m @ invert_rigid(T) for m, T_m in group.items()}
+
+
+def _placement_fit(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray | None],
+                   anchors: list[int], source, target, T: np.ndarray, params: RegistrationParams,
+                   trees: dict) -> tuple[float, float, float]:
+    """How a group of views (``group``: view -> pose; ``source`` their union cloud) placed by
+    ``T`` (its object frame -> the anchors') agrees with the anchors (``target`` their union):
+    the share of its points within the fine gate of theirs, its worst free-space violation
+    against any anchor, and the colour difference of the overlap (0 when colour is not
+    weighed). What the placement and the light's turns judge a candidate by."""
+    import open3d as o3d
+    fine = params.fine_distance * params.object_size
+    tolerance = params.free_space_tolerance * params.object_size
+    fitness = float(o3d.pipelines.registration.evaluate_registration(source, target, fine, T).fitness)
+    violation = max(_pair_violation(views, i, m, poses[i] @ T @ invert_rigid(group[m]), tolerance)
+                    for i in anchors for m in group)
+    colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
+              if params.colour_weight > 0 else 0.0)
+    return fitness, violation, colour
 
 
 def _table_height(view: RegistrationView, T_camera_object: np.ndarray) -> float:
@@ -1146,24 +1158,16 @@ def _icp_under_light(source, target, init: np.ndarray, L_k: np.ndarray, L_anchor
 def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_anchor: np.ndarray,
                      params: RegistrationParams) -> tuple[LightTurn, np.ndarray | None]:
     """One view of :func:`turn_to_light`: what the light asks of it, and its turned pose."""
-    import open3d as o3d
-    reg = o3d.pipelines.registration
-    out = poses
-    fine = params.fine_distance * params.object_size
-    tolerance = params.free_space_tolerance * params.object_size
-    L_k = object_light(views[k], out[k])
+    L_k = object_light(views[k], poses[k])
     before = angle_deg(L_k, L_anchor)
-    group = {k: out[k]}
+    group = {k: poses[k]}
     source = _union_cloud(views, group, params.voxel)
-    target = _union_cloud(views, {a: out[a] for a in anchors}, params.voxel)
+    target = _union_cloud(views, {a: poses[a] for a in anchors}, params.voxel)
     trees: dict = {}
 
     def score(T: np.ndarray, moved: bool) -> tuple[float, float, float]:
-        fitness = float(reg.evaluate_registration(source, target, fine, T).fitness)
-        violation = max(_pair_violation(views, a, k, out[a] @ T @ invert_rigid(out[k]), tolerance)
-                        for a in anchors)
-        colour = (colour_difference({0: target, 1: source}, 0, 1, T, fine, trees)
-                  if params.colour_weight > 0 else 0.0)
+        fitness, violation, colour = _placement_fit(views, group, poses, anchors, source, target,
+                                                    T, params, trees)
         return candidate_score(fitness, violation, moved=moved, colour=colour,
                                colour_weight=params.colour_weight), violation, fitness
 
@@ -1179,7 +1183,7 @@ def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_an
                                           L_k, L_anchor, params))]
     best = None
     for moved, T in placements:
-        T = _level_placement(T, views, group, out, anchors)
+        T = _level_placement(T, views, group, poses, anchors)
         after = angle_deg(T[:3, :3] @ L_k, L_anchor)
         key, violation, fitness = score(T, moved)
         # too little overlap, and only the light would say where the view goes: the light cannot
@@ -1198,7 +1202,7 @@ def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_an
     return (LightTurn(k, anchor, before, turn, after, old, key, turned,
                       "" if turned else f"so turned, {violation:.0%} of its points lie in the "
                       f"anchors' free space ({old_violation:.0%} before)"),
-            out[k] @ invert_rigid(T) if turned else None)
+            poses[k] @ invert_rigid(T) if turned else None)
 
 
 def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
