@@ -6,8 +6,8 @@
 For each capture, each view's light is estimated from its image, depth and mask (what
 ``measured.registration_views`` does) and turned into the object frame of the view's true pose.
 At the truth two views' lights should coincide; the turn about up between them is the error a
-turn to the light would make (``registration.turn_to_light``). Prints per view how many lights
-were accepted, and per pair whose lights both lie ``LIGHT_MIN_HORIZONTAL`` off the up axis (those
+turn to the light would make (``registration.turn_to_light``). Prints how many views have a
+light and the fit's time a view, and per pair whose lights both lie ``LIGHT_MIN_HORIZONTAL`` off the up axis (those
 that can measure a turn) the angle between them and the turn about up between them, with how
 many lie within ``LIGHT_TURN_TOLERANCE_DEG``; pairs nearer the axis are counted apart.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("captures", nargs="+")
     args = parser.parse_args(argv)
-    rows, views, lit = [], 0, 0
+    rows, views, lit, seconds = [], 0, 0, 0.0
     for root in expand_capture_dirs(args.captures):
         capture = load_capture(root, with_nocs=False)
         if capture.gt is None or any(f.depth is None or f.mask is None for f in capture.frames):
             print(f"{root.name}: skipped (needs depth, masks and true poses)")
             continue
+        start = time.perf_counter()
         lights = [estimate_light(f.image, f.depth, f.mask, f.camera) for f in capture.frames]
+        seconds += time.perf_counter() - start
         views += len(lights)
         lit += sum(light is not None for light in lights)
         in_object = [None if light is None else np.asarray(T, float)[:3, :3].T @ light.direction
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{root.name[:32]:32s} views {i}-{j}: lights {angle:5.1f}° apart, turn "
                   f"{turn:6.1f}°, off the up axis {off_axis:.2f}")
     s = summary(rows, LIGHT_MIN_HORIZONTAL, LIGHT_TURN_TOLERANCE_DEG)
-    print(f"views: {views}, with a light: {lit}")
+    print(f"views: {views}, with a light: {lit}; the light's fit took "
+          f"{seconds / max(views, 1):.3f} s a view")
     print(f"pairs off the up axis by {LIGHT_MIN_HORIZONTAL}: {s['pairs']}, turn within "
           f"{LIGHT_TURN_TOLERANCE_DEG:.0f}°: {s['within']} (median {s['median_turn_deg']}, largest "
           f"{s['max_turn_deg']}); nearer the axis: {s['near_axis']}")
