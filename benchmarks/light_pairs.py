@@ -3,13 +3,14 @@
 
     python benchmarks/light_pairs.py benchmarks/out/eval25n/captures [more capture folders]
 
-For each capture, each view's light is estimated from its image, depth and mask (what
-``measured.registration_views`` does) and turned into the object frame of the view's true pose.
-At the truth two views' lights should coincide; the turn about up between them is the error a
-turn to the light would make (``registration.turn_to_light``). Prints how many views have a
-light and the fit's time a view, and per pair whose lights both lie ``LIGHT_MIN_HORIZONTAL`` off the up axis (those
-that can measure a turn) the angle between them and the turn about up between them, with how
-many lie within ``LIGHT_TURN_TOLERANCE_DEG``; pairs nearer the axis are counted apart.
+For each capture, each view's light is estimated from its image, depth and mask (as
+``measured.registration_views`` does, there from the depth its usable-depth step cleaned) and
+turned into the object frame of the view's true pose. At the truth two views' lights should
+coincide; the turn about up between them is the error a turn to the light would make
+(``registration.turn_to_light``). Prints how many views have a light and the fit's time a
+view, and per pair whose lights both lie ``LIGHT_MIN_HORIZONTAL`` off the up axis (those that
+can measure a turn) the angle between them and the turn about up between them, with how many
+lie within ``LIGHT_TURN_TOLERANCE_DEG``; pairs nearer the axis are counted apart.
 """
 from __future__ import annotations
 
