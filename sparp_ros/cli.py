@@ -93,6 +93,7 @@ def _model_options(args: argparse.Namespace) -> dict:
                "registration_min_table_agreement": args.registration_min_table_agreement,
                "registration_search_all_round": args.registration_search_all_round,
                "registration_light_turns": args.registration_light_turns,
+               "registration_min_print_matches": args.registration_min_print_matches,
                "model_threads": args.model_threads,
                "geometry_threads": args.geometry_threads}
     return {k: v for k, v in options.items() if v is not None}
@@ -115,6 +116,11 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RGB-D without TF: where two views see the table around the object, "
                              "a placement whose tables agree at least this much wins over the "
                              "others (0: off, the object's surfaces alone; default 0.5)")
+    parser.add_argument("--registration-min-print-matches", type=_non_negative_int,
+                        help="RGB-D without TF: a placement that at least this many matches of "
+                             "the object's print agree with wins where its surface keeps the "
+                             "other view's free space (0: off, the object's surfaces alone; "
+                             "default 15)")
     parser.add_argument("--geometry-threads", type=_non_negative_int,
                         help="open3d's threads while the pipeline runs (default 1: two runs give "
                              "the same result; 0: open3d's own choice, faster, not repeatable)")

@@ -117,6 +117,11 @@ class PipelineConfig:
                                       # turned about up to it where its surface keeps the
                                       # others' free space and overlaps them (README "The
                                       # light measures the turn")
+    registration_min_print_matches: int = RegistrationParams.min_matches
+                                      # registration: a placement that at least this many of
+                                      # the object's print matches (SIFT, lifted by depth)
+                                      # agree with wins where its surface keeps the other view's
+                                      # free space (0: off; README "The print measures the turn")
     correct_hand_eye: bool = False    # with TF and depth: correct TF's camera poses by one
                                       # hand-eye transform shared by all views, from the measured
                                       # surfaces (geometry.hand_eye; reported in extra.measured)
@@ -636,7 +641,8 @@ class SparpPipeline:
                        min_image_agreement=cfg.registration_min_image_agreement,
                        search_unplaced=cfg.registration_search_all_round,
                        min_table_agreement=cfg.registration_min_table_agreement,
-                       light_turns=cfg.registration_light_turns)
+                       light_turns=cfg.registration_light_turns,
+                       min_matches=cfg.registration_min_print_matches)
 
     def _mesh(self, views, preds, pnp: list[PnPResult], R_ref_view: list[np.ndarray], scale: float):
         points, colors, centers, color_views = [], [], [], []

@@ -16,15 +16,19 @@ def test_options_left_out_keep_the_pipelines_defaults():
 def test_registration_options_reach_the_pipeline_config_by_name():
     args = build_parser().parse_args(["reconstruct", "capture", "--out", "out", "--registration-min-image-agreement",
                                       "0", "--no-registration-search-all-round",
-                                      "--no-registration-light-turns"])
+                                      "--no-registration-light-turns",
+                                      "--registration-min-print-matches", "0"])
     options = _model_options(args)
     assert options == {"registration_min_image_agreement": 0.0,
                        "registration_search_all_round": False,
-                       "registration_light_turns": False}
+                       "registration_light_turns": False,
+                       "registration_min_print_matches": 0}
     config = PipelineConfig(backend="model", **options)
     assert config.registration_search_all_round is False and config.registration_light_turns is False
+    assert config.registration_min_print_matches == 0
     default = PipelineConfig(backend="model")
     assert default.registration_search_all_round is True and default.registration_light_turns is True
+    assert default.registration_min_print_matches == 15
 
 
 def test_the_table_agreement_reaches_the_pipeline_config_and_stays_within_0_and_1(capsys):

@@ -10,7 +10,9 @@ search or by TF) and a predicted shape; this stage takes over wherever views hav
   the heading only.
 * **RGB-D without TF**: the model's poses (one set per azimuth hypothesis) only start the
   registration of the measured surfaces (``registration.register_views``); the hypothesis whose
-  registered surfaces agree best wins (not simply the search's first). A view that no single
+  registered surfaces agree best wins (not simply the search's first). Where two views see
+  the object's print, its matches (``features.py``, lifted by the depth) start and confirm the
+  pair's placement (``min_matches``; README "The print measures the turn"). A view that no single
   registered view overlaps enough is then placed against all of them together
   (``registration.place_unregistered``) and fused when its surface keeps out of the space they
   saw empty; failing that, it follows a pair that only the images refused
@@ -46,6 +48,7 @@ import numpy as np
 
 from ..capture import Frame
 from ..conventions import invert_rigid, rotation_angle_deg, transform_points
+from .features import view_features
 from .fusion import (RESTING_BOX, DepthView, SurfaceMesh, complete_surface, fuse_views,
                      measured_points, resting_box, smooth_depth, usable_depth, voxel_size_for)
 from .hand_eye import estimate_hand_eye
@@ -119,13 +122,14 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
                        usable: Sequence[np.ndarray | None] | None = None,
                        planes: Sequence[SupportPlane | None] | None = None,
                        noises: Sequence[float] | None = None,
-                       object_size: float | None = None, lights: bool = False
-                       ) -> list[RegistrationView | None]:
+                       object_size: float | None = None, lights: bool = False,
+                       features: bool = False) -> list[RegistrationView | None]:
     """Each measured frame's usable depth points (camera frame) with that depth, its mask and
     camera (``usable``: the frames' :func:`usable_depths`, found here when not given), and,
     where the view sees its support plane (``planes``) and ``object_size`` (the object's diagonal,
-    metres) is given, the table around the object from above (``table.table_view``). The
-    registration takes the depth unsmoothed: its thresholds were chosen on it, and on the seed-0
+    metres) is given, the table around the object from above (``table.table_view``);
+    ``lights``: each view's light (``lighting.estimate_light``); ``features``: its object's
+    print (``features.view_features``). The registration takes the depth unsmoothed: its thresholds were chosen on it, and on the seed-0
     captures the smoothed depth that fusion uses moved its result (median 4.3° -> 6.3°, Acc@30
     0.73 -> 0.81) without making it better."""
     usable = usable_depths(frames) if usable is None else usable
@@ -143,11 +147,12 @@ def registration_views(frames: Sequence[Frame], measured: Sequence[bool],
                  table_view(f.image, f.depth, f.mask, f.camera, plane, np.median(points, axis=0),
                             object_size))
         light = estimate_light(f.image, depth, f.mask, f.camera) if lights else None
+        print_ = view_features(f.image, depth, f.mask, f.camera) if features else None
         # the free-space test trusts only usable depth: a flying pixel at the rim, pushed behind
         # the object, would make the true surface of another view look like it lies in front
         out.append(RegistrationView(points, depth, f.mask, f.camera, colours,
                                     noise_m=noise, support=plane, grey=grey_image(f.image, f.mask),
-                                    table=table, light=light))
+                                    table=table, light=light, features=print_))
     return out
 
 
@@ -172,7 +177,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
             min_image_agreement: float = RegistrationParams.min_image_agreement,
             search_unplaced: bool = SEARCH_ALL_ROUND,
             min_table_agreement: float = RegistrationParams.min_table_agreement,
-            light_turns: bool = LIGHT_TURNS) -> MeasuredResult:
+            light_turns: bool = LIGHT_TURNS,
+            min_matches: int = RegistrationParams.min_matches) -> MeasuredResult:
     """The RGB-D stage (module docstring).
 
     ``hypotheses``: the model's metric poses per azimuth hypothesis, best first (one set with TF);
@@ -191,7 +197,8 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
     object (``table.py``) to judge the pairs' candidates (0: the object's surfaces alone).
     ``light_turns``: views whose object's shading measures the light (``lighting.py``) are
     turned about up to agree with the anchor's light where their surfaces allow it
-    (``registration.turn_to_light``). Raises :class:`FusionError` when nothing could be fused."""
+    (``registration.turn_to_light``). ``min_matches``: ``RegistrationParams``'s; the views'
+    object's print (``features.py``) starts and confirms the pairs' placements (0: off). Raises :class:`FusionError` when nothing could be fused."""
     record: dict = {}
     usable = usable_depths(frames)                 # once per view, for every step below
     measured = measured_views(frames, usable)
@@ -216,10 +223,11 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         params = RegistrationParams(voxel=REGISTRATION_VOXELS * voxel, object_size=size_estimate,
                                     colour_weight=colour_weight,
                                     min_image_agreement=min_image_agreement,
-                                    min_table_agreement=min_table_agreement)
+                                    min_table_agreement=min_table_agreement,
+                                    min_matches=min_matches)
         views = registration_views(frames, measured, usable, planes, noises,
                                    size_estimate if min_table_agreement > 0 else None,
-                                   lights=light_turns)
+                                   lights=light_turns, features=min_matches > 0)
         result = register_views(views, hypotheses, params, reference)
         record["registration"] = result.to_dict()
         tables = [k for k, v in enumerate(views) if v is not None and v.table is not None]
@@ -228,6 +236,10 @@ def measure(frames: Sequence[Frame], hypotheses: Sequence[Sequence[np.ndarray | 
         if len(tables) > 1:
             log.info("registration: views %s see the table around the object; it confirmed "
                      "pairs %s", tables, confirmed or "none (too little print, or overlap)")
+        printed = [[p.i, p.j] for p in result.pairs if p.match_confirmed]
+        record["registration"]["print_confirmed"] = printed
+        if printed:
+            log.info("registration: the object's print confirmed pairs %s", printed)
         corrections = {}
         for k, (T0, T1) in enumerate(zip(poses, result.T_camera_object)):
             if T0 is not None and T1 is not None and result.registered[k] and k != reference:

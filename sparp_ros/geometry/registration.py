@@ -14,7 +14,11 @@ its overlap, violations and RMSE pass, and when the two images agree where the s
 (``image_agreement``: the grey values of one view's surface against the other's image). Where
 both views see the table around the object (``table.py``), the tables judge first: their own
 best placements start ICP too, and a placement whose tables agree wins (README "The table
-measures the turn"). A view that no trusted pair
+measures the turn"). Where both views see the object's print (``features.py``), the placement
+most of its matches agree on starts ICP too, and a placement the print confirms (and the free
+space and images do not refute) wins next (README "The print measures the turn"). The chain of
+trusted pairs admits a view only where it keeps out of the space the views already chained saw
+empty (``_keeps_free_space``). A view that no trusted pair
 connects to the reference is reported unregistered, never forced into the pose graph;
 ``place_unregistered`` then tries it against all registered views together, and it keeps the
 model's pose unless its surface fits there without cutting through space they saw empty.
@@ -27,12 +31,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..camera import PinholeCamera
 from ..conventions import invert_rigid, rot_z, rotation_angle_deg, rotation_between, transform_points
+from .features import ViewFeatures, match_features, match_support, matched_placement
 from .lighting import LightEstimate, angle_deg, turn_about_up
 from .support import SupportPlane
 from .table import TableView, table_agreement, table_search
@@ -96,6 +101,10 @@ class RegistrationParams:
     min_table_agreement: float = 0.5      # a candidate whose views' tables agree at least this
                                           # much (table.table_agreement) is the table's: it wins
                                           # over candidates the tables do not confirm; 0: off
+    min_matches: int = 15                 # a candidate that at least this many of the object's
+                                          # print matches agree with (features.py) is the
+                                          # print's: it wins over those the print does not
+                                          # confirm where its free space allows; 0: off
 
     def __post_init__(self) -> None:
         for name in ("voxel", "object_size", "coarse_distance", "fine_distance", "max_rmse"):
@@ -114,6 +123,8 @@ class RegistrationParams:
         if not 0 <= self.min_table_agreement <= 1:
             raise ValueError("RegistrationParams.min_table_agreement must be in [0, 1], got "
                              f"{self.min_table_agreement}")
+        if self.min_matches < 0:
+            raise ValueError(f"RegistrationParams.min_matches must be >= 0, got {self.min_matches}")
 
 
 @dataclass
@@ -133,12 +144,15 @@ class PairResult:
     shape_trusted: bool = False    # the surfaces' tests pass (the images may still refuse it)
     table: float | None = None     # table_agreement at T_ci_cj (None: no tables, or no overlap)
     table_confirmed: bool = False  # the tables agree (min_table_agreement): the table chose it
+    matches: int | None = None     # print matches that agree with T_ci_cj (None: not matched)
+    match_confirmed: bool = False  # enough of them (min_matches): the object's print chose it
 
     def to_dict(self) -> dict:
         return {"views": [self.i, self.j], "fitness": self.fitness, "rmse_m": self.rmse,
                 "violation": self.violation, "colour_difference": self.colour,
                 "image_agreement": self.image, "table_agreement": self.table,
-                "table_confirmed": self.table_confirmed, "trusted": self.trusted,
+                "table_confirmed": self.table_confirmed, "matches": self.matches,
+                "match_confirmed": self.match_confirmed, "trusted": self.trusted,
                 "shape_trusted": self.shape_trusted, "message": self.message}
 
 
@@ -177,6 +191,8 @@ class RegistrationView:
                                    # for table_agreement; None: no table seen
     light: LightEstimate | None = None  # the light its object's shading shows (lighting.py),
                                    # for turn_to_light; None: not measured
+    features: ViewFeatures | None = None  # its object's print: SIFT keypoints lifted by the
+                                   # depth (features.py), for register_pair; None: not matched
     _silhouettes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def silhouette(self, margin_px: int) -> np.ndarray:
@@ -495,24 +511,70 @@ class _Candidate:
     table: float | None
     model_start: bool              # from the caller's starts (not the table's own placements)
     moved: bool = False            # ICP moved it from its start
+    matches: int | None = None     # print matches that agree with it (None: not matched)
+    printed: bool = False          # the print confirms it (_confirmed_by_print)
+
+
+MATCH_BAND = 0.8
+"""Among the candidates the print confirms, those with at least this share of the most matches
+are alike to the print (the matches' depth is noisy); the object's surfaces choose among them."""
+MIN_MATCH_SHARE = 0.5
+"""A placement the print confirms must agree with at least this share of the pair's matches as
+well as ``min_matches`` of them: a repeated print (a lunch box's dinosaurs) gives many matches
+that scatter over several placements."""
+MIN_PRINT_IMAGE_AGREEMENT = 0.6
+"""A placement the print confirms must also have images that agree at least this well where the
+surfaces meet (``image_agreement``), stricter than a pair's ``min_image_agreement``: the same
+print seen twice agrees well beyond it. Of the 41 pairs the print confirmed with 0.5 on the
+plain seeds 0, 100, 300, 500 and 700 and the photograph-like 0, 100 and 300, the 40 right ones
+agreed 0.62–0.99; the wrong one (seed 700's mug, whose pattern repeats round it: 120° off)
+0.53."""
+MATCH_GATE = 0.03
+"""A match agrees with a placement when its two points land within this share of the object's
+size of each other, or three standard deviations of the two views' depth noise together."""
+
+
+def _confirmed_by_print(views, i: int, j: int, T_ci_cj: np.ndarray, fit: PairFit,
+                        matches: int | None, pair_matches: int, params: RegistrationParams) -> bool:
+    """Whether the object's print confirms the placement ``T_ci_cj`` of the pair (i, j): enough
+    of the pair's ``pair_matches`` print matches agree with it (``matches`` of them), its
+    surface keeps out of the space the other camera saw empty, and the two images agree where
+    the surfaces meet (``image_agreement`` at least ``MIN_PRINT_IMAGE_AGREEMENT``, where
+    ``min_image_agreement`` is on). A repeated print (a mug's pattern round it) agrees as firmly
+    on a wrong placement; there the rest of the image disagrees (seed 0's mug: 0.41 against 0.68
+    at the truth), or the free space refutes it."""
+    if not (params.min_matches > 0 and matches is not None and matches >= params.min_matches
+            and matches >= MIN_MATCH_SHARE * pair_matches
+            and fit.violation <= params.max_violation):
+        return False
+    if params.min_image_agreement <= 0:
+        return True
+    image = image_agreement(views, i, j, T_ci_cj, params.free_space_tolerance * params.object_size)
+    return image is not None and image >= max(params.min_image_agreement, MIN_PRINT_IMAGE_AGREEMENT)
 
 
 def _choose(candidates: Sequence[_Candidate], params: RegistrationParams,
-            caller_starts_only: bool = True) -> tuple[_Candidate, bool]:
-    """The candidate :func:`register_pair` keeps, and whether the tables confirmed it: the
-    confirmed ones (table agreement at least ``min_table_agreement``) beat the others; among
-    them, those the surfaces' free space accepts beat those it refutes, and among the rest the
-    ones within ``TABLE_BAND`` of the best table agreement are compared by their score. With
-    none confirmed: the best score among the caller's starts (the table's own starts count only
-    when the table confirms them; ``caller_starts_only`` False: among all, for one start's own
-    candidates)."""
+            caller_starts_only: bool = True) -> tuple[_Candidate, str]:
+    """The candidate :func:`register_pair` keeps, and what confirmed it ("table", "print" or
+    ""): the ones the tables confirm (table agreement at least ``min_table_agreement``) beat
+    the others; among them, those the surfaces' free space accepts beat those it refutes, and
+    among the rest the ones within ``TABLE_BAND`` of the best table agreement are compared by
+    their score. Next, the ones the object's print confirms (``_confirmed_by_print``) beat the
+    rest; among them those within ``MATCH_BAND`` of the most
+    matches are compared by their score. With none confirmed: the best score among the caller's
+    starts (the table's and the print's own starts count only when they confirm them;
+    ``caller_starts_only`` False: among all, for one start's own candidates)."""
     agreed = [c for c in candidates if c.table is not None and c.table >= params.min_table_agreement]
     if agreed:
         free = [c for c in agreed if c.fit.violation <= params.max_violation] or agreed
         top = max(c.table for c in free)
-        return max((c for c in free if c.table >= top - TABLE_BAND), key=lambda c: c.key), True
+        return max((c for c in free if c.table >= top - TABLE_BAND), key=lambda c: c.key), "table"
+    printed = [c for c in candidates if c.printed]
+    if printed:
+        top = max(c.matches for c in printed)
+        return max((c for c in printed if c.matches >= MATCH_BAND * top), key=lambda c: c.key), "print"
     pool = [c for c in candidates if c.model_start or not caller_starts_only]
-    return max(pool, key=lambda c: c.key), False
+    return max(pool, key=lambda c: c.key), ""
 
 
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
@@ -533,10 +595,25 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     tables' own best placements (``table.table_search``: every turn and shift) start ICP too;
     their winners count only when the tables confirm them. A confirmed pair is trusted on its
     surfaces' free space and RMSE alone: the table measured the turn the overlap, the images and
-    the move limit otherwise guard (a confirmed pair may share little of the object)."""
+    the move limit otherwise guard (a confirmed pair may share little of the object).
+
+    Where both views see the object's print (``RegistrationView.features``), its matches judge
+    next, the same way: the placement most of them agree on (``features.matched_placement``)
+    starts ICP too, and a candidate that ``min_matches`` of them agree with and whose surface
+    keeps the other view's free space is *confirmed by the print* (``_choose``)."""
     fine = params.fine_distance * params.object_size
     tables = (params.min_table_agreement > 0 and views[i].table is not None
               and views[j].table is not None)
+    matches = np.zeros((0, 2), int)
+    if params.min_matches > 0 and views[i].features is not None and views[j].features is not None:
+        matches = match_features(views[i].features, views[j].features)
+    gate = max(MATCH_GATE * params.object_size, 3.0 * float(np.hypot(views[i].noise_m, views[j].noise_m)))
+
+    def support(T: np.ndarray) -> int | None:
+        if len(matches) == 0:
+            return None
+        return match_support(views[i].features, views[j].features, matches, T, gate)
+
     candidates: list[_Candidate] = []
 
     def run(start: np.ndarray, angles: Sequence[float], rank: int, model_start: bool) -> None:
@@ -563,7 +640,10 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                 fit = pair_fit(views, clouds, i, j, T, params)
                 key = candidate_score(fit.fitness, fit.violation, moved=moved, rank=rank)
                 table = table_agreement(views[i].table, views[j].table, T) if tables else None
-                local.append(_Candidate(key, T, fit, 0.0, start, table, model_start, moved))
+                agree = support(T)
+                printed = _confirmed_by_print(views, i, j, T, fit, agree, len(matches), params)
+                local.append(_Candidate(key, T, fit, 0.0, start, table, model_start, moved,
+                                        agree, printed))
             winner, _ = _choose(local, params, caller_starts_only=False)
             colour = (colour_difference(clouds, i, j, winner.T, fine, trees)
                       if params.colour_weight > 0 else 0.0)
@@ -581,6 +661,13 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
         # may all be a half turn off on a box or a boot, or miss the turn of a round object
         for _, start in table_search(views[i].table, views[j].table, params.object_size):
             run(start, (0.0,), len(starts) if prefer_first else 0, False)
+    if len(matches) >= params.min_matches > 0:
+        # the print's own placement starts ICP too: the model's starts may all be a half turn
+        # off on a printed box, or miss the turn of a labelled bottle
+        matched = matched_placement(views[i].features, views[j].features, matches, gate,
+                                    params.min_matches)
+        if matched is not None:
+            run(matched[0], (0.0,), len(starts) if prefer_first else 0, False)
     best, agreed = _choose(candidates, params)
     T, fit = best.T, best.fit
     correction = rotation_angle_deg(T[:3, :3] @ best.start[:3, :3].T)
@@ -589,7 +676,8 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     image = (image_agreement(views, i, j, T, params.free_space_tolerance * params.object_size)
              if params.min_image_agreement > 0 else None)
     if agreed:
-        # the table measured the turn: only the surfaces' free space and RMSE can refuse it
+        # the table or the print measured the turn: only the surfaces' free space and RMSE can
+        # refuse it
         shape = untrusted_because(fit, 0.0, replace(params, min_fitness=0.0))
         message = shape
     else:
@@ -597,7 +685,8 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
         message = shape or untrusted_because(fit, correction, params, image)
     return PairResult(i, j, T, fit.fitness, fit.rmse, fit.violation, not message, message,
                       best.colour, image, shape_trusted=not shape, table=best.table,
-                      table_confirmed=bool(agreed))
+                      table_confirmed=agreed == "table", matches=best.matches,
+                      match_confirmed=agreed == "print")
 
 
 SLIDE_ITERATIONS = 15
@@ -695,7 +784,8 @@ def register_views(views: Sequence[RegistrationView | None],
         pairs = list(pool.map(lambda ij: pair(*ij), [(i, j) for a, i in enumerate(usable)
                                                       for j in usable[a + 1:]]))
     trusted = [p for p in pairs if p.trusted]
-    chained = _chain(reference, np.asarray(first[reference], float), trusted)
+    chained = _chain(reference, np.asarray(first[reference], float), trusted,
+                     _keeps_free_space(views, params))
     if len(chained) < 2:
         return Registration(out_poses, registered, pairs,
                             message="no view overlaps the reference enough")
@@ -802,7 +892,63 @@ def place_unregistered(views: Sequence[RegistrationView | None],
                 for m, T_m in members.items():
                     out[m] = T_m
             placements.append(placement)
+        if len(tried) > 1:
+            placements += _follow_confirmed(views, out, {p.views[0]: p for p, _ in tried}, within,
+                                            anchors, params)
     return out, placements
+
+
+CONFIRMED_PAIR_TOLERANCE_DEG = 15.0
+"""Two views placed one by one disagree with the pair the print or the table confirmed between
+them when their relative rotation is this far from the pair's."""
+
+
+def _follow_confirmed(views, out: list[np.ndarray | None], tried: dict[int, Placement],
+                      pairs: Sequence[PairResult], anchors: list[int], params: RegistrationParams
+                      ) -> list[Placement]:
+    """After a group's members were placed one by one (``tried``: member -> its placement), each
+    pair between them that the print or the table confirmed (``match_confirmed``,
+    ``table_confirmed``) and that their placements contradict (``CONFIRMED_PAIR_TOLERANCE_DEG``)
+    or that joins a placed member to one not placed: the member placed less well (or not at
+    all) follows the other through the pair, when its surface so placed keeps out of the space
+    every registered view saw empty (``max_violation``). Moves ``out`` in place; returns one
+    :class:`Placement` per member moved.
+
+    Why: placed alone, each member starts from its own model pose, and a box's two views may
+    both fit the registered ones, one of them turned 180° (seed 0's cardboard viewer: both
+    overlapping 0.91, the wrong one with more violations, 0.10 against 0.05); the print seen by
+    both measured their relative pose, which the member-by-member placement cannot keep."""
+    tolerance = params.free_space_tolerance * params.object_size
+
+    def score(k: int) -> float:
+        t = tried[k]
+        return candidate_score(t.fitness, t.violation) if t.placed else -np.inf
+
+    moved: list[Placement] = []
+    for p in sorted(pairs, key=lambda p: p.violation - p.fitness):
+        if not (p.match_confirmed or p.table_confirmed) or p.i not in tried or p.j not in tried:
+            continue
+        if not (tried[p.i].placed or tried[p.j].placed):
+            continue
+        if tried[p.i].placed and tried[p.j].placed:
+            relative = out[p.i] @ invert_rigid(out[p.j])
+            if rotation_angle_deg(relative[:3, :3] @ p.T_ci_cj[:3, :3].T) <= CONFIRMED_PAIR_TOLERANCE_DEG:
+                continue
+        leader, follower = (p.i, p.j) if score(p.i) >= score(p.j) else (p.j, p.i)
+        if any(m.views == [follower] for m in moved):
+            continue
+        T = (invert_rigid(p.T_ci_cj) @ out[p.i] if follower == p.j else p.T_ci_cj @ out[p.j])
+        violation = max(_pair_violation(views, a, follower, out[a] @ invert_rigid(T), tolerance)
+                        for a in anchors)
+        if violation > params.max_violation:
+            continue
+        correction = rotation_angle_deg(T[:3, :3] @ out[follower][:3, :3].T)
+        out[follower] = T
+        tried[follower] = Placement([follower], True, p.fitness, violation, 0.0, correction,
+                                    f"follows view {leader} through the pair the "
+                                    f"{'print' if p.match_confirmed else 'table'} confirmed")
+        moved.append(tried[follower])
+    return moved
 
 
 def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray | None],
@@ -905,11 +1051,29 @@ def _colour_trees(clouds: dict) -> dict:
     return {k: cKDTree(np.asarray(c.points)) for k, c in clouds.items()}
 
 
-def _chain(reference: int, T_ref: np.ndarray, pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
+def _chain(reference: int, T_ref: np.ndarray, pairs: Sequence[PairResult],
+           admits: Callable[[dict[int, np.ndarray], int, np.ndarray], bool] | None = None
+           ) -> dict[int, np.ndarray]:
     """Start poses ``T_camera_object`` of the views a chain of trusted pairs links to the
     reference, each from the best-agreeing pair that reaches it first (a spanning tree grown
-    from the reference, best pairs first)."""
-    return _grow({reference: T_ref}, pairs)
+    from the reference, best pairs first; ``admits``: :func:`_grow`'s)."""
+    return _grow({reference: T_ref}, pairs, admits)
+
+
+def _keeps_free_space(views, params: RegistrationParams
+                      ) -> Callable[[dict[int, np.ndarray], int, np.ndarray], bool]:
+    """``_grow``'s test of a view joining the chain: at the pose its pair gives it, its surface
+    keeps out of the space every view already chained saw empty, and theirs out of its
+    (``_pair_violation`` at most ``max_violation`` with each). Why: a chain has no loop that
+    could show a wrong pair; a pair the table or the print confirmed on a repeated pattern (seed
+    100's boat shoe, photograph-like: its views 1 and 3 a half turn apart) is trusted on its own
+    free space, and chained through it the view would cut through what the reference saw."""
+    tolerance = params.free_space_tolerance * params.object_size
+
+    def admits(poses: dict[int, np.ndarray], k: int, T_k: np.ndarray) -> bool:
+        return all(_pair_violation(views, m, k, T_m @ invert_rigid(T_k), tolerance)
+                   <= params.max_violation for m, T_m in poses.items())
+    return admits
 
 
 def _fixed_and_unfixed(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
@@ -1205,18 +1369,25 @@ def _light_placement(views, poses, k: int, anchors: list[int], anchor: int, L_an
             poses[k] @ invert_rigid(T) if turned else None)
 
 
-def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult]) -> dict[int, np.ndarray]:
-    """``poses`` extended by a spanning tree of ``pairs``, the best-agreeing pair first."""
+def _grow(poses: dict[int, np.ndarray], pairs: Sequence[PairResult],
+          admits: Callable[[dict[int, np.ndarray], int, np.ndarray], bool] | None = None
+          ) -> dict[int, np.ndarray]:
+    """``poses`` extended by a spanning tree of ``pairs``, the best-agreeing pair first.
+    ``admits(poses, k, T_k)``: whether view k may join at pose T_k (None: every view may); a
+    view refused through one pair may still join through another."""
     ranked = sorted(pairs, key=lambda p: p.violation - p.fitness)
     grew = True
     while grew:
         grew = False
         for p in ranked:
             if p.i in poses and p.j not in poses:
-                poses[p.j] = invert_rigid(p.T_ci_cj) @ poses[p.i]     # T_cj_o = T_cj_ci T_ci_o
-                grew = True
+                k, T_k = p.j, invert_rigid(p.T_ci_cj) @ poses[p.i]   # T_cj_o = T_cj_ci T_ci_o
             elif p.j in poses and p.i not in poses:
-                poses[p.i] = p.T_ci_cj @ poses[p.j]
+                k, T_k = p.i, p.T_ci_cj @ poses[p.j]
+            else:
+                continue
+            if admits is None or admits(poses, k, T_k):
+                poses[k] = T_k
                 grew = True
     return poses
 

@@ -347,6 +347,7 @@ class SparpNodeCore:
             correct_hand_eye=bool(p["correct_hand_eye"]),
             registration_min_table_agreement=float(p["min_table_agreement"]),
             registration_light_turns=bool(p["light_turns"]),
+            registration_min_print_matches=int(p["min_print_matches"]),
             align_with_depth=bool(p["align_with_depth"]),
             assume_upright=bool(p["assume_upright"]), view_angles=bool(p["view_angles"]),
             depth_networks=bool(p["depth_networks"]),

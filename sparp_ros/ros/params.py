@@ -60,6 +60,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                  "(normalised correlation of the table's print) decides their "
                                  "relative pose; 0 = the object's surfaces alone (a table that "
                                  "moves under the object: a turntable)"),
+    "min_print_matches": (15, "RGB-D without TF: a placement of two keyframes that at least this "
+                              "many matches of the object's print (SIFT keypoints with their "
+                              "depth) agree with decides their relative pose where its surface "
+                              "keeps out of the space the other keyframe saw empty; the print "
+                              "measures the turn of a labelled bottle or a printed box; 0 = the "
+                              "object's surfaces alone"),
     "light_turns": (True, "RGB-D without TF: a keyframe whose light (measured from its object's "
                           "shading) disagrees with the other keyframes' is turned about up to it "
                           "where its surface still keeps their free space and overlaps them; the "
@@ -162,6 +168,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "model_threads": (0, 64),
     "geometry_threads": (0, 64),
     "min_table_agreement": (0.0, 1.0),
+    "min_print_matches": (0, 1000),
     "cell_size": (8, 2048),
     "size_prior_m": (0.0, 10.0),
     "pair_azimuth_weight": (0.0, 10.0),

@@ -11,12 +11,12 @@ import logging
 import numpy as np
 import pytest
 
-from camera_poses import camera_on_sphere
+from camera_poses import camera_on_sphere, rotation_error_deg, turned_about_up
 from ray_cylinder import cylinder_side, pixel_rays
 
 from sparp_ros.camera import PinholeCamera
 from sparp_ros.capture import Frame
-from sparp_ros.conventions import invert_rigid, rot_z, rotation_angle_deg, unit_direction
+from sparp_ros.conventions import invert_rigid, unit_direction
 from sparp_ros.geometry.lighting import angle_deg, estimate_light, fit_light, turn_about_up
 from sparp_ros.geometry.measured import (depth_noises, measure, measured_views,
                                          registration_views, usable_depths)
@@ -73,16 +73,6 @@ def _views(frames):
                               noises=depth_noises(usable), lights=True)
 
 
-def _error_deg(T, U) -> float:
-    return rotation_angle_deg(T[:3, :3] @ U[:3, :3].T)
-
-
-def _turned_pose(T_camera_object: np.ndarray, degrees: float) -> np.ndarray:
-    """The view's pose with the object turned about its up axis (what a model's wrong azimuth
-    gives)."""
-    turn = np.eye(4)
-    turn[:3, :3] = rot_z(np.radians(degrees))
-    return T_camera_object @ turn
 
 
 AZIMUTHS = (0.0, 70.0)
@@ -149,14 +139,14 @@ def test_a_round_objects_turn_comes_from_the_light(lit_scene):
     90° stays 90° off for them. The light, fixed in the world, measures the turn back."""
     _, views, gt = lit_scene
     params = RegistrationParams(voxel=0.003, object_size=DIAGONAL)
-    start = [gt[0], _turned_pose(gt[1], 90.0)]
+    start = [gt[0], turned_about_up(gt[1], 90.0)]
     true = gt[0] @ invert_rigid(gt[1])
-    assert _error_deg(start[0] @ invert_rigid(start[1]), true) == pytest.approx(90.0, abs=1e-6)
+    assert rotation_error_deg(start[0] @ invert_rigid(start[1]), true) == pytest.approx(90.0, abs=1e-6)
     assert angle_deg(object_light(views[1], start[1]), object_light(views[0], start[0])) > 30.0
     poses, turns = turn_to_light(views, start, [True, True], params, reference=0)
     assert [t.view for t in turns] == [1] and turns[0].turned and turns[0].anchor == 0
     assert turns[0].turn_deg == pytest.approx(90.0, abs=6.0)           # undoes the 90°
-    assert _error_deg(poses[0] @ invert_rigid(poses[1]), true) < 5.0
+    assert rotation_error_deg(poses[0] @ invert_rigid(poses[1]), true) < 5.0
     assert np.linalg.norm((poses[0] @ invert_rigid(poses[1]))[:3, 3] - true[:3, 3]) < 0.005
     assert turns[0].to_dict()["turned"] is True
     # views whose lights agree are left alone
@@ -168,7 +158,7 @@ def test_a_turn_needs_the_views_to_overlap(lit_scene):
     """With less overlap than a pair needs (``min_fitness``), only the light would say where the
     view goes, and a light cannot tell the view's tilt from its turn: the view is not turned."""
     _, views, gt = lit_scene
-    start = [gt[0], _turned_pose(gt[1], 90.0)]
+    start = [gt[0], turned_about_up(gt[1], 90.0)]
     strict = RegistrationParams(voxel=0.003, object_size=DIAGONAL, min_fitness=0.95)
     poses, turns = turn_to_light(views, start, [True, True], strict, reference=0)
     assert len(turns) == 1 and not turns[0].turned and "overlap of 0.95" in turns[0].message
@@ -194,11 +184,11 @@ def test_a_light_on_the_camera_measures_no_turn():
 def test_the_rgbd_stage_turns_the_view_to_the_light_and_records_it(lit_scene, caplog):
     frames, _, gt = lit_scene
     true = gt[0] @ invert_rigid(gt[1])
-    model = [gt[0], _turned_pose(gt[1], 90.0)]
+    model = [gt[0], turned_about_up(gt[1], 90.0)]
     with caplog.at_level(logging.INFO, logger="sparp_ros.measured"):
         result = measure(frames, [model], DIAGONAL, 0, use_tf=False)
     T = result.T_camera_object
-    assert _error_deg(T[0] @ invert_rigid(T[1]), true) < 5.0
+    assert rotation_error_deg(T[0] @ invert_rigid(T[1]), true) < 5.0
     assert result.pose_sources[1] == "lit"
     light = result.record["registration"]["light"]
     assert sorted(light["views"]) == ["0", "1"] and light["turns"][0]["turned"]
@@ -206,5 +196,5 @@ def test_the_rgbd_stage_turns_the_view_to_the_light_and_records_it(lit_scene, ca
     assert "see the light from another side" in caplog.text
     off = measure(frames, [model], DIAGONAL, 0, use_tf=False, light_turns=False)
     U = off.T_camera_object
-    assert _error_deg(U[0] @ invert_rigid(U[1]), true) > 45.0
+    assert rotation_error_deg(U[0] @ invert_rigid(U[1]), true) > 45.0
     assert "light" not in off.record["registration"]

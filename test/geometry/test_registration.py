@@ -429,3 +429,53 @@ def test_a_group_that_does_not_fit_as_a_whole_is_placed_view_by_view(objects_dir
     assert all(p.placed for p in placements)
     for k in (1, 2):
         assert _relative_error_deg(poses[0], poses[k], gt[0], gt[k]) < 2.0
+
+
+def test_a_wrong_pair_does_not_chain_a_view_through_seen_free_space(objects_dir):
+    """The chain of trusted pairs admits a view only where its surface keeps out of the space
+    every view already chained saw empty: a trusted pair that puts view 2 turned 90° (a print or
+    a table repeated on the object) leaves it out, while a right pair, even one ranked after
+    the wrong one, brings it in."""
+    from sparp_ros.geometry.registration import PairResult, _chain, _keeps_free_space
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    admits = _keeps_free_space(views, params)
+
+    def pair(i, j, T_cj_o, fitness):
+        return PairResult(i, j, gt[i] @ invert_rigid(T_cj_o), fitness=fitness, rmse=0.001,
+                          violation=0.0, trusted=True)
+    right01, wrong12, right02 = pair(0, 1, gt[1], 0.8), pair(1, 2, gt[2] @ turn, 0.9), pair(0, 2, gt[2], 0.5)
+    assert sorted(_chain(0, gt[0], [right01, wrong12])) == [0, 1, 2]         # no test: forced in
+    assert sorted(_chain(0, gt[0], [right01, wrong12], admits)) == [0, 1]
+    chained = _chain(0, gt[0], [right01, wrong12, right02], admits)
+    assert sorted(chained) == [0, 1, 2]
+    assert _relative_error_deg(chained[0], chained[2], gt[0], gt[2]) < 0.01
+
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_a_view_follows_its_partner_through_a_pair_the_print_confirmed(objects_dir, confirmed):
+    """Views 1 and 2, joined by a trusted pair, are unregistered; view 1's model pose is turned
+    90°, so the group does not fit and each member is placed on its own: view 2 is placed, view
+    1 (beyond the placement's reach) is not. Where the print (or the table) confirmed their pair,
+    view 1 follows view 2 through it and keeps the registered view's free space; a pair only
+    trusted leaves it where it was."""
+    from sparp_ros.geometry.registration import PairResult, place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    pair = PairResult(1, 2, gt[1] @ invert_rigid(gt[2]), fitness=0.9, rmse=0.001, violation=0.0,
+                      trusted=True, match_confirmed=confirmed, matches=40 if confirmed else None)
+    start = [gt[0], gt[1] @ turn, gt[2]]
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    poses, placements = place_unregistered(views, start, [True, False, False], params, [pair])
+    assert [(p.views, p.placed) for p in placements[:2]] == [([1], False), ([2], True)]
+    if confirmed:
+        follow = placements[-1]
+        assert follow.views == [1] and follow.placed and "follows view 2" in follow.message
+        assert follow.violation <= params.max_violation
+        assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 2.0
+    else:
+        assert np.array_equal(poses[1], start[1])

@@ -49,7 +49,8 @@ def test_safe_parameters_apply_at_once(rig, wait_for, publish_frame, set_paramet
     results = set_parameters(clients["params"], max_keyframes=2, min_image_change=0.9,
                              sync_slop_s=0.01, size_prior_m=0.5, mesh=False, object_id="mug",
                              diagnostics_period_s=0.5, model_threads=2,
-                             min_table_agreement=0.0, geometry_threads=2, light_turns=False)
+                             min_table_agreement=0.0, geometry_threads=2, light_turns=False,
+                             min_print_matches=0)
     assert all(r.successful for r in results), [r.reason for r in results]
     # Keyframes: trimmed to the new bound (oldest first) and the new threshold decides.
     assert len(node.buffer) == 2 and node.buffer.config.min_image_change == 0.9
@@ -65,6 +66,7 @@ def test_safe_parameters_apply_at_once(rig, wait_for, publish_frame, set_paramet
     assert node.pipeline.config.registration_min_table_agreement == 0.0
     assert node.pipeline.config.geometry_threads == 2
     assert node.pipeline.config.registration_light_turns is False
+    assert node.pipeline.config.registration_min_print_matches == 0
 
 
 REFUSED = {   # parameter: (value, what the reason says)
@@ -79,6 +81,7 @@ REFUSED = {   # parameter: (value, what the reason says)
     "model_threads": (-1, "out of range. Min: 0, Max: 64"),
     "min_table_agreement": (1.5, "out of range"),
     "light_turns": ("yes", "Wrong parameter type"),
+    "min_print_matches": (-1, "out of range. Min: 0, Max: 1000"),
     "geometry_threads": (-1, "out of range. Min: 0, Max: 64"),
     "size_prior_m": ("big", "Wrong parameter type"),
 }
