@@ -939,8 +939,7 @@ def _follow_confirmed(views, out: list[np.ndarray | None], tried: dict[int, Plac
         if any(m.views == [follower] for m in moved):
             continue
         T = (invert_rigid(p.T_ci_cj) @ out[p.i] if follower == p.j else p.T_ci_cj @ out[p.j])
-        violation = max(_pair_violation(views, a, follower, out[a] @ invert_rigid(T), tolerance)
-                        for a in anchors)
+        violation = _worst_violation(views, {a: out[a] for a in anchors}, follower, T, tolerance)
         if violation > params.max_violation:
             continue
         correction = rotation_angle_deg(T[:3, :3] @ out[follower][:3, :3].T)
@@ -1072,9 +1071,16 @@ def _keeps_free_space(views, params: RegistrationParams
     tolerance = params.free_space_tolerance * params.object_size
 
     def admits(poses: dict[int, np.ndarray], k: int, T_k: np.ndarray) -> bool:
-        return all(_pair_violation(views, m, k, T_m @ invert_rigid(T_k), tolerance)
-                   <= params.max_violation for m, T_m in poses.items())
+        return _worst_violation(views, poses, k, T_k, tolerance) <= params.max_violation
     return admits
+
+
+def _worst_violation(views, poses: dict[int, np.ndarray], k: int, T_k: np.ndarray,
+                     tolerance: float) -> float:
+    """The largest free-space violation (``_pair_violation``, both ways) between view k at pose
+    ``T_k`` and each view of ``poses`` at its own (poses ``T_camera_object``)."""
+    return max(_pair_violation(views, m, k, T_m @ invert_rigid(T_k), tolerance)
+               for m, T_m in poses.items())
 
 
 def _fixed_and_unfixed(views: Sequence[RegistrationView | None], poses: Sequence[np.ndarray | None],
