@@ -455,19 +455,23 @@ def test_a_wrong_pair_does_not_chain_a_view_through_seen_free_space(objects_dir)
 
 
 
-@pytest.mark.parametrize("confirmed", [True, False])
-def test_a_view_follows_its_partner_through_a_pair_the_print_confirmed(objects_dir, confirmed):
+@pytest.mark.parametrize("by", ["print", "images", None])
+def test_a_view_follows_its_partner_through_a_pair_the_print_confirmed(objects_dir, by):
     """Views 1 and 2, joined by a trusted pair, are unregistered; view 1's model pose is turned
     90°, so the group does not fit and each member is placed on its own: view 2 is placed, view
-    1 (beyond the placement's reach) is not. Where the print (or the table) confirmed their pair,
-    view 1 follows view 2 through it and keeps the registered view's free space; a pair only
-    trusted leaves it where it was."""
+    1 (beyond the placement's reach) is not. Where the print (or the table, or images that agree
+    as well as ``STRONG_IMAGE_AGREEMENT`` asks) confirmed their pair, view 1 follows view 2
+    through it and keeps the registered view's free space; a pair only trusted leaves it where
+    it was."""
     from sparp_ros.geometry.registration import PairResult, place_unregistered
     views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0, 90.0], [20.0, 30.0, 25.0])
     turn = np.eye(4)
     turn[:3, :3] = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    confirmed = by is not None
     pair = PairResult(1, 2, gt[1] @ invert_rigid(gt[2]), fitness=0.9, rmse=0.001, violation=0.0,
-                      trusted=True, match_confirmed=confirmed, matches=40 if confirmed else None)
+                      trusted=True, match_confirmed=by == "print",
+                      matches=40 if by == "print" else None,
+                      image=0.97 if by == "images" else 0.8)
     start = [gt[0], gt[1] @ turn, gt[2]]
     params = RegistrationParams(voxel=0.003, object_size=diagonal)
     poses, placements = place_unregistered(views, start, [True, False, False], params, [pair])
@@ -475,7 +479,30 @@ def test_a_view_follows_its_partner_through_a_pair_the_print_confirmed(objects_d
     if confirmed:
         follow = placements[-1]
         assert follow.views == [1] and follow.placed and "follows view 2" in follow.message
+        assert f"the {by} confirmed" in follow.message
         assert follow.violation <= params.max_violation
         assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 2.0
     else:
         assert np.array_equal(poses[1], start[1])
+
+
+def test_a_pair_far_from_its_start_is_trusted_where_its_images_confirm_it(objects_dir):
+    """ICP from a start 49° off (tilted 35° and turned 35°) reaches the true relative pose: the
+    move limit (``max_correction_deg``, 45°) alone would refuse the pair, but its images agree
+    at least ``STRONG_IMAGE_AGREEMENT`` and its surfaces keep each other's free space, so it is
+    trusted; without images to compare, the move limit refuses it."""
+    from sparp_ros.geometry.registration import STRONG_IMAGE_AGREEMENT, register_pair
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal, azimuth_starts_deg=(0.0,))
+    off = np.eye(4)
+    off[:3, :3] = Rotation.from_euler("xz", [35, 35], degrees=True).as_matrix()
+    assert rotation_angle_deg(off[:3, :3]) > params.max_correction_deg
+    start = gt[0] @ invert_rigid(gt[1] @ off)
+    clouds = [_cloud(v.points, params.voxel, v.chromaticity) for v in views]
+    pair = register_pair(views, clouds, 0, 1, [start], gt[0], params)
+    assert pair.trusted and pair.image >= STRONG_IMAGE_AGREEMENT
+    assert _relative_error_deg(gt[0], invert_rigid(pair.T_ci_cj) @ gt[0], *gt) < 1.0
+    for view in views:
+        view.grey = None
+    pair = register_pair(views, clouds, 0, 1, [start], gt[0], params)
+    assert not pair.trusted and pair.message.startswith("moved")
