@@ -506,3 +506,24 @@ def test_a_pair_far_from_its_start_is_trusted_where_its_images_confirm_it(object
         view.grey = None
     pair = register_pair(views, clouds, 0, 1, [start], gt[0], params)
     assert not pair.trusted and pair.message.startswith("moved")
+
+
+def test_a_view_placed_joins_the_anchors_of_the_views_placed_after_it(objects_dir):
+    """Views 1 and 2 are unregistered, with no trusted pair between them; view 2 overlaps the
+    registered view 0 too little to be placed against it (0.02 at the truth), but view 1 well
+    (0.3). View 1, placed first, joins the anchors, and view 2 is placed against both: from 15°
+    off to within 6°."""
+    from sparp_ros.geometry.registration import pair_fit, place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 70.0, 140.0], [20.0, 30.0, 25.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    clouds = [_cloud(v.points, params.voxel) for v in views]
+    assert pair_fit(views, clouds, 0, 2, gt[0] @ invert_rigid(gt[2]), params).fitness < 0.05
+    assert pair_fit(views, clouds, 1, 2, gt[1] @ invert_rigid(gt[2]), params).fitness > params.min_fitness
+    off = np.eye(4)
+    off[:3, :3] = Rotation.from_euler("z", 15, degrees=True).as_matrix()
+    start = [gt[0], gt[1] @ off, gt[2] @ off.T]
+    poses, placements = place_unregistered(views, start, [True, False, False], params, [])
+    assert [(p.views, p.placed) for p in placements] == [([1], True), ([2], True)]
+    assert placements[1].fitness >= params.min_fitness
+    assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 2.0
+    assert _relative_error_deg(poses[0], poses[2], gt[0], gt[2]) < 6.0
