@@ -37,6 +37,14 @@ def registration_inputs(capture):
     registration inputs — views, hypotheses, params and the reference view, caught where
     ``measured.measure`` calls ``register_views``; None without depth or with TF — and the
     reconstruction)."""
+    args, _, recon = registration_run(capture)
+    return args, recon
+
+
+def registration_run(capture):
+    """As :func:`registration_inputs`, with the registration's own result between them (its
+    ``Registration``: the pairs before the pose graph, the placement and the search all round;
+    None where the inputs are)."""
     import sparp_ros.geometry.measured as measured
     from sparp_ros.pipeline import reconstruct_capture
     caught = {}
@@ -44,13 +52,14 @@ def registration_inputs(capture):
 
     def catch(views, hypotheses, params, reference=0):
         caught["args"] = (views, hypotheses, params, reference)
-        return original(views, hypotheses, params, reference)
+        caught["result"] = original(views, hypotheses, params, reference)
+        return caught["result"]
     measured.register_views = catch
     try:
         recon = reconstruct_capture(capture, backend="model", align_with_camera_motion=False)
     finally:
         measured.register_views = original
-    return caught.get("args"), recon
+    return caught.get("args"), caught.get("result"), recon
 
 
 def pair_candidates(views, hypotheses, params, i: int, j: int) -> list[dict]:
