@@ -51,8 +51,8 @@ def summary(rows: list[tuple[int, int, float, float, float]], min_horizontal: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sparp_ros.capture import load_capture
-    from sparp_ros.evaluation.run import expand_capture_dirs
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from rgbd_captures import posed_rgbd_captures
     from sparp_ros.geometry.lighting import estimate_light
     from sparp_ros.geometry.registration import LIGHT_MIN_HORIZONTAL, LIGHT_TURN_TOLERANCE_DEG
 
@@ -60,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("captures", nargs="+")
     args = parser.parse_args(argv)
     rows, views, lit, seconds = [], 0, 0, 0.0
-    for root in expand_capture_dirs(args.captures):
-        capture = load_capture(root, with_nocs=False)
-        if capture.gt is None or any(f.depth is None or f.mask is None for f in capture.frames):
-            print(f"{root.name}: skipped (needs depth, masks and true poses)")
-            continue
+    for root, capture in posed_rgbd_captures(args.captures):
         start = time.perf_counter()
         lights = [estimate_light(f.image, f.depth, f.mask, f.camera) for f in capture.frames]
         seconds += time.perf_counter() - start

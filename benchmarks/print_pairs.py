@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,9 +34,9 @@ def summary(errors: list[float], within_deg: float = WITHIN_DEG) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sparp_ros.capture import load_capture
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from rgbd_captures import posed_rgbd_captures
     from sparp_ros.conventions import invert_rigid, rotation_angle_deg
-    from sparp_ros.evaluation.run import expand_capture_dirs
     from sparp_ros.geometry.features import match_features, matched_placement, view_features
     from sparp_ros.geometry.measured import depth_noises, usable_depths
     from sparp_ros.geometry.registration import MATCH_GATE, RegistrationParams
@@ -45,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-matches", type=int, default=RegistrationParams.min_matches)
     args = parser.parse_args(argv)
     errors, views, pairs, seconds = [], 0, 0, 0.0
-    for root in expand_capture_dirs(args.captures):
-        capture = load_capture(root, with_nocs=False)
-        if capture.gt is None or any(f.depth is None or f.mask is None for f in capture.frames):
-            print(f"{root.name}: skipped (needs depth, masks and true poses)")
-            continue
+    for root, capture in posed_rgbd_captures(args.captures):
         usable = usable_depths(capture.frames)
         noises = depth_noises(usable)
         start = time.perf_counter()
