@@ -527,3 +527,26 @@ def test_a_view_placed_joins_the_anchors_of_the_views_placed_after_it(objects_di
     assert placements[1].fitness >= params.min_fitness
     assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 2.0
     assert _relative_error_deg(poses[0], poses[2], gt[0], gt[2]) < 6.0
+
+
+def test_a_view_with_little_overlap_keeps_the_models_turn_and_takes_its_position_from_the_surfaces(
+        objects_dir):
+    """View 1 overlaps the registered view 0 only 0.14 at the truth: too little for ICP to measure
+    its turn. Its model pose has the right turn but lies 2 cm off, where 68 % of its points fall
+    in the space view 0 saw empty, and the model's pose as it is cannot be placed. Moved onto
+    view 0's surface without turning, it is placed, its turn untouched and its position within
+    1 cm of the truth."""
+    from sparp_ros.geometry.registration import LOW_OVERLAP_VIOLATION, pair_fit, place_unregistered
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 120.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    clouds = [_cloud(v.points, params.voxel) for v in views]
+    assert pair_fit(views, clouds, 0, 1, gt[0] @ invert_rigid(gt[1]), params).fitness < params.min_fitness
+    start = [gt[0], gt[1].copy()]
+    start[1][1, 3] += 0.02
+    poses, placements = place_unregistered(views, start, [True, False], params)
+    assert len(placements) == 1 and placements[0].placed, placements[0].message
+    assert placements[0].violation <= LOW_OVERLAP_VIOLATION * params.max_violation
+    assert placements[0].correction_deg < 1e-6                     # the model's turn kept
+    assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 1e-6
+    relative, true = poses[0] @ invert_rigid(poses[1]), gt[0] @ invert_rigid(gt[1])
+    assert np.linalg.norm(relative[:3, 3] - true[:3, 3]) < 0.01
