@@ -35,8 +35,8 @@ from .model.backend import (DEFAULT_WEIGHTS, PER_VIEW_FRAME, REFERENCE_FRAME, Ba
                             VIEW_ANGLES_DEPTH_FOLDER,
                             VIEW_ANGLES_FOLDER,
                             make_backend)
-from .reconstruction import Reconstruction, ViewPose
-from .segmentation import SegmentationError
+from .reconstruction import Reconstruction, ViewPose, with_views_left_out
+from .segmentation import SegmentationError, crop_box_from_mask
 from .views import PreparedView, prepare_view, stack_cuts, stack_depth_cuts
 
 log = logging.getLogger("sparp_ros.pipeline")
@@ -189,8 +189,19 @@ class SparpPipeline:
     def _reconstruct(self, frames: list[Frame]) -> Reconstruction:
         timings: dict[str, float] = {}
         cfg = self.config
-        # 1. Check the input.
+        # 1. Check the input; a view whose object mask cannot be cut is left out (the others
+        #    measure the object as well as ever), every view left out is an error.
         self._check(frames)
+        left_out = self._unusable_masks(frames)
+        if left_out:
+            if len(left_out) == len(frames):
+                raise PipelineError("; ".join(f"view {k}: {why}" for k, why in left_out.items()))
+            kept = [k for k in range(len(frames)) if k not in left_out]
+            for k, why in left_out.items():
+                log.warning("view %d left out: %s", k, why)
+            recon = self._reconstruct([frames[k] for k in kept])
+            return with_views_left_out(recon, kept, left_out,
+                                       {k: frames[k].camera.K.tolist() for k in left_out})
         # 2. Segment and crop every view to the cell (intrinsics follow the crop).
         with _timed(timings, "crop"):
             views = [self.prepare_view(i, f) for i, f in enumerate(frames)]
@@ -428,6 +439,17 @@ class SparpPipeline:
         for i, f in enumerate(frames):
             if not isinstance(f, Frame):
                 raise PipelineError(f"view {i} is a {type(f).__name__}, expected capture.Frame")
+
+    @staticmethod
+    def _unusable_masks(frames: list[Frame]) -> dict[int, str]:
+        """The views whose object mask cannot be cut (view -> why, with the remedy)."""
+        out = {}
+        for i, f in enumerate(frames):
+            try:
+                crop_box_from_mask(f.mask)
+            except SegmentationError as exc:
+                out[i] = f"{exc} (give a mask: capture masks/ or the mask topic)"
+        return out
 
     def prepare_view(self, i: int, frame: Frame) -> PreparedView:
         """One view cut once for every stage (``views.prepare_view``): the model's cell, its

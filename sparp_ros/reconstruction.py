@@ -5,7 +5,7 @@ the CLI share this one type so that both report the same thing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,43 @@ class ViewPose:
     def confirmed(self) -> bool:
         """A pose that a measurement (TF, or the registered depth) confirmed."""
         return self.ok and self.pose_source in CONFIRMED_SOURCES
+
+
+def with_views_left_out(recon: "Reconstruction", kept: list[int], left_out: dict[int, str],
+                        cameras_K: dict[int, list]) -> "Reconstruction":
+    """``recon`` of the views ``kept`` (keyframe indices, in order) widened to every keyframe:
+    each view in ``left_out`` (index -> why) gets no pose (``ok`` False, ``message`` the reason)
+    and a blank crop, NOCS and mask of the cells' size, its camera the keyframe's
+    (``cameras_K``: index -> K). The per-stage records in ``extra`` keep the indices of the views
+    reconstructed; ``extra["view_indices"]`` maps them to the keyframes and
+    ``extra["left_out"]`` says which views were left out and why.
+
+    Why: a keyframe whose object mask is empty (the object out of view or hidden) would otherwise
+    fail the whole capture, though the other keyframes measure the object as well as ever."""
+    n = len(kept) + len(left_out)
+    if sorted(kept + list(left_out)) != list(range(n)):
+        raise ValueError(f"kept {kept} and left out {sorted(left_out)} must cover 0..{n - 1} once")
+    position = {k: a for a, k in enumerate(kept)}
+    cell = recon.nocs[0].shape[:2] if recon.nocs else (0, 0)
+    views, nocs, masks, crops, Ks = [], [], [], [], []
+    cell_cameras = recon.extra.get("cell_cameras", [])
+    for k in range(n):
+        if k in position:
+            a = position[k]
+            views.append(recon.views[a])
+            nocs.append(recon.nocs[a] if a < len(recon.nocs) else np.zeros((*cell, 3), np.float32))
+            masks.append(recon.nocs_masks[a] if a < len(recon.nocs_masks) else np.zeros(cell, bool))
+            crops.append(recon.crops[a] if a < len(recon.crops) else np.zeros((*cell, 3), np.uint8))
+            Ks.append(cell_cameras[a] if a < len(cell_cameras) else cameras_K[k])
+        else:
+            views.append(ViewPose(T_camera_object=None, ok=False, message=f"left out: {left_out[k]}"))
+            nocs.append(np.zeros((*cell, 3), np.float32))
+            masks.append(np.zeros(cell, bool))
+            crops.append(np.zeros((*cell, 3), np.uint8))
+            Ks.append(cameras_K[k])
+    extra = dict(recon.extra, cell_cameras=Ks, view_indices=list(kept),
+                 left_out={str(k): why for k, why in sorted(left_out.items())})
+    return replace(recon, views=views, nocs=nocs, nocs_masks=masks, crops=crops, extra=extra)
 
 
 @dataclass

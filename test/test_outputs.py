@@ -171,3 +171,25 @@ def test_the_title_names_backend_scale_source_and_the_measured_share():
         "mesh 42 vertices, 50% measured"]
     recon = dataclasses.replace(recon, mesh_measured=None)
     assert outputs.overview_title(recon)[-1] == "mesh 42 vertices, all inferred"
+
+
+def test_a_reconstruction_widened_by_views_left_out_keeps_every_keyframes_place():
+    """``with_views_left_out``: the kept views' results at their keyframes, blanks and a reason
+    at the others; indices that do not cover the keyframes once are refused."""
+    from sparp_ros.reconstruction import with_views_left_out
+    T = np.eye(4)
+    recon = Reconstruction(views=[ViewPose(T, True), ViewPose(2 * T, True)], scale=0.2,
+                           scale_source="depth", confidence=1.0, backend="oracle",
+                           nocs=[np.ones((8, 8, 3), np.float32)] * 2,
+                           nocs_masks=[np.ones((8, 8), bool)] * 2,
+                           crops=[np.full((8, 8, 3), 7, np.uint8)] * 2,
+                           extra={"cell_cameras": [[[1.0]], [[2.0]]]})
+    wide = with_views_left_out(recon, [0, 2], {1: "hidden"}, {1: [[9.0]]})
+    assert [v.ok for v in wide.views] == [True, False, True]
+    assert wide.views[2].T_camera_object[0, 0] == 2.0 and wide.views[1].message == "left out: hidden"
+    assert not wide.nocs_masks[1].any() and wide.nocs_masks[2].all()
+    assert wide.crops[1].shape == (8, 8, 3) and not wide.crops[1].any()
+    assert wide.extra["cell_cameras"] == [[[1.0]], [[9.0]], [[2.0]]]
+    assert wide.extra["view_indices"] == [0, 2] and wide.extra["left_out"] == {"1": "hidden"}
+    with pytest.raises(ValueError, match="cover"):
+        with_views_left_out(recon, [0, 1], {1: "hidden"}, {1: [[9.0]]})

@@ -709,3 +709,36 @@ def test_negative_geometry_threads_are_refused(captures):
     with pytest.raises(ValueError, match="geometry_threads"):
         SparpPipeline(PipelineConfig(backend="oracle", mesh=False, geometry_threads=-1))(
             captures[OBJECTS[0]].frames)
+
+
+def test_a_view_without_its_object_is_left_out_and_the_others_reconstructed(captures, caplog):
+    """View 1's object mask is empty (the object hidden or out of view): it is left out with a log
+    line and a message, its crop, NOCS and mask blank; the other three views get the poses they
+    get without it, and ``extra`` says which keyframes the per-stage records count."""
+    import logging
+    capture = captures[OBJECTS[1]]
+    frames = list(capture.frames)
+    frames[1] = Frame(frames[1].image, frames[1].camera, frames[1].depth,
+                      np.zeros_like(frames[1].mask), frames[1].nocs)
+    pipeline = SparpPipeline(PipelineConfig(backend="oracle", mesh=False))
+    with caplog.at_level(logging.WARNING, logger="sparp_ros.pipeline"):
+        recon = pipeline(frames)
+    assert "view 1 left out: object mask has 0 pixels" in caplog.text
+    assert len(recon.views) == 4 and not recon.views[1].ok and recon.views[1].T_camera_object is None
+    assert recon.views[1].message.startswith("left out: object mask has 0 pixels")
+    assert recon.extra["left_out"] == {"1": recon.views[1].message[len("left out: "):]}
+    assert recon.extra["view_indices"] == [0, 2, 3]
+    assert len(recon.nocs) == len(recon.nocs_masks) == len(recon.crops) == 4
+    assert not recon.nocs_masks[1].any() and recon.crops[1].shape == recon.crops[0].shape
+    assert len(recon.extra["cell_cameras"]) == 4
+    alone = pipeline([frames[k] for k in (0, 2, 3)])
+    for k, a in ((0, 0), (2, 1), (3, 2)):
+        assert recon.views[k].ok
+        np.testing.assert_allclose(recon.views[k].T_camera_object, alone.views[a].T_camera_object)
+    for k in (2, 3):
+        rel = recon.views[k].T_camera_object @ np.linalg.inv(recon.views[0].T_camera_object)
+        gt = capture.gt.T_camera_object[k] @ np.linalg.inv(capture.gt.T_camera_object[0])
+        assert rotation_angle_deg(rel[:3, :3] @ gt[:3, :3].T) < 2.0
+    everything_hidden = [Frame(f.image, f.camera, f.depth, np.zeros_like(f.mask), f.nocs) for f in frames]
+    with pytest.raises(PipelineError, match="view 0: object mask has 0 pixels.*view 3"):
+        pipeline(everything_hidden)
