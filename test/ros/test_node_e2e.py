@@ -215,6 +215,43 @@ def test_busy_then_reset(result, system, call_trigger, wait_for):
     assert not empty.success and empty.message.startswith("no keyframes yet")
 
 
+def test_a_keyframe_whose_object_is_hidden_is_left_out_not_the_capture(result, system, capture,
+                                                                        call_trigger, wait_for,
+                                                                        tmp_path):
+    """The object hidden from one camera: keyframe 1's mask on the mask topic is empty. The node
+    keeps the keyframe and reconstructs from the other three; our message marks keyframe 1 not
+    ok, the other views' poses match the truth as before, and the pose is published."""
+    import shutil
+
+    import cv2
+
+    from sparp_ros.ros.player import play
+
+    node, player, client = system
+    call_trigger(client.reset, 10.0)
+    root = tmp_path / "hidden"
+    shutil.copytree(capture.root, root)
+    mask_1 = root / "masks" / "001.png"
+    cv2.imwrite(str(mask_1), np.zeros_like(cv2.imread(str(mask_1), cv2.IMREAD_GRAYSCALE)))
+    for event in client.events.values():
+        event.clear()
+    published = play(root, node=player, rate_hz=5.0)
+    wait_for(lambda: len(node.buffer) == VIEWS, 20.0, f"{VIEWS} keyframes in the node")
+    response = call_trigger(client.reconstruct, PIPELINE_TIMEOUT_S)
+    assert response.success, response.message
+    assert client.events["recon"].wait(10.0) and client.events["pose"].wait(10.0)
+    recon = client.msgs["recon"]
+    stamp_to_view = {(s.sec, s.nanosec): i for i, s in published}
+    assert [stamp_to_view[(s.sec, s.nanosec)] for s in recon.view_stamps] == list(range(VIEWS))
+    assert list(recon.view_ok) == [True, False, True, True]
+    Rs = {i: messages.pose_to_matrix(recon.view_poses[i])[:3, :3] for i in (0, 2, 3)}
+    Rs_gt = [T[:3, :3] for T in capture.gt.T_camera_object]
+    for i, j in ((0, 2), (0, 3), (2, 3)):
+        err = rotation_angle_deg((Rs[i] @ Rs[j].T) @ (Rs_gt[i] @ Rs_gt[j].T).T)
+        assert err < MAX_ROTATION_ERROR_DEG, f"views {i},{j}: {err:.2f} deg"
+    assert call_trigger(client.reset, 10.0).success
+
+
 def _late_listener(context, executor, wait_for, child: str):
     """The transform of frame ``child`` that a /tf_static listener created now (after the
     reconstruction) receives, subscribed as tf2's listener does."""
