@@ -861,12 +861,15 @@ class SparpNodeCore:
         T = recon.views[view].T_camera_object
         q = messages.matrix_to_quaternion(T[:3, :3])
         ok = sum(v.ok for v in recon.views)
+        left_out = recon.extra.get("left_out") or {}
+        why = (f"; keyframes {', '.join(left_out)} left out ({next(iter(left_out.values()))})"
+               if left_out else "")
         return (f"pose of {self.object_frame} in {items[view][0].camera.frame_id}: "
                 f"t=[{T[0, 3]:.3f}, {T[1, 3]:.3f}, {T[2, 3]:.3f}] m, "
                 f"q(xyzw)=[{q[0]:.3f}, {q[1]:.3f}, {q[2]:.3f}, {q[3]:.3f}]; "
                 f"scale {recon.scale:.3f} m ({recon.scale_source}); "
                 f"confidence {recon.confidence:.2f}; {ok}/{len(recon.views)} views posed; "
-                f"backend {recon.backend}; {elapsed:.2f} s")
+                f"backend {recon.backend}; {elapsed:.2f} s{why}")
 
 
     # -- parameters at run time ------------------------------------------------------------------

@@ -239,6 +239,8 @@ def test_a_keyframe_whose_object_is_hidden_is_left_out_not_the_capture(result, s
     wait_for(lambda: len(node.buffer) == VIEWS, 20.0, f"{VIEWS} keyframes in the node")
     response = call_trigger(client.reconstruct, PIPELINE_TIMEOUT_S)
     assert response.success, response.message
+    assert "3/4 views posed" in response.message
+    assert "keyframes 1 left out (object mask has 0 pixels" in response.message, response.message
     assert client.events["recon"].wait(10.0) and client.events["pose"].wait(10.0)
     recon = client.msgs["recon"]
     stamp_to_view = {(s.sec, s.nanosec): i for i, s in published}
