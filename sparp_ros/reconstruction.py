@@ -67,17 +67,16 @@ def with_views_left_out(recon: "Reconstruction", kept: list[int], left_out: dict
     if sorted(kept + list(left_out)) != list(range(n)):
         raise ValueError(f"kept {kept} and left out {sorted(left_out)} must cover 0..{n - 1} once")
     position = {k: a for a, k in enumerate(kept)}
-    cell = recon.nocs[0].shape[:2] if recon.nocs else (0, 0)
+    cell = recon.nocs[0].shape[:2]
     views, nocs, masks, crops, Ks = [], [], [], [], []
-    cell_cameras = recon.extra.get("cell_cameras", [])
     for k in range(n):
         if k in position:
             a = position[k]
             views.append(recon.views[a])
-            nocs.append(recon.nocs[a] if a < len(recon.nocs) else np.zeros((*cell, 3), np.float32))
-            masks.append(recon.nocs_masks[a] if a < len(recon.nocs_masks) else np.zeros(cell, bool))
-            crops.append(recon.crops[a] if a < len(recon.crops) else np.zeros((*cell, 3), np.uint8))
-            Ks.append(cell_cameras[a] if a < len(cell_cameras) else cameras_K[k])
+            nocs.append(recon.nocs[a])
+            masks.append(recon.nocs_masks[a])
+            crops.append(recon.crops[a])
+            Ks.append(recon.extra["cell_cameras"][a])
         else:
             views.append(ViewPose(T_camera_object=None, ok=False, message=f"left out: {left_out[k]}"))
             nocs.append(np.zeros((*cell, 3), np.float32))

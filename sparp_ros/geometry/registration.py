@@ -1016,6 +1016,21 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
     group's pairs give it): the placement, and the members' poses where it is placed."""
     source = _union_cloud(views, group, params.voxel)
     trees: dict = {}                                       # the colour test's KD-trees
+
+    def judged(T: np.ndarray, moved: bool) -> tuple | None:
+        """(score, T, overlap, violations, colour, turn from the model's pose) of the placement
+        ``T`` levelled on the table (``_level_placement``); None when it turned further than
+        ``max_correction_deg``."""
+        T = _level_placement(T, views, group, poses, anchors)
+        correction = rotation_angle_deg(T[:3, :3])
+        if correction > params.max_correction_deg:
+            return None
+        fitness, violation, colour = _placement_fit(views, group, poses, anchors, source,
+                                                    target, T, params, trees)
+        return (candidate_score(fitness, violation, moved=moved, colour=colour,
+                                colour_weight=params.colour_weight),
+                T, fitness, violation, colour, correction)
+
     best = as_model = None
     # the model's own pose (turn 0) always: it is the fallback of a group with little overlap
     for angle in (0.0, *(a for a in params.azimuth_starts_deg if a != 0.0)):
@@ -1024,19 +1039,14 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
         # T maps the group's object frame into the registered views' object frame; a turned
         # start counts as a move even where ICP leaves it where it started
         for moved, T in _icp_candidates(source, target, init, params):
-            T = _level_placement(T, views, group, poses, anchors)
             moved = moved or angle != 0.0
-            correction = rotation_angle_deg(T[:3, :3])
-            if correction > params.max_correction_deg:
+            candidate = judged(T, moved)
+            if candidate is None:
                 continue
-            fitness, violation, colour = _placement_fit(views, group, poses, anchors, source,
-                                                        target, T, params, trees)
-            key = candidate_score(fitness, violation, moved=moved, colour=colour,
-                                  colour_weight=params.colour_weight)
-            if best is None or key > best[0]:
-                best = (key, T, fitness, violation, colour, correction)
+            if best is None or candidate[0] > best[0]:
+                best = candidate
             if not moved:
-                as_model = (key, T, fitness, violation, colour, correction)
+                as_model = candidate
     _, T, fitness, violation, colour, correction = best
     max_violation = params.max_violation
     if fitness < params.min_fitness:
@@ -1044,13 +1054,9 @@ def _place_group(views, group: dict[int, np.ndarray], poses: Sequence[np.ndarray
         # turn stands if it keeps well clear of the space the registered views saw empty. Its
         # position is what the surfaces still measure: moved without turning onto them
         # (_slide), where that agrees better than the model's own position
-        T = _level_placement(_slide(source, target, np.eye(4), params), views, group, poses, anchors)
-        fitness, violation, colour = _placement_fit(views, group, poses, anchors, source,
-                                                    target, T, params, trees)
-        slid = (candidate_score(fitness, violation, moved=True, colour=colour,
-                                colour_weight=params.colour_weight),
-                T, fitness, violation, colour, rotation_angle_deg(T[:3, :3]))
-        _, T, fitness, violation, colour, correction = max(as_model, slid, key=lambda c: c[0])
+        slid = judged(_slide(source, target, np.eye(4), params), moved=True)
+        _, T, fitness, violation, colour, correction = max(
+            (c for c in (as_model, slid) if c is not None), key=lambda c: c[0])
         max_violation = LOW_OVERLAP_VIOLATION * params.max_violation
     message = ("" if violation <= max_violation else
                f"{violation:.0%} of its points in the registered views' free space"
