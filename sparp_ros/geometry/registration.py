@@ -618,7 +618,8 @@ def _choose(candidates: Sequence[_Candidate], params: RegistrationParams,
 
 def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
                   T_ci_o: np.ndarray, params: RegistrationParams,
-                  trees: dict | None = None, prefer_first: bool = True) -> PairResult:
+                  trees: dict | None = None, prefer_first: bool = True,
+                  recentre: int = 1) -> PairResult:
     """ICP of view j's cloud onto view i's from each start ``T_ci_cj`` (the model's hypotheses,
     best first) and turns of it about the up axis (``azimuth_starts_deg``); the result that agrees
     best (fitness minus free-space violations minus ``colour_weight`` × the colour difference of
@@ -639,7 +640,18 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
     Where both views see the object's print (``RegistrationView.features``), its matches judge
     next, the same way: the placement most of them agree on (``features.matched_placement``)
     starts ICP too, and a candidate that ``min_matches`` of them agree with and whose surface
-    keeps the other view's free space is *confirmed by the print* (``_choose``)."""
+    keeps the other view's free space is *confirmed by the print* (``_choose``).
+
+    ``recentre``: where no candidate overlaps ``min_fitness``, the first ``recentre`` starts
+    (each turned by ``azimuth_starts_deg``) are tried again with the two clouds' centres made
+    to coincide (``_centred``): the ``RECENTRED_PICKS`` turns whose centred clouds overlap most
+    (:func:`_recentred_starts`); the winner is chosen among all. 0: never.
+    Why: the model's position of a view is the object centre its NOCS and depth agree on,
+    often centimetres off; where that keeps the two surfaces further apart than ICP's coarse
+    gate, no start of the model's finds their overlap, whatever its turn (seed 0's scissors:
+    two edge-on views 6° apart in turn but 9 cm apart overlap 0.00 from the model's start,
+    0.91 centred). The pairs of :func:`register_views` recentre the model's first hypothesis,
+    the search all round (:func:`search_all_round`) every one of its turns."""
     fine = params.fine_distance * params.object_size
     tables = (params.min_table_agreement > 0 and views[i].table is not None
               and views[j].table is not None)
@@ -655,12 +667,15 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
 
     candidates: list[_Candidate] = []
 
-    def run(start: np.ndarray, angles: Sequence[float], rank: int, model_start: bool) -> None:
+    def run(start: np.ndarray, angles: Sequence[float], rank: int, model_start: bool,
+            centred: bool = False) -> None:
         for angle in angles:
             # where both views see the table under the object, its tilt and height are measured:
             # every start and every ICP result keeps them (snap_to_support)
-            init = snap_to_support(_turn_about_up(start, T_ci_o, angle), views[i], views[j],
-                                   T_ci_o[:3, 3])
+            init = _turn_about_up(start, T_ci_o, angle)
+            if centred:
+                init = _centred(clouds[j], clouds[i], init)
+            init = snap_to_support(init, views[i], views[j], T_ci_o[:3, 3])
             # candidates: the start itself, fine ICP from it, coarse-then-fine ICP from it. ICP
             # slides partial surfaces towards more overlap; the free-space test says when that
             # slide went through space a camera saw empty, and the start (or the finer,
@@ -669,6 +684,8 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
             # colour joins when the starts' winners compete
             local = []
             placements = _icp_candidates(clouds[j], clouds[i], init, params)
+            if centred:
+                placements = [(True, T) for _, T in placements]     # a centred start moved too
             if not model_start:
                 # the table measured the turn, the object's surfaces measure the position best:
                 # ICP on a round object turns it freely, so the start's turn is also kept while
@@ -708,6 +725,13 @@ def register_pair(views, clouds, i: int, j: int, starts: Sequence[np.ndarray],
         if matched is not None:
             run(matched[0], (0.0,), len(starts) if prefer_first else 0, False)
     best, agreed = _choose(candidates, params)
+    if recentre and best.fit.fitness < params.min_fitness:
+        # the model's position may keep the surfaces further apart than ICP's gates reach: the
+        # starts' turns again, the position from the surfaces (RECENTRED_PICKS)
+        for start, angle in _recentred_starts(clouds[j], clouds[i], starts[:recentre],
+                                              params.azimuth_starts_deg, T_ci_o, params):
+            run(start, (angle,), 0, True, centred=True)
+        best, agreed = _choose(candidates, params)
     T, fit = best.T, best.fit
     correction = rotation_angle_deg(T[:3, :3] @ best.start[:3, :3].T)
     # the images only judge the winner (as a score term among the candidates they gained little:
@@ -761,6 +785,42 @@ def _slide(source, target, init: np.ndarray, params: RegistrationParams) -> np.n
             if np.linalg.norm(step) < 1e-5 * params.object_size:
                 break
     return T
+
+
+def _centred(source, target, init: np.ndarray) -> np.ndarray:
+    """``init`` moved without turning until the centre of ``source``'s points lies on the centre
+    of ``target``'s. Why not ``_slide``: the slide needs the surfaces within its coarse gate to
+    start; two views of a thin object seen from one side (the scissors' blade edge-on) are often
+    further apart at the model's position, while their centres nearly coincide at the truth."""
+    T = np.asarray(init, float).copy()
+    T[:3, 3] = (np.asarray(target.points).mean(axis=0)
+                - T[:3, :3] @ np.asarray(source.points).mean(axis=0))
+    return T
+
+
+RECENTRED_PICKS = 2
+"""How many recentred turns a pair that overlapped too little tries again (``register_pair``'s
+``recentre``): the ones whose centred clouds overlap most within the coarse gate. Each costs
+one start's ICP; every turn, centred and also slid onto the surface (``_slide``), cost 0.8 s a
+capture on the bar's captures, where the search all round recentres its twelve (README "A pair
+registered from its surfaces' centres")."""
+
+
+def _recentred_starts(source, target, starts: Sequence[np.ndarray], angles: Sequence[float],
+                      T_ci_o: np.ndarray, params: RegistrationParams) -> list[tuple[np.ndarray, float]]:
+    """The (start, turn about up) pairs of ``starts`` × ``angles`` to try again recentred: the
+    ``RECENTRED_PICKS`` whose clouds, centred (``_centred``), overlap most within the coarse
+    gate (earlier ones first on a tie)."""
+    import open3d as o3d
+    coarse = params.coarse_distance * params.object_size
+    ranked = []
+    for start in starts:
+        for angle in angles:
+            T = _centred(source, target, _turn_about_up(start, T_ci_o, angle))
+            overlap = o3d.pipelines.registration.evaluate_registration(source, target, coarse, T).fitness
+            ranked.append((-overlap, len(ranked), start, angle))
+    ranked.sort(key=lambda r: r[:2])
+    return [(start, angle) for _, _, start, angle in ranked[:RECENTRED_PICKS]]
 
 
 def _icp_candidates(source, target, init: np.ndarray, params: RegistrationParams
@@ -1217,7 +1277,7 @@ def search_all_round(views: Sequence[RegistrationView | None], poses: Sequence[n
         start = out[f] @ invert_rigid(out[k])
         starts = [_turn_about_up(start, out[f], float(a)) for a in turns]
         return register_pair(views, clouds, f, k, starts, out[f], single, trees,
-                             prefer_first=False)
+                             prefer_first=False, recentre=len(starts))
 
     for k in todo:
         best = None

@@ -550,3 +550,26 @@ def test_a_view_with_little_overlap_keeps_the_models_turn_and_takes_its_position
     assert _relative_error_deg(poses[0], poses[1], gt[0], gt[1]) < 1e-6
     relative, true = poses[0] @ invert_rigid(poses[1]), gt[0] @ invert_rigid(gt[1])
     assert np.linalg.norm(relative[:3, 3] - true[:3, 3]) < 0.01
+
+
+def test_a_pair_whose_model_start_keeps_its_surfaces_apart_is_registered_from_their_centres(
+        objects_dir):
+    """Two overlapping views of the bull (overlap 0.87), the model's start 6° off in turn and a
+    quarter of the object's size (4 cm) off in position: further apart than ICP's coarse gate,
+    so no start of the model's finds the overlap and the pair is untrusted. Recentred (the start's turn, the
+    clouds' centres together, or the start slid onto the surface), the pair is trusted and its
+    turn within 2° of the truth."""
+    from sparp_ros.geometry.registration import register_pair
+    views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
+    params = RegistrationParams(voxel=0.003, object_size=diagonal)
+    clouds = {k: _cloud(v.points, params.voxel, v.chromaticity) for k, v in enumerate(views)}
+    true = gt[0] @ invert_rigid(gt[1])
+    start = invert_rigid(_perturbed(invert_rigid(true), 6.0, 0.0, 4))
+    start[:3, 3] += 0.25 * diagonal * np.array([0.6, 0.0, 0.8])
+    assert params.coarse_distance < 0.25
+    apart = register_pair(views, clouds, 0, 1, [start], gt[0], params, recentre=0)
+    assert not apart.trusted and apart.fitness < params.min_fitness
+    pair = register_pair(views, clouds, 0, 1, [start], gt[0], params)
+    assert pair.trusted, pair.message
+    assert rotation_angle_deg(pair.T_ci_cj[:3, :3] @ true[:3, :3].T) < 2.0
+    assert np.linalg.norm(pair.T_ci_cj[:3, 3] - true[:3, 3]) < 0.01
