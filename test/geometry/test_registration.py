@@ -556,9 +556,9 @@ def test_a_pair_whose_model_start_keeps_its_surfaces_apart_is_registered_from_th
         objects_dir):
     """Two overlapping views of the bull (overlap 0.87), the model's start 6° off in turn and a
     quarter of the object's size (4 cm) off in position: further apart than ICP's coarse gate,
-    so no start of the model's finds the overlap and the pair is untrusted. Recentred (the start's turn, the
-    clouds' centres together, or the start slid onto the surface), the pair is trusted and its
-    turn within 2° of the truth."""
+    so no start of the model's finds the overlap and the pair is untrusted. Recentred (the
+    start's turn, the clouds' centres together), the pair is trusted, its turn within 2° and
+    its position within 1 cm of the truth."""
     from sparp_ros.geometry.registration import register_pair
     views, gt, diagonal = _views_and_truth(objects_dir, [0.0, 45.0], [20.0, 30.0])
     params = RegistrationParams(voxel=0.003, object_size=diagonal)
